@@ -1,0 +1,98 @@
+"""``siren-recon``: the command line.
+
+Every error the engine raises on purpose is printed as one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .engine.errors import ReconstructionError
+
+EXIT_USAGE = 2
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as bool, int, float or string, in that order."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    value: Any = raw
+    if raw.lower() in ("true", "false"):
+        value = raw.lower() == "true"
+    else:
+        for cast in (int, float):
+            try:
+                value = cast(raw)
+                break
+            except ValueError:
+                continue
+    return key.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="siren-recon", description="Point cloud to mesh with a SIREN SDF.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rec = sub.add_parser("reconstruct", help="reconstruct a point cloud file into a mesh file")
+    rec.add_argument("input", help="point cloud: .ply .pcd .xyz .xyzn .xyzrgb .pts")
+    rec.add_argument("-o", "--output", required=True, help="mesh: .ply .obj .stl .glb .gltf .off")
+    rec.add_argument("--iterations", type=int, help="training steps")
+    rec.add_argument("--resolution", type=int, help="marching-cubes grid along the longest side")
+    rec.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    rec.add_argument("--mode", choices=("auto", "oriented", "unoriented"), help="default auto")
+    rec.add_argument("--seed", type=int, help="seed of initialisation and sampling")
+    rec.add_argument("--checkpoint", help="also save the trained field here (re-mesh with `mesh`)")
+    rec.add_argument("--previews", help="write each preview mesh into this folder")
+    rec.add_argument("--render", help="write a PNG picture of the result (no display needed)")
+    rec.add_argument("--show", action="store_true", help="live Open3D window (needs a display)")
+    rec.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rec.add_argument(
+        "--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE",
+        help="any config field by dotted name, e.g. --set model.hidden_features=128 (repeatable)",
+    )
+
+    mesh = sub.add_parser("mesh", help="mesh a saved checkpoint again, at any resolution")
+    mesh.add_argument("checkpoint")
+    mesh.add_argument("-o", "--output", required=True)
+    mesh.add_argument("--resolution", type=int, required=True)
+    mesh.add_argument("--device", default="auto")
+    mesh.add_argument("--render", help="write a PNG picture of the result")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "reconstruct":
+            from .commands.reconstruct import run_reconstruct
+
+            return run_reconstruct(args)
+        if args.command == "mesh":
+            from .commands.reconstruct import run_mesh
+
+            return run_mesh(args)
+    except ReconstructionError as exc:
+        print(f"siren-recon: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("siren-recon: interrupted", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

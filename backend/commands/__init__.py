@@ -1,0 +1,1 @@
+"""One module per ``siren-recon`` sub-command; the CLI parser lives in :mod:`backend.cli`."""

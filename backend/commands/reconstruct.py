@@ -1,0 +1,130 @@
+"""``siren-recon reconstruct`` and ``siren-recon mesh``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ..engine.checkpoint import load_checkpoint, save_checkpoint
+from ..engine.config import ReconstructionConfig, apply_overrides
+from ..engine.errors import InputError, ReconstructionError
+from ..engine.events import MeshEvent, ProgressEvent
+from ..engine.pipeline import reconstruct_points
+from ..open3d_mode import MESH_FORMATS, import_open3d, read_point_cloud, to_open3d_mesh, write_mesh
+
+
+def config_from_args(args: argparse.Namespace) -> ReconstructionConfig:
+    overrides: dict[str, Any] = dict(args.overrides)
+    named = {
+        "train.iterations": args.iterations,
+        "mesh.resolution": args.resolution,
+        "train.device": args.device,
+        "mode": args.mode,
+        "train.seed": args.seed,
+    }
+    overrides.update({k: v for k, v in named.items() if v is not None})
+    return apply_overrides(ReconstructionConfig(), overrides)
+
+
+def check_output(path: str) -> None:
+    if Path(path).suffix.lower() not in MESH_FORMATS:
+        raise InputError(
+            f"{path!r}: unknown mesh format {Path(path).suffix or '(none)'!r}; use one of {', '.join(MESH_FORMATS)}",
+            "unknown_format",
+        )
+
+
+class LiveWindow:
+    """An Open3D window whose mesh is replaced by each preview (needs a display)."""
+
+    def __init__(self) -> None:
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise ReconstructionError("--show needs a display (DISPLAY or WAYLAND_DISPLAY is not set); use --render")
+        o3d = import_open3d()
+        self.vis = o3d.visualization.Visualizer()
+        if not self.vis.create_window("siren-recon", 960, 720):
+            raise ReconstructionError("--show could not open a window on this display")
+        self.mesh: Any = None
+
+    def update(self, event: MeshEvent) -> None:
+        mesh = to_open3d_mesh(event.vertices, event.faces)
+        mesh.paint_uniform_color([0.75, 0.75, 0.78])
+        if self.mesh is None:
+            self.vis.add_geometry(mesh, reset_bounding_box=True)
+        else:
+            self.vis.remove_geometry(self.mesh, reset_bounding_box=False)
+            self.vis.add_geometry(mesh, reset_bounding_box=False)
+        self.mesh = mesh
+        self.poll()
+
+    def poll(self) -> None:
+        self.vis.poll_events()
+        self.vis.update_renderer()
+
+    def hold(self) -> None:
+        """Keep the window open until the user closes it."""
+        while self.vis.poll_events():
+            self.vis.update_renderer()
+        self.vis.destroy_window()
+
+
+def run_reconstruct(args: argparse.Namespace) -> int:
+    check_output(args.output)
+    config = config_from_args(args)
+    points, normals, _ = read_point_cloud(args.input)
+    window = LiveWindow() if args.show else None
+    bar = tqdm(total=config.train.iterations, unit="it", disable=args.no_progress, file=sys.stderr)
+
+    def on_progress(event: ProgressEvent) -> None:
+        bar.set_postfix(loss=f"{event.losses['total']:.3g}", mode=event.mode, refresh=False)
+        bar.update(event.iteration - bar.n)
+        if window is not None:
+            window.poll()
+
+    def on_mesh(event: MeshEvent) -> None:
+        if args.previews and not event.final:
+            write_mesh(Path(args.previews) / f"preview_{event.iteration:06d}_r{event.resolution}.ply", event.vertices, event.faces)
+        if window is not None:
+            window.update(event)
+
+    try:
+        result = reconstruct_points(points, normals, config, on_progress=on_progress, on_mesh=on_mesh)
+    finally:
+        bar.close()
+    write_mesh(args.output, result.vertices, result.faces)
+    if args.checkpoint:
+        save_checkpoint(result.field, args.checkpoint)
+    if args.render:
+        from ..rendering import render_mesh_png
+
+        render_mesh_png(result.vertices, result.faces, args.render)
+    print(
+        f"{args.output}: {len(result.vertices)} vertices, {len(result.faces)} faces, mode {result.mode}, "
+        f"train {result.timings['train']:.1f} s, mesh {result.timings['mesh']:.1f} s",
+        file=sys.stderr,
+    )
+    if window is not None:
+        window.hold()
+    return 0
+
+
+def run_mesh(args: argparse.Namespace) -> int:
+    check_output(args.output)
+    field = load_checkpoint(args.checkpoint, args.device)
+    if not 8 <= args.resolution <= 2048:
+        raise ReconstructionError("--resolution must be in [8, 2048]")
+    vertices, faces = field.mesh(args.resolution)
+    if len(faces) == 0:
+        raise ReconstructionError("the checkpoint's field has no surface at this resolution")
+    write_mesh(args.output, vertices, faces)
+    if args.render:
+        from ..rendering import render_mesh_png
+
+        render_mesh_png(vertices, faces, args.render)
+    print(f"{args.output}: {len(vertices)} vertices, {len(faces)} faces", file=sys.stderr)
+    return 0

@@ -1,0 +1,67 @@
+"""Saving and loading a trained field: network weights, normalisation and config together.
+
+The file is a plain dict of tensors and builtins, loaded with ``torch.load(weights_only=True)``
+so that opening a checkpoint never runs code from it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .config import config_from_dict, config_to_dict
+from .device import resolve_device
+from .errors import CheckpointError, ConfigError
+from .model import Siren
+from .normalization import Normalization
+from .sdf_field import SdfField
+
+FORMAT = "siren-recon-checkpoint"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(field: SdfField, path: str | os.PathLike) -> None:
+    """Write ``field`` to ``path`` (parent folders are created)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "mode": field.mode,
+        "config": config_to_dict(field.config),
+        "normalization": field.normalization.to_dict(),
+        "bounds": [list(field.bounds[0]), list(field.bounds[1])],
+        "state_dict": {k: v.detach().cpu() for k, v in field.model.state_dict().items()},
+    }
+    torch.save(payload, target)
+
+
+def load_checkpoint(path: str | os.PathLike, device: str = "auto") -> SdfField:
+    """Read a checkpoint written by :func:`save_checkpoint` onto ``device``."""
+    source = Path(path)
+    if not source.is_file():
+        raise CheckpointError(f"checkpoint {str(source)!r} does not exist")
+    try:
+        payload = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt or foreign file
+        raise CheckpointError(f"checkpoint {str(source)!r} cannot be read: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{str(source)!r} is not a siren-recon checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint format version {payload.get('format_version')!r} is not supported "
+            f"(this build reads {FORMAT_VERSION})"
+        )
+    try:
+        config = config_from_dict(payload["config"])
+        model = Siren(config.model)
+        model.load_state_dict(payload["state_dict"])
+        normalization = Normalization.from_dict(payload["normalization"])
+        lo, hi = payload["bounds"]
+        bounds = (tuple(float(v) for v in lo), tuple(float(v) for v in hi))
+    except (KeyError, ValueError, TypeError, RuntimeError, ConfigError) as exc:
+        raise CheckpointError(f"checkpoint {str(source)!r} is incomplete or inconsistent: {exc}") from exc
+    model.to(resolve_device(device)).eval()
+    return SdfField(model, normalization, config, str(payload["mode"]), bounds)  # type: ignore[arg-type]

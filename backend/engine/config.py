@@ -1,0 +1,242 @@
+"""Typed configuration of a reconstruction.
+
+Every default lives here and nowhere else. The dataclasses nest into one
+:class:`ReconstructionConfig`; :func:`apply_overrides` sets fields from flat dotted keys
+(``"train.iterations"``), which is how the CLI and the wire protocol change them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+from .errors import ConfigError
+
+Mode = Literal["auto", "oriented", "unoriented"]
+MODES: tuple[str, ...] = ("auto", "oriented", "unoriented")
+INITS: tuple[str, ...] = ("siren", "sphere", "mfgi")
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the SIREN network."""
+
+    hidden_features: int = 256
+    """Width of every hidden sine layer."""
+    hidden_layers: int = 3
+    """Number of hidden sine layers after the first one (the paper's SDF net uses 3)."""
+    omega_0: float = 30.0
+    """Frequency factor of the sine layers, ``sin(omega_0 * (W x + b))``."""
+    init: str = "mfgi"
+    """``siren`` (the paper's), ``sphere`` or ``mfgi`` (geometric, see geometric_init)."""
+    init_radius: float = 0.5
+    """Radius of the starting sphere of the geometric initialisations, in unit coordinates."""
+
+
+@dataclass
+class SamplingConfig:
+    """How many points each training step draws, and where.
+
+    See :mod:`backend.engine.sampling` for why the off-surface points are split between the
+    padded box and a band around the surface.
+    """
+
+    surface_points: int = 5000
+    """On-surface points drawn from the cloud each step."""
+    box_points: int = 3500
+    """Off-surface points uniform in the padded box ``[-1, 1]^3`` each step."""
+    near_points: int = 1500
+    """Points jittered off the cloud each step (eikonal only, see sampling)."""
+    near_sigma: float = 0.02
+    """Standard deviation of the jitter of the near points, in normalised units."""
+
+
+@dataclass
+class OrientedLossWeights:
+    """Weights of the SIREN loss (Sitzmann et al. 2020, eq. 6) with the paper code's defaults."""
+
+    surface: float = 3e3
+    """Weight of ``|f|`` on the surface points."""
+    normal: float = 1e2
+    """Weight of ``1 - cos(grad f, n)`` on the surface points."""
+    eikonal: float = 5e1
+    """Weight of ``| |grad f| - 1 |`` on all points."""
+    off_surface: float = 1e2
+    """Weight of ``exp(-alpha |f|)`` on the box points."""
+    off_surface_alpha: float = 100.0
+    """The ``alpha`` of the off-surface term."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings."""
+
+    iterations: int = 2000
+    """Adam steps."""
+    learning_rate: float = 1e-4
+    """Adam learning rate (the paper's value for SDFs)."""
+    lr_decay_final: float = 0.1
+    """Learning rate at the last step as a fraction of ``learning_rate`` (cosine decay)."""
+    grad_clip: float = 1.0
+    """Maximum global norm of the parameter gradient; 0 disables clipping."""
+    device: str = "auto"
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    seed: int = 0
+    """Seed of the network initialisation and of the point sampling."""
+    progress_every: int = 25
+    """A progress callback every this many steps (and at the last one)."""
+    threads: int = 0
+    """CPU threads for torch; 0 leaves torch's default."""
+
+
+@dataclass
+class MeshConfig:
+    """Extraction of the final mesh."""
+
+    resolution: int = 256
+    """Grid points along the longest side of the padded bounding box."""
+    chunk_points: int = 131072
+    """SDF evaluations per batch: bounds the memory of meshing, not its result."""
+    min_component_fraction: float = 0.01
+    """Drop connected pieces with less than this share of the total area; 0 keeps all."""
+    padding: float = 0.05
+    """Extra margin around the cloud's box, as a fraction of its longest side."""
+
+
+@dataclass
+class PreviewConfig:
+    """Progressive meshes while training: when, and at what resolution."""
+
+    enabled: bool = True
+    """Whether previews are produced at all (the final mesh always is)."""
+    first_iteration: int = 100
+    """Iteration of the first (coarse) preview."""
+    growth: float = 2.0
+    """Each later preview comes this many times as many iterations after the first."""
+    min_resolution: int = 48
+    """Resolution of the first preview."""
+    max_resolution: int = 128
+    """Resolution of the last previews (the final mesh uses ``MeshConfig.resolution``)."""
+
+
+@dataclass
+class ReconstructionConfig:
+    """Everything that decides a reconstruction."""
+
+    mode: str = "auto"
+    """``oriented`` (normals given), ``unoriented`` or ``auto`` (oriented when normals exist)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    loss: OrientedLossWeights = field(default_factory=OrientedLossWeights)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    preview: PreviewConfig = field(default_factory=PreviewConfig)
+
+    def __post_init__(self) -> None:
+        validate_config(self)
+
+
+def validate_config(config: ReconstructionConfig) -> None:
+    """Raise :class:`ConfigError` naming the first field with an impossible value."""
+    checks: list[tuple[bool, str]] = [
+        (config.mode in MODES, f"mode must be one of {MODES}, got {config.mode!r}"),
+        (config.model.hidden_features >= 1, "model.hidden_features must be >= 1"),
+        (config.model.hidden_layers >= 0, "model.hidden_layers must be >= 0"),
+        (config.model.omega_0 > 0, "model.omega_0 must be > 0"),
+        (config.model.init in INITS, f"model.init must be one of {INITS}, got {config.model.init!r}"),
+        (0 < config.model.init_radius < 1, "model.init_radius must be in (0, 1)"),
+        (config.sampling.surface_points >= 1, "sampling.surface_points must be >= 1"),
+        (config.sampling.box_points >= 1, "sampling.box_points must be >= 1"),
+        (config.sampling.near_points >= 0, "sampling.near_points must be >= 0"),
+        (config.sampling.near_sigma > 0, "sampling.near_sigma must be > 0"),
+        (config.train.iterations >= 1, "train.iterations must be >= 1"),
+        (config.train.learning_rate > 0, "train.learning_rate must be > 0"),
+        (0 < config.train.lr_decay_final <= 1, "train.lr_decay_final must be in (0, 1]"),
+        (config.train.grad_clip >= 0, "train.grad_clip must be >= 0"),
+        (config.train.progress_every >= 1, "train.progress_every must be >= 1"),
+        (config.train.threads >= 0, "train.threads must be >= 0"),
+        (8 <= config.mesh.resolution <= 2048, "mesh.resolution must be in [8, 2048]"),
+        (config.mesh.chunk_points >= 1024, "mesh.chunk_points must be >= 1024"),
+        (0 <= config.mesh.min_component_fraction < 1, "mesh.min_component_fraction must be in [0, 1)"),
+        (0 <= config.mesh.padding <= 1, "mesh.padding must be in [0, 1]"),
+        (config.preview.first_iteration >= 1, "preview.first_iteration must be >= 1"),
+        (config.preview.growth > 1, "preview.growth must be > 1"),
+        (8 <= config.preview.min_resolution <= config.preview.max_resolution,
+         "preview resolutions must satisfy 8 <= min_resolution <= max_resolution"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def config_to_dict(config: ReconstructionConfig) -> dict[str, Any]:
+    """Plain nested dict of builtins (safe for msgpack, JSON and ``torch.load(weights_only=True)``)."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> ReconstructionConfig:
+    """Inverse of :func:`config_to_dict`; unknown keys raise :class:`ConfigError`."""
+    return apply_overrides(ReconstructionConfig(), _flatten(data))
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def apply_overrides(config: ReconstructionConfig, overrides: Mapping[str, Any]) -> ReconstructionConfig:
+    """Return a copy of ``config`` with dotted keys set, type-checked against the dataclasses.
+
+    ``{"train.iterations": 500, "mode": "oriented"}`` sets two fields. Ints are accepted for
+    float fields; anything else of the wrong type, or an unknown key, raises :class:`ConfigError`.
+    """
+    updated = dataclasses.replace(config)
+    for section in dataclasses.fields(updated):
+        value = getattr(updated, section.name)
+        if dataclasses.is_dataclass(value):
+            setattr(updated, section.name, dataclasses.replace(value))
+    for key, value in overrides.items():
+        parts = str(key).split(".")
+        target: Any = updated
+        for part in parts[:-1]:
+            if not dataclasses.is_dataclass(target) or part not in _field_names(target):
+                raise ConfigError(f"unknown config key {key!r}")
+            target = getattr(target, part)
+        leaf = parts[-1]
+        if not dataclasses.is_dataclass(target) or leaf not in _field_names(target):
+            raise ConfigError(f"unknown config key {key!r}")
+        current = getattr(target, leaf)
+        if dataclasses.is_dataclass(current):
+            raise ConfigError(f"config key {key!r} names a section, not a field")
+        setattr(target, leaf, _coerce(key, current, value))
+    validate_config(updated)
+    return updated
+
+
+def _field_names(obj: Any) -> set[str]:
+    return {f.name for f in dataclasses.fields(obj)}
+
+
+def _coerce(key: str, current: Any, value: Any) -> Any:
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(current, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(current, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(current, str):
+        if isinstance(value, str):
+            return value
+    raise ConfigError(
+        f"config key {key!r} expects {type(current).__name__}, got {type(value).__name__} {value!r}"
+    )

@@ -1,0 +1,55 @@
+"""What the engine reports while it works: plain dataclasses, no torch, no transport."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Loss terms and speed at one training step."""
+
+    iteration: int
+    """Steps done so far (1-based: the first step reports 1)."""
+    total: int
+    """Steps planned."""
+    losses: dict[str, float]
+    """Named loss terms, already weighted, plus ``total``."""
+    iterations_per_second: float
+    eta_seconds: float
+    mode: str
+    """``oriented`` or ``unoriented``: the mode actually used."""
+
+
+@dataclass(frozen=True)
+class MeshEvent:
+    """A mesh extracted during (preview) or after (final) training, in input coordinates."""
+
+    iteration: int
+    resolution: int
+    vertices: np.ndarray
+    """float32, shape (V, 3)."""
+    faces: np.ndarray
+    """uint32, shape (F, 3), counter-clockwise seen from outside."""
+    final: bool
+
+
+@dataclass
+class ReconstructionResult:
+    """The final mesh and what it took to make it."""
+
+    vertices: np.ndarray
+    """float32, shape (V, 3), in the input's coordinates."""
+    faces: np.ndarray
+    """uint32, shape (F, 3), outward-facing."""
+    mode: str
+    """The mode used (``oriented`` or ``unoriented``), never ``auto``."""
+    stats: dict[str, float] = field(default_factory=dict)
+    """Final loss terms, point and triangle counts."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent in ``train`` and ``mesh``."""
+    field: Any = None
+    """The trained :class:`~backend.engine.sdf_field.SdfField`, to save or re-mesh (not sent anywhere)."""

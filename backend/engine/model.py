@@ -1,0 +1,71 @@
+"""The SIREN network (Sitzmann et al. 2020): sine layers and a linear output."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+
+
+class SineLayer(nn.Module):
+    """``sin(omega_0 * (W x + b))`` with the paper's initialisation.
+
+    The first layer draws ``W ~ U(-1/n, 1/n)`` so that ``omega_0 * W x`` spans a few periods over
+    the unit cube; later layers draw ``W ~ U(-sqrt(6/n)/omega_0, sqrt(6/n)/omega_0)`` so that the
+    pre-activations stay standard-normal-like through depth (the paper's section 3.2).
+    """
+
+    def __init__(self, in_features: int, out_features: int, omega_0: float, is_first: bool) -> None:
+        super().__init__()
+        self.omega_0 = float(omega_0)
+        self.is_first = is_first
+        self.linear = nn.Linear(in_features, out_features)
+        bound = 1.0 / in_features if is_first else math.sqrt(6.0 / in_features) / self.omega_0
+        with torch.no_grad():
+            self.linear.weight.uniform_(-bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.omega_0 * self.linear(x))
+
+
+class Siren(nn.Module):
+    """Maps points of ``[-1, 1]^3`` to signed distances.
+
+    ``hidden_layers + 1`` sine layers of ``hidden_features`` units, then a linear layer to one
+    output, initialised like a hidden layer (as in the paper's code).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        width = config.hidden_features
+        layers = [SineLayer(3, width, config.omega_0, is_first=True)]
+        layers += [SineLayer(width, width, config.omega_0, is_first=False) for _ in range(config.hidden_layers)]
+        self.layers = nn.ModuleList(layers)
+        self.output = nn.Linear(width, 1)
+        bound = math.sqrt(6.0 / width) / config.omega_0
+        with torch.no_grad():
+            self.output.weight.uniform_(-bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Signed distance at each row of ``x`` (shape (B, 3)) as shape (B,)."""
+        h = x
+        for layer in self.layers:
+            h = layer(h)
+        return self.output(h).squeeze(-1)
+
+
+def sdf_and_gradient(model: nn.Module, x: torch.Tensor, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Values ``f(x)`` (B,) and spatial gradients ``grad f(x)`` (B, 3) by autograd.
+
+    ``create_graph=True`` keeps the graph so that a loss on the gradient can be back-propagated
+    (the double backward of the SIREN loss).
+    """
+    if not x.requires_grad:
+        x = x.requires_grad_(True)
+    f = model(x)
+    (grad,) = torch.autograd.grad(f.sum(), x, create_graph=create_graph)
+    return f, grad

@@ -1,0 +1,111 @@
+"""The optimisation loop: Adam on the SIREN loss, with progress, previews and cancellation.
+
+The trainer reports through callbacks and never prints; it reads loss values back from the
+device only every ``progress_every`` steps, so a GPU is not stalled by host syncs each step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import torch
+
+from .config import PreviewConfig, ReconstructionConfig
+from .errors import Cancelled
+from .events import ProgressEvent
+from .losses import oriented_loss
+from .model import Siren, sdf_and_gradient
+from .sampling import Batch, PointSampler
+
+ProgressCallback = Callable[[ProgressEvent], None]
+PreviewCallback = Callable[[int, int], None]
+"""Called as ``preview(iteration, resolution)`` on the preview schedule."""
+CancelCheck = Callable[[], bool]
+
+
+def preview_schedule(config: PreviewConfig, iterations: int) -> list[tuple[int, int]]:
+    """Iterations and resolutions of the preview meshes.
+
+    The first comes early (``first_iteration``) at a coarse resolution, so a user sees a shape
+    within seconds; later ones come at geometrically growing intervals with resolutions rising
+    towards ``max_resolution``, so the cost of previews stays a small share of training.
+    """
+    if not config.enabled:
+        return []
+    steps: list[int] = []
+    it = float(config.first_iteration)
+    while it < iterations:
+        steps.append(int(it))
+        it *= config.growth
+    if not steps:
+        return []
+    if len(steps) == 1:
+        return [(steps[0], config.min_resolution)]
+    ratio = config.max_resolution / config.min_resolution
+    return [
+        (step, int(round(config.min_resolution * ratio ** (i / (len(steps) - 1)))))
+        for i, step in enumerate(steps)
+    ]
+
+
+def compute_loss(model: Siren, batch: Batch, config: ReconstructionConfig) -> dict[str, torch.Tensor]:
+    """Loss terms of one batch for the oriented mode."""
+    points = torch.cat([batch.surface, batch.box, batch.near]).requires_grad_(True)
+    f, grad = sdf_and_gradient(model, points)
+    s, b = len(batch.surface), len(batch.box)
+    if batch.normals is None:
+        raise ValueError("the oriented loss needs normals")
+    return oriented_loss(
+        f[:s], grad[:s], batch.normals, f[s : s + b], grad[s : s + b], grad[s + b :], config.loss
+    )
+
+
+def train(
+    model: Siren,
+    sampler: PointSampler,
+    config: ReconstructionConfig,
+    mode: str,
+    on_progress: ProgressCallback | None = None,
+    on_preview: PreviewCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+) -> dict[str, float]:
+    """Run ``config.train.iterations`` steps; return the last loss terms as floats.
+
+    Raises :class:`Cancelled` before the next step once ``should_cancel()`` is true.
+    """
+    cfg = config.train
+    total = cfg.iterations
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    final = cfg.lr_decay_final
+
+    def lr_factor(step: int) -> float:
+        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * step / max(1, total)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
+    previews = dict(preview_schedule(config.preview, total))
+    model.train()
+    started = time.perf_counter()
+    window_start, window_iteration = started, 0
+    last: dict[str, float] = {}
+    for step in range(1, total + 1):
+        if should_cancel is not None and should_cancel():
+            raise Cancelled(f"cancelled after {step - 1} of {total} iterations")
+        terms = compute_loss(model, sampler.sample(), config)
+        optimiser.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimiser.step()
+        scheduler.step()
+        if step % cfg.progress_every == 0 or step == total:
+            last = {name: float(value.detach()) for name, value in terms.items()}
+            now = time.perf_counter()
+            rate = (step - window_iteration) / max(now - window_start, 1e-9)
+            window_start, window_iteration = now, step
+            if on_progress is not None:
+                on_progress(ProgressEvent(step, total, last, rate, (total - step) / rate, mode))
+        if on_preview is not None and step in previews:
+            on_preview(step, previews[step])
+    return last

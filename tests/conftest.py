@@ -1,0 +1,20 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from .shapes import DATA
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def spot_cloud() -> tuple[np.ndarray, np.ndarray]:
+    """The bundled 10k-point sample of Spot (public domain), points and normals."""
+    import open3d as o3d
+
+    cloud = o3d.io.read_point_cloud(str(DATA / "spot_sample.ply"))
+    return np.asarray(cloud.points).copy(), np.asarray(cloud.normals).copy()

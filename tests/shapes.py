@@ -1,0 +1,39 @@
+"""Small configurations and shapes that train in seconds on a CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from backend.engine.config import ReconstructionConfig, apply_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+
+SMALL = {
+    "model.hidden_features": 64,
+    "model.hidden_layers": 2,
+    "sampling.surface_points": 1500,
+    "sampling.box_points": 1000,
+    "sampling.near_points": 500,
+    "train.iterations": 200,
+    "train.learning_rate": 5e-4,
+    "mesh.resolution": 48,
+    "preview.enabled": False,
+}
+
+
+def small_config(**overrides: object) -> ReconstructionConfig:
+    """A network and batch small enough to train in a few seconds; dotted keys with '__' for '.'."""
+    merged = dict(SMALL)
+    merged.update({key.replace("__", "."): value for key, value in overrides.items()})
+    return apply_overrides(ReconstructionConfig(), merged)
+
+
+def sphere_cloud(count: int = 2000, radius: float = 1.0, centre=(0.0, 0.0, 0.0), seed: int = 0):
+    """Points uniform on a sphere with their outward normals."""
+    rng = np.random.default_rng(seed)
+    normals = rng.normal(size=(count, 3))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    return normals * radius + np.asarray(centre), normals

@@ -1,0 +1,55 @@
+"""The SIREN network: the paper's initialisation and its derivatives."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from backend.engine.config import ModelConfig
+from backend.engine.model import Siren, sdf_and_gradient
+
+
+def test_initialisation_bounds_follow_the_paper():
+    torch.manual_seed(0)
+    model = Siren(ModelConfig(hidden_features=256, hidden_layers=3, init="siren"))
+    first = model.layers[0].linear.weight
+    assert first.abs().max() <= 1.0 / 3.0
+    assert first.abs().max() > 0.9 / 3.0  # uniform, so the bound is nearly reached
+    for layer in list(model.layers[1:]) + [model.output]:
+        bound = math.sqrt(6.0 / 256) / 30.0
+        weight = layer.linear.weight if hasattr(layer, "linear") else layer.weight
+        assert weight.abs().max() <= bound
+        # U(-b, b) has standard deviation b / sqrt(3)
+        assert abs(float(weight.detach().std()) - bound / math.sqrt(3.0)) < 0.05 * bound
+
+
+def test_activation_statistics_are_depth_independent():
+    """Sec. 3.2 of the paper: with this init, omega_0 * W x has unit standard deviation in every
+    hidden layer and the sine outputs follow the arcsine law (variance 1/2), whatever the depth."""
+    torch.manual_seed(1)
+    model = Siren(ModelConfig(hidden_features=512, hidden_layers=5, init="siren"))
+    x = torch.rand(4096, 3) * 2 - 1
+    h = model.layers[0](x)
+    with torch.no_grad():
+        for layer in model.layers[1:]:
+            pre = layer.omega_0 * (h @ layer.linear.weight.T)
+            assert 0.85 < float(pre.std()) < 1.15
+            h = layer(h)
+            assert abs(float(h.var()) - 0.5) < 0.06
+            assert abs(float(h.mean())) < 0.1
+
+
+def test_autograd_gradient_matches_finite_differences():
+    torch.manual_seed(2)
+    model = Siren(ModelConfig(hidden_features=64, hidden_layers=2, init="siren")).double()
+    x = (torch.rand(64, 3, dtype=torch.float64) * 2 - 1).requires_grad_(True)
+    _, grad = sdf_and_gradient(model, x, create_graph=False)
+    eps = 1e-6
+    numeric = torch.zeros_like(grad)
+    with torch.no_grad():
+        for axis in range(3):
+            step = torch.zeros(3, dtype=torch.float64)
+            step[axis] = eps
+            numeric[:, axis] = (model(x + step) - model(x - step)) / (2 * eps)
+    assert torch.allclose(grad, numeric, rtol=1e-5, atol=1e-6)

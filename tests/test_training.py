@@ -1,0 +1,118 @@
+"""Real training on small shapes, on the CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.engine.checkpoint import load_checkpoint, save_checkpoint
+from backend.engine.errors import Cancelled, CheckpointError
+from backend.engine.events import MeshEvent, ProgressEvent
+from backend.engine.meshing import component_labels
+from backend.engine.pipeline import reconstruct_points, train_field
+from backend.engine.trainer import preview_schedule
+from backend.engine.config import PreviewConfig
+
+from .shapes import small_config, sphere_cloud
+
+CENTRE = np.array([5.0, 1.0, -3.0])
+
+
+@pytest.fixture(scope="module")
+def sphere_result():
+    points, normals = sphere_cloud(2000, radius=2.0, centre=CENTRE)
+    progress: list[ProgressEvent] = []
+    meshes: list[MeshEvent] = []
+    config = small_config(preview__enabled=True, preview__first_iteration=50, train__progress_every=20)
+    result = reconstruct_points(points, normals, config, on_progress=progress.append, on_mesh=meshes.append)
+    return result, progress, meshes
+
+
+def test_sphere_radius_is_recovered_within_two_percent_of_the_box(sphere_result):
+    result, _, _ = sphere_result
+    radii = np.linalg.norm(result.vertices - CENTRE, axis=1)
+    box = 4.0  # the cloud's bounding box side
+    assert abs(float(np.median(radii)) - 2.0) < 0.02 * box
+    assert np.abs(radii - 2.0).max() < 0.05 * box
+    assert component_labels(len(result.vertices), result.faces)[0] == 1
+    assert result.mode == "oriented"
+    assert result.vertices.dtype == np.float32 and result.faces.dtype == np.uint32
+
+
+def test_progress_and_previews_arrive_on_schedule(sphere_result):
+    result, progress, meshes = sphere_result
+    assert [e.iteration for e in progress] == list(range(20, 201, 20))
+    assert all(set(e.losses) >= {"surface", "normal", "eikonal", "off_surface", "total"} for e in progress)
+    assert progress[-1].losses["total"] < progress[0].losses["total"]
+    assert all(e.mode == "oriented" and e.iterations_per_second > 0 for e in progress)
+    previews = [m for m in meshes if not m.final]
+    assert [(m.iteration, m.resolution) for m in previews] == preview_schedule(
+        PreviewConfig(first_iteration=50), 200
+    )
+    assert meshes[-1].final and len(meshes[-1].faces) == len(result.faces)
+    assert all(len(m.faces) > 0 for m in previews)
+
+
+def test_preview_schedule_grows_in_steps_and_resolution():
+    schedule = preview_schedule(PreviewConfig(first_iteration=100, growth=2.0, min_resolution=32, max_resolution=128), 2000)
+    assert [s for s, _ in schedule] == [100, 200, 400, 800, 1600]
+    resolutions = [r for _, r in schedule]
+    assert resolutions[0] == 32 and resolutions[-1] == 128
+    assert resolutions == sorted(resolutions)
+    assert preview_schedule(PreviewConfig(enabled=False), 2000) == []
+
+
+def test_mesh_follows_the_input_when_moved_and_scaled():
+    points, normals = sphere_cloud(1500, radius=1.0, seed=3)
+    points = points * np.array([1.0, 0.7, 0.5])  # an ellipsoid, so orientation matters
+    normals = normals / np.array([1.0, 0.7, 0.5])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    config = small_config(train__iterations=60, mesh__resolution=32)
+    base = reconstruct_points(points, normals, config)
+    scale, shift = 37.5, np.array([-120.0, 4.0, 1e3])
+    moved = reconstruct_points(points * scale + shift, normals, config)
+    np.testing.assert_array_equal(base.faces, moved.faces)
+    np.testing.assert_allclose(moved.vertices, base.vertices * scale + shift, rtol=0, atol=1e-3 * scale)
+
+
+def test_cancellation_stops_within_one_step():
+    points, normals = sphere_cloud(500)
+    steps: list[int] = []
+    calls = {"n": 0}
+
+    def should_cancel() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 7
+
+    with pytest.raises(Cancelled, match="after 7 of"):
+        train_field(
+            points, normals, small_config(train__progress_every=1),
+            on_progress=lambda e: steps.append(e.iteration), should_cancel=should_cancel,
+        )
+    assert steps == list(range(1, 8))
+
+
+def test_checkpoint_round_trip_gives_identical_sdf(tmp_path):
+    points, normals = sphere_cloud(500)
+    field, _ = train_field(points, normals, small_config(train__iterations=30))
+    path = tmp_path / "field.pt"
+    save_checkpoint(field, path)
+    loaded = load_checkpoint(path, "cpu")
+    probe = np.random.default_rng(0).uniform(-1.5, 1.5, size=(1000, 3))
+    np.testing.assert_array_equal(field.sdf(probe), loaded.sdf(probe))
+    assert loaded.mode == field.mode and loaded.config == field.config
+    v1, f1 = field.mesh(24)
+    v2, f2 = loaded.mesh(24)
+    np.testing.assert_array_equal(f1, f2)
+    np.testing.assert_array_equal(v1, v2)
+    finer_v, _ = loaded.mesh(40)
+    assert len(finer_v) > len(v1)
+
+
+def test_a_foreign_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "not.pt"
+    path.write_bytes(b"hello")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
