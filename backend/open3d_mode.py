@@ -17,6 +17,7 @@ from .engine.config import ReconstructionConfig
 from .engine.errors import InputError, ReconstructionError
 from .engine.events import MeshEvent, ProgressEvent
 from .engine.pipeline import reconstruct_points
+from .glb import write_glb
 
 POINT_FORMATS = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts")
 MESH_FORMATS = (".ply", ".obj", ".stl", ".glb", ".gltf", ".off")
@@ -58,6 +59,10 @@ def read_point_cloud(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | 
         )
     if not source.is_file():
         raise InputError(f"{str(source)!r} does not exist", "unreadable_file")
+    if source.suffix.lower() == ".ply":
+        with open(source, "rb") as handle:
+            if handle.read(3) != b"ply":
+                raise InputError(f"{str(source)!r} could not be read as a point cloud: not a PLY file", "unreadable_file")
     o3d = import_open3d()
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
         cloud = o3d.io.read_point_cloud(str(source))
@@ -91,8 +96,11 @@ def write_mesh(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray)
             f"use one of {', '.join(MESH_FORMATS)}",
             "unknown_format",
         )
-    o3d = import_open3d()
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.suffix.lower() == ".glb":
+        write_glb(target, vertices, faces)
+        return
+    o3d = import_open3d()
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
         ok = o3d.io.write_triangle_mesh(str(target), to_open3d_mesh(vertices, faces))
     if not ok:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from backend.engine.meshing import component_labels, extract_mesh, face_areas, remove_small_components
+from backend.engine.meshing import (
+    component_labels,
+    drop_unsupported_components,
+    extract_mesh,
+    face_areas,
+    remove_small_components,
+)
 
 
 def sphere(radius: float, centre=(0.0, 0.0, 0.0)):
@@ -53,3 +59,24 @@ def test_small_components_are_removed_and_large_kept():
     assert abs(face_areas(kept_v, kept_f).sum() - 4 * np.pi * 0.25) < 0.05
     untouched = remove_small_components(verts, faces, 0.0)
     assert len(untouched[1]) == len(faces)
+
+
+def test_pieces_without_input_points_nearby_are_dropped():
+    """A detached sheet with no cloud point near it (ghost geometry) goes; the supported part stays,
+    even when the ghost is the larger one."""
+    from scipy.spatial import cKDTree
+
+    lo, hi = np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 1.0])
+    real, ghost = sphere(0.3, (-0.5, 0, 0)), sphere(0.4, (0.45, 0, 0))
+    verts, faces = extract_mesh(lambda x: torch.minimum(real(x), ghost(x)), lo, hi, 64, 8192, torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    directions = rng.normal(size=(2000, 3))
+    cloud = directions / np.linalg.norm(directions, axis=1, keepdims=True) * 0.3 + [-0.5, 0, 0]
+    kept_v, kept_f = drop_unsupported_components(verts, faces, cKDTree(cloud), 0.02, 0.5)
+    assert component_labels(len(kept_v), kept_f)[0] == 1
+    assert np.abs(np.linalg.norm(kept_v - [-0.5, 0, 0], axis=1) - 0.3).max() < 0.01
+    # with no share required, nothing is dropped
+    assert len(drop_unsupported_components(verts, faces, cKDTree(cloud), 0.02, 0.0)[1]) == len(faces)
+    # a cloud that supports neither piece still leaves the better-supported one
+    far = cKDTree(np.array([[-0.5, 0.0, 0.31]]))
+    assert len(drop_unsupported_components(verts, faces, far, 0.02, 0.5)[1]) > 0

@@ -23,7 +23,7 @@ def sphere_result():
     points, normals = sphere_cloud(2000, radius=2.0, centre=CENTRE)
     progress: list[ProgressEvent] = []
     meshes: list[MeshEvent] = []
-    config = small_config(preview__enabled=True, preview__first_iteration=50, train__progress_every=20)
+    config = small_config(train__iterations=300, preview__enabled=True, preview__first_iteration=50, train__progress_every=20)
     result = reconstruct_points(points, normals, config, on_progress=progress.append, on_mesh=meshes.append)
     return result, progress, meshes
 
@@ -41,13 +41,13 @@ def test_sphere_radius_is_recovered_within_two_percent_of_the_box(sphere_result)
 
 def test_progress_and_previews_arrive_on_schedule(sphere_result):
     result, progress, meshes = sphere_result
-    assert [e.iteration for e in progress] == list(range(20, 201, 20))
+    assert [e.iteration for e in progress] == list(range(20, 301, 20))
     assert all(set(e.losses) >= {"surface", "normal", "eikonal", "off_surface", "total"} for e in progress)
     assert progress[-1].losses["total"] < progress[0].losses["total"]
     assert all(e.mode == "oriented" and e.iterations_per_second > 0 for e in progress)
     previews = [m for m in meshes if not m.final]
     assert [(m.iteration, m.resolution) for m in previews] == preview_schedule(
-        PreviewConfig(first_iteration=50), 200
+        PreviewConfig(first_iteration=50), 300
     )
     assert meshes[-1].final and len(meshes[-1].faces) == len(result.faces)
     assert all(len(m.faces) > 0 for m in previews)

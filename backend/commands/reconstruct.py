@@ -78,9 +78,12 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     points, normals, _ = read_point_cloud(args.input)
     window = LiveWindow() if args.show else None
-    bar = tqdm(total=config.train.iterations, unit="it", disable=args.no_progress, file=sys.stderr)
+    bars: list[tqdm] = []
 
     def on_progress(event: ProgressEvent) -> None:
+        if not bars:  # created on the first step, so bad input fails without a bar drawn
+            bars.append(tqdm(total=event.total, unit="it", disable=args.no_progress, file=sys.stderr))
+        bar = bars[0]
         bar.set_postfix(loss=f"{event.losses['total']:.3g}", mode=event.mode, refresh=False)
         bar.update(event.iteration - bar.n)
         if window is not None:
@@ -95,7 +98,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     try:
         result = reconstruct_points(points, normals, config, on_progress=on_progress, on_mesh=on_mesh)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     write_mesh(args.output, result.vertices, result.faces)
     if args.checkpoint:
         save_checkpoint(result.field, args.checkpoint)

@@ -33,6 +33,7 @@ def save_checkpoint(field: SdfField, path: str | os.PathLike) -> None:
         "config": config_to_dict(field.config),
         "normalization": field.normalization.to_dict(),
         "bounds": [list(field.bounds[0]), list(field.bounds[1])],
+        "support": torch.from_numpy(field.support),
         "state_dict": {k: v.detach().cpu() for k, v in field.model.state_dict().items()},
     }
     torch.save(payload, target)
@@ -61,7 +62,10 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto") -> SdfField:
         normalization = Normalization.from_dict(payload["normalization"])
         lo, hi = payload["bounds"]
         bounds = (tuple(float(v) for v in lo), tuple(float(v) for v in hi))
+        support = payload["support"].numpy().astype("float32")
+        if support.ndim != 2 or support.shape[1] != 3:
+            raise ValueError(f"support points have shape {tuple(support.shape)}")
     except (KeyError, ValueError, TypeError, RuntimeError, ConfigError) as exc:
         raise CheckpointError(f"checkpoint {str(source)!r} is incomplete or inconsistent: {exc}") from exc
     model.to(resolve_device(device)).eval()
-    return SdfField(model, normalization, config, str(payload["mode"]), bounds)  # type: ignore[arg-type]
+    return SdfField(model, normalization, config, str(payload["mode"]), bounds, support)  # type: ignore[arg-type]

@@ -15,21 +15,23 @@ from .errors import ConfigError
 
 Mode = Literal["auto", "oriented", "unoriented"]
 MODES: tuple[str, ...] = ("auto", "oriented", "unoriented")
-INITS: tuple[str, ...] = ("siren", "sphere", "mfgi")
+INITS: tuple[str, ...] = ("auto", "siren", "sphere", "mfgi")
 
 
 @dataclass
 class ModelConfig:
     """Shape of the SIREN network."""
 
-    hidden_features: int = 256
-    """Width of every hidden sine layer."""
+    hidden_features: int = 128
+    """Width of every hidden sine layer (the paper uses 256: on spot at 20k points, 128 wide for
+    2,000 steps scored the same Chamfer as 256 wide for 1,000 steps in 60% of the time)."""
     hidden_layers: int = 3
     """Number of hidden sine layers after the first one (the paper's SDF net uses 3)."""
     omega_0: float = 30.0
     """Frequency factor of the sine layers, ``sin(omega_0 * (W x + b))``."""
-    init: str = "mfgi"
-    """``siren`` (the paper's), ``sphere`` or ``mfgi`` (geometric, see geometric_init)."""
+    init: str = "auto"
+    """``siren`` (the paper's), ``sphere`` or ``mfgi`` (see geometric_init); ``auto`` picks
+    ``siren`` for oriented input (measured best there) and ``mfgi`` for unoriented input."""
     init_radius: float = 0.5
     """Radius of the starting sphere of the geometric initialisations, in unit coordinates."""
 
@@ -74,8 +76,8 @@ class TrainConfig:
 
     iterations: int = 2000
     """Adam steps."""
-    learning_rate: float = 1e-4
-    """Adam learning rate (the paper's value for SDFs)."""
+    learning_rate: float = 5e-4
+    """Adam learning rate; the paper's 1e-4 converged markedly slower in 1,000-2,000 steps."""
     lr_decay_final: float = 0.1
     """Learning rate at the last step as a fraction of ``learning_rate`` (cosine decay)."""
     grad_clip: float = 1.0
@@ -98,8 +100,12 @@ class MeshConfig:
     """Grid points along the longest side of the padded bounding box."""
     chunk_points: int = 131072
     """SDF evaluations per batch: bounds the memory of meshing, not its result."""
-    min_component_fraction: float = 0.01
+    min_component_fraction: float = 0.002
     """Drop connected pieces with less than this share of the total area; 0 keeps all."""
+    support_distance: float = 0.01
+    """A surface point is supported by the cloud within this distance (share of its box diagonal)."""
+    min_supported_share: float = 0.5
+    """Drop pieces with less than this share of their area supported (ghost sheets); 0 keeps all."""
     padding: float = 0.05
     """Extra margin around the cloud's box, as a fraction of its longest side."""
 
@@ -160,6 +166,8 @@ def validate_config(config: ReconstructionConfig) -> None:
         (config.mesh.chunk_points >= 1024, "mesh.chunk_points must be >= 1024"),
         (0 <= config.mesh.min_component_fraction < 1, "mesh.min_component_fraction must be in [0, 1)"),
         (0 <= config.mesh.padding <= 1, "mesh.padding must be in [0, 1]"),
+        (config.mesh.support_distance > 0, "mesh.support_distance must be > 0"),
+        (0 <= config.mesh.min_supported_share <= 1, "mesh.min_supported_share must be in [0, 1]"),
         (config.preview.first_iteration >= 1, "preview.first_iteration must be >= 1"),
         (config.preview.growth > 1, "preview.growth must be > 1"),
         (8 <= config.preview.min_resolution <= config.preview.max_resolution,

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
 SdfFunction = Callable[[torch.Tensor], torch.Tensor]
@@ -118,6 +119,35 @@ def remove_small_components(
     keep_labels = areas >= min_fraction * areas.sum()
     keep_faces = faces[keep_labels[labels]]
     return compact(vertices, keep_faces)
+
+
+def drop_unsupported_components(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    support: cKDTree,
+    distance: float,
+    min_share: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop connected pieces that the input points do not explain.
+
+    A piece is kept when at least ``min_share`` of its area lies within ``distance`` of an
+    input point. A fit can leave detached sheets in empty space ("ghost geometry") where no
+    point constrains the field; real parts pass through the cloud. The piece with the most
+    supported area is always kept, so a poor fit is never emptied.
+    """
+    if min_share <= 0.0 or len(faces) == 0:
+        return vertices, faces
+    count, labels = component_labels(len(vertices), faces)
+    areas = face_areas(vertices, faces)
+    centroids = vertices[faces].mean(axis=1)
+    near = support.query(centroids, k=1, distance_upper_bound=distance)[0] <= distance
+    total = np.bincount(labels, weights=areas, minlength=count)
+    supported = np.bincount(labels, weights=areas * near, minlength=count)
+    keep = supported >= min_share * np.maximum(total, 1e-30)
+    keep[int(np.argmax(supported))] = True
+    if keep.all():
+        return vertices, faces
+    return compact(vertices, faces[keep[labels]])
 
 
 def compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

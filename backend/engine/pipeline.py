@@ -20,7 +20,7 @@ from .geometric_init import sphere_init
 from .model import Siren
 from .normalization import Normalization
 from .sampling import PointSampler
-from .sdf_field import SdfField, mesh_bounds
+from .sdf_field import SdfField, mesh_bounds, support_subsample
 from .trainer import train
 from .validation import validate_normals, validate_points
 
@@ -33,6 +33,13 @@ def choose_mode(requested: str, has_normals: bool) -> str:
         return "oriented" if has_normals else "unoriented"
     if requested == "oriented" and not has_normals:
         raise InputError("mode 'oriented' needs normals, and this cloud has none", "missing_normals")
+    return requested
+
+
+def resolve_init(requested: str, mode: str) -> str:
+    """``auto`` -> the paper's init for oriented input, MFGI for unoriented (see config)."""
+    if requested == "auto":
+        return "siren" if mode == "oriented" else "mfgi"
     return requested
 
 
@@ -63,8 +70,9 @@ def train_field(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed)
         model = Siren(config.model)
-        if config.model.init != "siren":
-            sphere_init(model, config.model.init_radius, config.model.init == "mfgi")
+        init = resolve_init(config.model.init, mode)
+        if init != "siren":
+            sphere_init(model, config.model.init_radius, init == "mfgi")
     model.to(device)
     generator = torch.Generator(device=device)
     generator.manual_seed(config.train.seed)
@@ -74,7 +82,7 @@ def train_field(
         config.sampling,
         generator,
     )
-    field = SdfField(model, normalization, config, mode, bounds)
+    field = SdfField(model, normalization, config, mode, bounds, support_subsample(unit, config.train.seed))
 
     def preview(iteration: int, resolution: int) -> None:
         if on_mesh is None:

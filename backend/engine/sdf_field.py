@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from .config import ReconstructionConfig
-from .meshing import extract_mesh, remove_small_components
+from .meshing import drop_unsupported_components, extract_mesh, remove_small_components
 from .model import Siren
 from .normalization import Normalization
+
+SUPPORT_POINTS = 50_000
+"""At most this many cloud points are kept with a field to tell supported surface from ghosts."""
 
 
 @dataclass
@@ -24,34 +29,60 @@ class SdfField:
     """``oriented`` or ``unoriented``."""
     bounds: tuple[tuple[float, float, float], tuple[float, float, float]]
     """Box to mesh in, in the network's unit coordinates (the cloud's box plus padding)."""
+    support: np.ndarray = field(repr=False)
+    """float32 (S, 3): the cloud (or a subsample) in unit coordinates."""
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @cached_property
+    def support_tree(self) -> cKDTree:
+        return cKDTree(self.support)
+
+    @property
+    def support_diagonal(self) -> float:
+        return float(np.linalg.norm(np.ptp(self.support, axis=0)))
 
     @torch.no_grad()
     def sdf(self, points: np.ndarray, chunk_points: int | None = None) -> np.ndarray:
         """Signed distance at points given in input coordinates, in input units."""
         chunk = chunk_points or self.config.mesh.chunk_points
         unit = torch.as_tensor(self.normalization.to_unit(points), dtype=torch.float32, device=self.device)
-        out = torch.cat([self.model(unit[i : i + chunk]) for i in range(0, len(unit), chunk)]) if len(unit) else unit[:, 0]
+        values = [self.model(unit[i : i + chunk]) for i in range(0, len(unit), chunk)]
+        out = torch.cat(values) if values else unit[:, 0]
         return out.cpu().numpy().astype(np.float64) / self.normalization.scale
 
-    def mesh(self, resolution: int | None = None, min_component_fraction: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Marching-cubes mesh in input coordinates: float32 vertices, uint32 outward faces."""
+    def mesh_unit(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Cleaned marching-cubes mesh in unit coordinates (float64 vertices, int64 faces)."""
         mesh_cfg = self.config.mesh
-        res = resolution or mesh_cfg.resolution
-        fraction = mesh_cfg.min_component_fraction if min_component_fraction is None else min_component_fraction
         was_training = self.model.training
         self.model.eval()
         try:
             verts, faces = extract_mesh(
-                self.model, np.array(self.bounds[0]), np.array(self.bounds[1]), res, mesh_cfg.chunk_points, self.device
+                self.model, np.array(self.bounds[0]), np.array(self.bounds[1]),
+                resolution or mesh_cfg.resolution, mesh_cfg.chunk_points, self.device,
             )
         finally:
             self.model.train(was_training)
-        verts, faces = remove_small_components(verts, faces, fraction)
+        verts, faces = drop_unsupported_components(
+            verts, faces, self.support_tree, mesh_cfg.support_distance * self.support_diagonal,
+            mesh_cfg.min_supported_share,
+        )
+        return remove_small_components(verts, faces, mesh_cfg.min_component_fraction)
+
+    def mesh(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Marching-cubes mesh in input coordinates: float32 vertices, uint32 outward faces."""
+        verts, faces = self.mesh_unit(resolution)
         return self.normalization.from_unit(verts).astype(np.float32), faces.astype(np.uint32)
+
+
+def support_subsample(unit_points: np.ndarray, seed: int) -> np.ndarray:
+    """The points kept with a field for the support test: all, or an even random subset."""
+    if len(unit_points) > SUPPORT_POINTS:
+        index = np.random.default_rng(seed).choice(len(unit_points), SUPPORT_POINTS, replace=False)
+        unit_points = unit_points[np.sort(index)]
+    return np.ascontiguousarray(unit_points, dtype=np.float32)
 
 
 def mesh_bounds(unit_points: np.ndarray, padding: float) -> tuple[tuple[float, float, float], tuple[float, float, float]]:

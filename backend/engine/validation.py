@@ -33,7 +33,7 @@ def validate_points(points: object) -> np.ndarray:
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise InputError(
-            f"{int(bad.sum())} points have NaN or infinite coordinates (first at index {first})",
+            f"{int(bad.sum())} point(s) have NaN or infinite coordinates (first at index {first})",
             "non_finite_points",
         )
     extent = array.max(axis=0) - array.min(axis=0)
@@ -65,7 +65,7 @@ def validate_normals(normals: object, count: int) -> np.ndarray:
     bad = ~np.isfinite(array).all(axis=1)
     if bad.any():
         raise InputError(
-            f"{int(bad.sum())} normals have NaN or infinite components (first at index "
+            f"{int(bad.sum())} normal(s) have NaN or infinite components (first at index "
             f"{int(np.flatnonzero(bad)[0])})",
             "non_finite_normals",
         )
@@ -73,7 +73,7 @@ def validate_normals(normals: object, count: int) -> np.ndarray:
     zero = length < 1e-12
     if zero.any():
         raise InputError(
-            f"{int(zero.sum())} normals have zero length (first at index {int(np.flatnonzero(zero)[0])})",
+            f"{int(zero.sum())} normal(s) have zero length (first at index {int(np.flatnonzero(zero)[0])})",
             "zero_normals",
         )
     return array / length[:, None]

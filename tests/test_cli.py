@@ -1,0 +1,83 @@
+"""The command line end to end, as a user runs it: a real process, real files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import open3d as o3d
+import pytest
+
+from .shapes import REPO, SMALL, sphere_cloud
+
+FAST = [item for key, value in SMALL.items() if key not in ("train.iterations", "mesh.resolution", "preview.enabled") for item in ("--set", f"{key}={value}")]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def sphere_file(tmp_path_factory) -> Path:
+    points, normals = sphere_cloud(1500, radius=3.0, centre=(1.0, 2.0, 3.0))
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    cloud.normals = o3d.utility.Vector3dVector(normals)
+    path = tmp_path_factory.mktemp("cli") / "sphere.ply"
+    o3d.io.write_point_cloud(str(path), cloud)
+    return path
+
+
+def test_reconstruct_then_remesh_the_checkpoint(sphere_file, tmp_path):
+    out = tmp_path / "mesh.obj"
+    ckpt = tmp_path / "field.pt"
+    png = tmp_path / "mesh.png"
+    previews = tmp_path / "previews"
+    done = run_cli(
+        "reconstruct", str(sphere_file), "-o", str(out), "--iterations", "120", "--resolution", "40",
+        "--checkpoint", str(ckpt), "--render", str(png), "--previews", str(previews),
+        "--set", "preview.enabled=true", "--set", "preview.first_iteration=40", *FAST,
+    )
+    assert done.returncode == 0, done.stderr
+    mesh = o3d.io.read_triangle_mesh(str(out))
+    radii = np.linalg.norm(np.asarray(mesh.vertices) - [1.0, 2.0, 3.0], axis=1)
+    assert abs(np.median(radii) - 3.0) < 0.12
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert len(list(previews.glob("preview_*.ply"))) == 2
+    assert "mode oriented" in done.stderr
+
+    remeshed = tmp_path / "fine.stl"
+    again = run_cli("mesh", str(ckpt), "-o", str(remeshed), "--resolution", "64")
+    assert again.returncode == 0, again.stderr
+    fine = o3d.io.read_triangle_mesh(str(remeshed))
+    assert len(fine.triangles) > len(mesh.triangles)
+
+
+@pytest.mark.parametrize(
+    "make_input, message",
+    [
+        (lambda d: d / "missing.ply", "does not exist"),
+        (lambda d: d / "cloud.abc", "unknown point cloud format"),
+        (lambda d: (d / "junk.ply").write_text("not a ply") and d / "junk.ply", "could not be read"),
+        (lambda d: (d / "few.xyz").write_text("0 0 0\n1 0 0\n0 1 0\n") and d / "few.xyz", "at least 16 are needed"),
+        (lambda d: (d / "nan.xyz").write_text("nan 0 0\n" + "\n".join(f"{i} {i % 7} {i % 5}" for i in range(40))) and d / "nan.xyz", "NaN"),
+    ],
+)
+def test_bad_input_prints_one_line_and_exits_2(tmp_path, make_input, message):
+    done = run_cli("reconstruct", str(make_input(tmp_path)), "-o", str(tmp_path / "out.ply"), "--iterations", "5")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("siren-recon: error:") and message in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_output_format_and_bad_setting_exit_2(sphere_file, tmp_path):
+    done = run_cli("reconstruct", str(sphere_file), "-o", str(tmp_path / "out.xyz"))
+    assert done.returncode == 2 and "unknown mesh format" in done.stderr
+    done = run_cli("reconstruct", str(sphere_file), "-o", str(tmp_path / "out.ply"), "--set", "train.iterationz=5")
+    assert done.returncode == 2 and "unknown config key 'train.iterationz'" in done.stderr
+    done = run_cli("mesh", str(tmp_path / "none.pt"), "-o", str(tmp_path / "out.ply"), "--resolution", "32")
+    assert done.returncode == 2 and "does not exist" in done.stderr
