@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -48,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     rec.add_argument("--mode", choices=("auto", "oriented", "unoriented"), help="default auto")
     rec.add_argument("--seed", type=int, help="seed of initialisation and sampling")
+    rec.add_argument(
+        "--normal-directions", action="store_true",
+        help="use the given normals as directions only (scans whose normals may be flipped)",
+    )
+    rec.add_argument(
+        "--trim", type=float, metavar="SHARE",
+        help="cut away surface farther than SHARE of the box diagonal from every point (open scans)",
+    )
     rec.add_argument("--checkpoint", help="also save the trained field here (re-mesh with `mesh`)")
     rec.add_argument("--previews", help="write each preview mesh into this folder")
     rec.add_argument("--render", help="write a PNG picture of the result (no display needed)")

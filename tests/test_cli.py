@@ -81,3 +81,19 @@ def test_bad_output_format_and_bad_setting_exit_2(sphere_file, tmp_path):
     assert done.returncode == 2 and "unknown config key 'train.iterationz'" in done.stderr
     done = run_cli("mesh", str(tmp_path / "none.pt"), "-o", str(tmp_path / "out.ply"), "--resolution", "32")
     assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+def test_unoriented_cloud_with_direction_flags(tmp_path):
+    """An .xyz file has no normals: auto mode goes unoriented, and says so."""
+    points, _ = sphere_cloud(1500, radius=1.0)
+    upper = points[points[:, 2] > -0.5]
+    source = tmp_path / "cap.xyz"
+    np.savetxt(source, upper)
+    out = tmp_path / "cap.ply"
+    done = run_cli("reconstruct", str(source), "-o", str(out), "--iterations", "300", "--resolution", "40", "--trim", "0.03", *FAST)
+    assert done.returncode == 0, done.stderr
+    assert "mode unoriented" in done.stderr
+    mesh = o3d.io.read_triangle_mesh(str(out))
+    vertices = np.asarray(mesh.vertices)
+    assert vertices[:, 2].min() > -0.6  # trimmed: no cap closes the unscanned bottom
+    assert abs(np.median(np.linalg.norm(vertices, axis=1)) - 1.0) < 0.05

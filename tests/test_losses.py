@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from backend.engine.config import OrientedLossWeights
+from backend.engine.config import OrientedLossConfig
 from backend.engine.losses import oriented_loss
 
 
@@ -24,7 +24,7 @@ def test_loss_terms_vanish_for_the_exact_sphere_sdf():
     f_s, g_s = sphere_sdf(surface, radius)
     f_b, g_b = sphere_sdf(box, radius)
     _, g_n = sphere_sdf(near, radius)
-    weights = OrientedLossWeights()
+    weights = OrientedLossConfig()
     terms = oriented_loss(f_s, g_s, normals, f_b, g_b, g_n, weights)
     assert set(terms) == {"surface", "normal", "eikonal", "off_surface", "total"}
     assert float(terms["surface"]) < 1e-3
@@ -45,7 +45,7 @@ def test_loss_terms_detect_a_wrong_field():
     flipped = -g_s  # and the gradient points inward
     box = torch.rand(1000, 3, generator=gen) * 2 - 1
     f_b, g_b = sphere_sdf(box, 0.4)
-    terms = oriented_loss(f_s, 2 * flipped, normals, f_b, g_b, None, OrientedLossWeights())
+    terms = oriented_loss(f_s, 2 * flipped, normals, f_b, g_b, None, OrientedLossConfig())
     assert abs(float(terms["surface"]) - 3e3 * 0.1) < 1.0
     assert abs(float(terms["normal"]) - 1e2 * 2.0) < 1e-2
     assert float(terms["eikonal"]) > 5e1 * 0.4

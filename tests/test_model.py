@@ -7,7 +7,8 @@ import math
 import torch
 
 from backend.engine.config import ModelConfig
-from backend.engine.model import Siren, sdf_and_gradient
+from backend.engine.derivatives import sdf_and_gradient
+from backend.engine.model import Siren
 
 
 def test_initialisation_bounds_follow_the_paper():

@@ -26,6 +26,8 @@ def config_from_args(args: argparse.Namespace) -> ReconstructionConfig:
         "train.device": args.device,
         "mode": args.mode,
         "train.seed": args.seed,
+        "mesh.trim_distance": args.trim,
+        "oriented.normal_directions_only": True if args.normal_directions else None,
     }
     overrides.update({k: v for k, v in named.items() if v is not None})
     return apply_overrides(ReconstructionConfig(), overrides)

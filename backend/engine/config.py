@@ -7,6 +7,7 @@ Every default lives here and nowhere else. The dataclasses nest into one
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
@@ -16,6 +17,7 @@ from .errors import ConfigError
 Mode = Literal["auto", "oriented", "unoriented"]
 MODES: tuple[str, ...] = ("auto", "oriented", "unoriented")
 INITS: tuple[str, ...] = ("auto", "siren", "sphere", "mfgi")
+DIVERGENCE_SHAPES: tuple[str, ...] = ("linear", "quintic", "step")
 
 
 @dataclass
@@ -55,8 +57,8 @@ class SamplingConfig:
 
 
 @dataclass
-class OrientedLossWeights:
-    """Weights of the SIREN loss (Sitzmann et al. 2020, eq. 6) with the paper code's defaults."""
+class OrientedLossConfig:
+    """The SIREN loss (Sitzmann et al. 2020, eq. 6); weights are the paper code's defaults."""
 
     surface: float = 3e3
     """Weight of ``|f|`` on the surface points."""
@@ -68,6 +70,64 @@ class OrientedLossWeights:
     """Weight of ``exp(-alpha |f|)`` on the box points."""
     off_surface_alpha: float = 100.0
     """The ``alpha`` of the off-surface term."""
+    normal_directions_only: bool = False
+    """Use ``1 - |cos(grad f, n)|``: the normals give directions but may be flipped (scans)."""
+
+
+@dataclass
+class DivergenceSchedule:
+    """Weight of the divergence term over training (DiGS anneals it away).
+
+    The weight is ``weight`` until ``hold_until`` of the iterations, then falls to 0 by
+    ``zero_at`` along ``shape``: ``linear``, ``quintic`` (``(1 - s)^5``: falls fast, then
+    lingers) or ``step`` (stays, then drops to 0 at ``zero_at``).
+    """
+
+    weight: float = 1e2
+    """Weight while held (DiGS's default)."""
+    hold_until: float = 0.2
+    """Share of the iterations at the full weight."""
+    zero_at: float = 0.4
+    """Share of the iterations from which the weight is 0."""
+    shape: str = "linear"
+    """``linear``, ``quintic`` or ``step``."""
+
+    def value(self, iteration: int, total: int) -> float:
+        """The weight at ``iteration`` (0-based) of ``total``."""
+        progress = iteration / max(1, total)
+        if progress < self.hold_until:
+            return self.weight
+        if progress >= self.zero_at:
+            return 0.0
+        if self.shape == "step":
+            return self.weight
+        s = (progress - self.hold_until) / (self.zero_at - self.hold_until)
+        if self.shape == "quintic":
+            return self.weight * (1.0 - s) ** 5
+        return self.weight * (1.0 - s)
+
+
+@dataclass
+class UnorientedLossConfig:
+    """The DiGS loss (Ben-Shabat et al. 2022): no normal term, a divergence penalty instead.
+
+    Weights are the DiGS code's defaults for surface reconstruction.
+    """
+
+    surface: float = 7e3
+    """Weight of ``|f|`` on the surface points."""
+    eikonal: float = 5e1
+    """Weight of ``| |grad f| - 1 |`` on all points."""
+    off_surface: float = 6e2
+    """Weight of ``exp(-alpha |f|)`` on the box points."""
+    off_surface_alpha: float = 100.0
+    """The ``alpha`` of the off-surface term."""
+    divergence: DivergenceSchedule = field(default_factory=DivergenceSchedule)
+    """Weight of ``|div grad f|`` on the box and near points, over training."""
+    divergence_clamp_low: float = 0.1
+    """``|div|`` is clamped to ``[low, high]``: below ``low`` no push (a hinge), and"""
+    divergence_clamp_high: float = 50.0
+    """above ``high`` no single point dominates."""
 
 
 @dataclass
@@ -106,6 +166,9 @@ class MeshConfig:
     """A surface point is supported by the cloud within this distance (share of its box diagonal)."""
     min_supported_share: float = 0.5
     """Drop pieces with less than this share of their area supported (ghost sheets); 0 keeps all."""
+    trim_distance: float = 0.0
+    """Cut away faces farther than this (share of the cloud's box diagonal) from every input
+    point; 0 keeps them. For open scans, whose fit otherwise closes the open side."""
     padding: float = 0.05
     """Extra margin around the cloud's box, as a fraction of its longest side."""
 
@@ -134,7 +197,8 @@ class ReconstructionConfig:
     """``oriented`` (normals given), ``unoriented`` or ``auto`` (oriented when normals exist)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    loss: OrientedLossWeights = field(default_factory=OrientedLossWeights)
+    oriented: OrientedLossConfig = field(default_factory=OrientedLossConfig)
+    unoriented: UnorientedLossConfig = field(default_factory=UnorientedLossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
@@ -168,6 +232,13 @@ def validate_config(config: ReconstructionConfig) -> None:
         (0 <= config.mesh.padding <= 1, "mesh.padding must be in [0, 1]"),
         (config.mesh.support_distance > 0, "mesh.support_distance must be > 0"),
         (0 <= config.mesh.min_supported_share <= 1, "mesh.min_supported_share must be in [0, 1]"),
+        (config.mesh.trim_distance >= 0, "mesh.trim_distance must be >= 0"),
+        (config.unoriented.divergence.shape in DIVERGENCE_SHAPES,
+         f"unoriented.divergence.shape must be one of {DIVERGENCE_SHAPES}"),
+        (0 <= config.unoriented.divergence.hold_until <= config.unoriented.divergence.zero_at <= 1,
+         "unoriented.divergence needs 0 <= hold_until <= zero_at <= 1"),
+        (0 <= config.unoriented.divergence_clamp_low < config.unoriented.divergence_clamp_high,
+         "unoriented divergence clamps need 0 <= low < high"),
         (config.preview.first_iteration >= 1, "preview.first_iteration must be >= 1"),
         (config.preview.growth > 1, "preview.growth must be > 1"),
         (8 <= config.preview.min_resolution <= config.preview.max_resolution,
@@ -205,11 +276,7 @@ def apply_overrides(config: ReconstructionConfig, overrides: Mapping[str, Any]) 
     ``{"train.iterations": 500, "mode": "oriented"}`` sets two fields. Ints are accepted for
     float fields; anything else of the wrong type, or an unknown key, raises :class:`ConfigError`.
     """
-    updated = dataclasses.replace(config)
-    for section in dataclasses.fields(updated):
-        value = getattr(updated, section.name)
-        if dataclasses.is_dataclass(value):
-            setattr(updated, section.name, dataclasses.replace(value))
+    updated = copy.deepcopy(config)
     for key, value in overrides.items():
         parts = str(key).split(".")
         target: Any = updated

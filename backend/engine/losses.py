@@ -1,4 +1,5 @@
-"""Loss terms of the SIREN signed-distance fit (Sitzmann et al. 2020, eq. 6).
+"""Loss terms of the signed-distance fit: SIREN's (Sitzmann et al. 2020, eq. 6) for oriented
+clouds, DiGS's (Ben-Shabat et al. 2022) for unoriented ones.
 
 The functions take values and gradients of the field, not the network, so they can be checked
 against analytic SDFs. Each returns a dict of named, already weighted terms plus ``total``.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import OrientedLossWeights
+from .config import OrientedLossConfig, UnorientedLossConfig
 
 
 def surface_term(f_surface: torch.Tensor) -> torch.Tensor:
@@ -17,9 +18,14 @@ def surface_term(f_surface: torch.Tensor) -> torch.Tensor:
     return f_surface.abs().mean()
 
 
-def normal_term(grad_surface: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
-    """Mean ``1 - cos(grad f, n)``: the gradient points along the given outward normal."""
-    return (1.0 - F.cosine_similarity(grad_surface, normals, dim=-1)).mean()
+def normal_term(grad_surface: torch.Tensor, normals: torch.Tensor, directions_only: bool = False) -> torch.Tensor:
+    """Mean ``1 - cos(grad f, n)``: the gradient points along the given outward normal.
+
+    With ``directions_only`` it is ``1 - |cos|``: the gradient is parallel to the normal,
+    whichever way the normal points.
+    """
+    cos = F.cosine_similarity(grad_surface, normals, dim=-1)
+    return (1.0 - (cos.abs() if directions_only else cos)).mean()
 
 
 def eikonal_term(*grads: torch.Tensor) -> torch.Tensor:
@@ -33,6 +39,15 @@ def off_surface_term(f_off: torch.Tensor, alpha: float) -> torch.Tensor:
     return torch.exp(-alpha * f_off.abs()).mean()
 
 
+def divergence_term(div: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Mean ``|div grad f|`` clamped to ``[low, high]`` (DiGS's L1 divergence penalty).
+
+    The clamp gives no gradient below ``low`` (a smooth field is left alone) nor above ``high``
+    (the sinks at the medial axis, where the divergence of a true SDF blows up, do not dominate).
+    """
+    return div.abs().clamp(low, high).mean()
+
+
 def oriented_loss(
     f_surface: torch.Tensor,
     grad_surface: torch.Tensor,
@@ -40,7 +55,7 @@ def oriented_loss(
     f_box: torch.Tensor,
     grad_box: torch.Tensor,
     grad_near: torch.Tensor | None,
-    weights: OrientedLossWeights,
+    weights: OrientedLossConfig,
 ) -> dict[str, torch.Tensor]:
     """The SIREN loss for a cloud with normals.
 
@@ -50,9 +65,37 @@ def oriented_loss(
     grads = [grad_surface, grad_box] + ([grad_near] if grad_near is not None and len(grad_near) else [])
     terms = {
         "surface": weights.surface * surface_term(f_surface),
-        "normal": weights.normal * normal_term(grad_surface, normals),
+        "normal": weights.normal * normal_term(grad_surface, normals, weights.normal_directions_only),
         "eikonal": weights.eikonal * eikonal_term(*grads),
         "off_surface": weights.off_surface * off_surface_term(f_box, weights.off_surface_alpha),
     }
+    terms["total"] = sum(terms.values())  # type: ignore[assignment]
+    return terms
+
+
+def unoriented_loss(
+    f_surface: torch.Tensor,
+    f_box: torch.Tensor,
+    grads: list[torch.Tensor],
+    div: torch.Tensor | None,
+    divergence_weight: float,
+    weights: UnorientedLossConfig,
+) -> dict[str, torch.Tensor]:
+    """The DiGS loss for a cloud without normals: no normal term exists at all.
+
+    ``div`` holds ``div grad f`` at the box and near points; it may be ``None`` once the
+    annealed weight has reached 0, which spares its three extra backward passes.
+    """
+    terms = {
+        "surface": weights.surface * surface_term(f_surface),
+        "eikonal": weights.eikonal * eikonal_term(*grads),
+        "off_surface": weights.off_surface * off_surface_term(f_box, weights.off_surface_alpha),
+    }
+    if div is not None and divergence_weight > 0:
+        terms["divergence"] = divergence_weight * divergence_term(
+            div, weights.divergence_clamp_low, weights.divergence_clamp_high
+        )
+    else:
+        terms["divergence"] = torch.zeros((), device=f_surface.device)
     terms["total"] = sum(terms.values())  # type: ignore[assignment]
     return terms

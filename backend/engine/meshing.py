@@ -150,6 +150,21 @@ def drop_unsupported_components(
     return compact(vertices, faces[keep[labels]])
 
 
+def trim_far_faces(
+    vertices: np.ndarray, faces: np.ndarray, support: cKDTree, distance: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut away every face whose centre is farther than ``distance`` from all input points.
+
+    For open scans: a signed distance field is closed by nature, so it caps the unscanned side
+    with a surface no point asked for. Trimming leaves the mesh open there instead.
+    """
+    if distance <= 0.0 or len(faces) == 0:
+        return vertices, faces
+    centroids = vertices[faces].mean(axis=1)
+    near = support.query(centroids, k=1, distance_upper_bound=distance)[0] <= distance
+    return compact(vertices, faces[near])
+
+
 def compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Drop vertices no face uses and renumber the faces."""
     used = np.unique(faces)

@@ -56,16 +56,3 @@ class Siren(nn.Module):
         for layer in self.layers:
             h = layer(h)
         return self.output(h).squeeze(-1)
-
-
-def sdf_and_gradient(model: nn.Module, x: torch.Tensor, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Values ``f(x)`` (B,) and spatial gradients ``grad f(x)`` (B, 3) by autograd.
-
-    ``create_graph=True`` keeps the graph so that a loss on the gradient can be back-propagated
-    (the double backward of the SIREN loss).
-    """
-    if not x.requires_grad:
-        x = x.requires_grad_(True)
-    f = model(x)
-    (grad,) = torch.autograd.grad(f.sum(), x, create_graph=create_graph)
-    return f, grad

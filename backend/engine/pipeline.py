@@ -31,6 +31,8 @@ def choose_mode(requested: str, has_normals: bool) -> str:
     """The mode a reconstruction runs in: ``auto`` becomes oriented exactly when normals exist."""
     if requested == "auto":
         return "oriented" if has_normals else "unoriented"
+    if requested not in ("oriented", "unoriented"):
+        raise InputError(f"unknown mode {requested!r}", "bad_config")
     if requested == "oriented" and not has_normals:
         raise InputError("mode 'oriented' needs normals, and this cloud has none", "missing_normals")
     return requested
@@ -56,11 +58,6 @@ def train_field(
     pts = validate_points(points)
     nrm = validate_normals(normals, len(pts)) if normals is not None else None
     mode = choose_mode(config.mode, nrm is not None)
-    if mode == "unoriented":
-        raise InputError(
-            "unoriented reconstruction (a cloud without normals) is not available in this build",
-            "mode_unavailable",
-        )
     device = resolve_device(config.train.device)
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)

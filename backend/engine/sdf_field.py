@@ -10,7 +10,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from .config import ReconstructionConfig
-from .meshing import drop_unsupported_components, extract_mesh, remove_small_components
+from .meshing import drop_unsupported_components, extract_mesh, remove_small_components, trim_far_faces
 from .model import Siren
 from .normalization import Normalization
 
@@ -69,6 +69,7 @@ class SdfField:
             verts, faces, self.support_tree, mesh_cfg.support_distance * self.support_diagonal,
             mesh_cfg.min_supported_share,
         )
+        verts, faces = trim_far_faces(verts, faces, self.support_tree, mesh_cfg.trim_distance * self.support_diagonal)
         return remove_small_components(verts, faces, mesh_cfg.min_component_fraction)
 
     def mesh(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -15,8 +15,9 @@ import torch
 from .config import PreviewConfig, ReconstructionConfig
 from .errors import Cancelled
 from .events import ProgressEvent
-from .losses import oriented_loss
-from .model import Siren, sdf_and_gradient
+from .derivatives import divergence, sdf_and_gradient
+from .losses import oriented_loss, unoriented_loss
+from .model import Siren
 from .sampling import Batch, PointSampler
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -50,15 +51,22 @@ def preview_schedule(config: PreviewConfig, iterations: int) -> list[tuple[int, 
     ]
 
 
-def compute_loss(model: Siren, batch: Batch, config: ReconstructionConfig) -> dict[str, torch.Tensor]:
-    """Loss terms of one batch for the oriented mode."""
+def compute_loss(
+    model: Siren, batch: Batch, config: ReconstructionConfig, mode: str, divergence_weight: float = 0.0
+) -> dict[str, torch.Tensor]:
+    """Loss terms of one batch: the SIREN loss when oriented, the DiGS loss when unoriented."""
     points = torch.cat([batch.surface, batch.box, batch.near]).requires_grad_(True)
     f, grad = sdf_and_gradient(model, points)
     s, b = len(batch.surface), len(batch.box)
-    if batch.normals is None:
-        raise ValueError("the oriented loss needs normals")
-    return oriented_loss(
-        f[:s], grad[:s], batch.normals, f[s : s + b], grad[s : s + b], grad[s + b :], config.loss
+    if mode == "oriented":
+        if batch.normals is None:
+            raise ValueError("the oriented loss needs normals")
+        return oriented_loss(
+            f[:s], grad[:s], batch.normals, f[s : s + b], grad[s : s + b], grad[s + b :], config.oriented
+        )
+    div = divergence(grad, points, slice(s, None)) if divergence_weight > 0 else None
+    return unoriented_loss(
+        f[:s], f[s : s + b], [grad[:s], grad[s:]], div, divergence_weight, config.unoriented
     )
 
 
@@ -92,7 +100,8 @@ def train(
     for step in range(1, total + 1):
         if should_cancel is not None and should_cancel():
             raise Cancelled(f"cancelled after {step - 1} of {total} iterations")
-        terms = compute_loss(model, sampler.sample(), config)
+        div_weight = config.unoriented.divergence.value(step - 1, total) if mode == "unoriented" else 0.0
+        terms = compute_loss(model, sampler.sample(), config, mode, div_weight)
         optimiser.zero_grad(set_to_none=True)
         terms["total"].backward()
         if cfg.grad_clip > 0:

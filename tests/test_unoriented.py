@@ -1,0 +1,140 @@
+"""Unoriented mode (DiGS): divergence, its schedule, geometric initialisation, mode choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial import cKDTree
+
+from backend.engine.config import DivergenceSchedule, ModelConfig
+from backend.engine.derivatives import divergence, sdf_and_gradient
+from backend.engine.errors import InputError
+from backend.engine.geometric_init import sphere_init
+from backend.engine.losses import normal_term
+from backend.engine.meshing import extract_mesh, trim_far_faces
+from backend.engine.model import Siren
+from backend.engine.pipeline import choose_mode, reconstruct_points
+
+from .shapes import small_config, sphere_cloud
+
+
+class Distance(torch.nn.Module):
+    """The analytic field |x| (a point's SDF), whose Laplacian is 2 / |x| in 3D."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.norm(dim=-1)
+
+
+def test_divergence_matches_the_closed_form_for_a_sphere_sdf():
+    x = (torch.rand(500, 3, dtype=torch.float64) * 2 - 1).requires_grad_(True)
+    x = x[x.norm(dim=1) > 0.1].detach().requires_grad_(True)
+    _, grad = sdf_and_gradient(Distance(), x)
+    div = divergence(grad, x)
+    torch.testing.assert_close(div, 2.0 / x.norm(dim=1), rtol=1e-10, atol=1e-10)
+    part = divergence(grad, x, slice(10, 20))
+    torch.testing.assert_close(part, div[10:20])
+
+
+def test_divergence_of_the_network_matches_finite_differences():
+    torch.manual_seed(0)
+    model = Siren(ModelConfig(hidden_features=32, hidden_layers=2, init="siren")).double()
+    x = (torch.rand(40, 3, dtype=torch.float64) * 2 - 1).requires_grad_(True)
+    _, grad = sdf_and_gradient(model, x)
+    div = divergence(grad, x)
+    h = 1e-4
+    with torch.no_grad():
+        centre = model(x)
+        numeric = sum(
+            (model(x + h * e) - 2 * centre + model(x - h * e)) / h**2 for e in torch.eye(3, dtype=torch.float64)
+        )
+    torch.testing.assert_close(div, numeric, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "shape, expected",
+    [
+        ("linear", [100.0, 100.0, 100.0, 50.0, 0.0, 0.0]),
+        ("quintic", [100.0, 100.0, 100.0, 100.0 * 0.5**5, 0.0, 0.0]),
+        ("step", [100.0, 100.0, 100.0, 100.0, 0.0, 0.0]),
+    ],
+)
+def test_divergence_schedule_values(shape, expected):
+    schedule = DivergenceSchedule(weight=100.0, hold_until=0.2, zero_at=0.4, shape=shape)
+    at = [0, 100, 199, 300, 400, 999]
+    assert [pytest.approx(schedule.value(i, 1000)) for i in at] == expected
+
+
+@pytest.mark.parametrize("multi_frequency", [False, True])
+@pytest.mark.parametrize("hidden_layers", [0, 1, 3])
+def test_geometric_init_starts_as_a_sphere(multi_frequency, hidden_layers):
+    model = Siren(ModelConfig(hidden_features=128, hidden_layers=hidden_layers))
+    sphere_init(model, 0.5, multi_frequency, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert float(model(torch.zeros(1, 3))) < 0
+        corners = torch.tensor([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=torch.float32)
+        assert (model(corners) > 0).all()
+    verts, _ = extract_mesh(model, -np.ones(3), np.ones(3), 48, 1 << 16, torch.device("cpu"))
+    radii = np.linalg.norm(verts, axis=1)
+    assert np.abs(radii - 0.5).max() < 0.01
+
+
+def torus_points(count: int, major: float = 0.6, minor: float = 0.25, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    u, v = rng.uniform(0, 2 * np.pi, (2, count))
+    ring = major + minor * np.cos(v)
+    return np.stack([ring * np.cos(u), ring * np.sin(u), minor * np.sin(v)], axis=1)
+
+
+def test_unoriented_training_on_a_torus_gives_genus_one_with_inside_negative():
+    points = torus_points(3000)
+    events = []
+    result = reconstruct_points(points, None, small_config(train__iterations=500), on_progress=events.append)
+    assert result.mode == "unoriented" and {e.mode for e in events} == {"unoriented"}
+    assert "normal" not in events[-1].losses and "divergence" in events[-1].losses
+    vertices, faces = result.vertices, result.faces
+    edges = np.unique(np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1), axis=0)
+    assert len(vertices) - len(edges) + len(faces) == 0  # Euler characteristic of a torus
+    sdf = result.field.sdf(np.array([[0.6, 0.0, 0.0], [0.0, -0.6, 0.0], [0.0, 0.0, 0.0], [1.2, 1.2, 0.5]]))
+    assert sdf[0] < 0 and sdf[1] < 0  # inside the tube
+    assert sdf[2] > 0 and sdf[3] > 0  # the hole and the outside
+    tube = np.hypot(np.hypot(vertices[:, 0], vertices[:, 1]) - 0.6, vertices[:, 2]) - 0.25
+    assert np.abs(tube).mean() < 0.01
+
+
+def test_auto_mode_follows_the_presence_of_normals():
+    assert choose_mode("auto", True) == "oriented"
+    assert choose_mode("auto", False) == "unoriented"
+    assert choose_mode("unoriented", True) == "unoriented"
+    points, normals = sphere_cloud(400)
+    config = small_config(train__iterations=2, mesh__resolution=16)
+    assert reconstruct_points(points, normals, config).mode == "oriented"
+    assert reconstruct_points(points, None, config).mode == "unoriented"
+
+
+def test_bad_normals_are_refused_in_auto_mode_not_silently_ignored():
+    points, normals = sphere_cloud(400)
+    normals[0] = 0.0
+    with pytest.raises(InputError, match="zero length"):
+        reconstruct_points(points, normals, small_config(mode="auto"))
+
+
+def test_direction_only_normal_term_ignores_flips():
+    gen = torch.Generator().manual_seed(0)
+    grad = torch.randn(100, 3, generator=gen)
+    normals = grad / grad.norm(dim=1, keepdim=True)
+    flips = torch.where(torch.rand(100, generator=gen) < 0.5, -1.0, 1.0)[:, None]
+    assert float(normal_term(grad, normals * flips, directions_only=True)) < 1e-6
+    assert float(normal_term(grad, normals * flips)) > 0.5
+
+
+def test_trimming_opens_the_unscanned_side():
+    lo, hi = -np.ones(3), np.ones(3)
+    verts, faces = extract_mesh(lambda x: x.norm(dim=-1) - 0.5, lo, hi, 48, 1 << 16, torch.device("cpu"))
+    points, _ = sphere_cloud(3000, radius=0.5)
+    scanned = points[points[:, 2] > 0]  # only the upper half was seen
+    kept_v, kept_f = trim_far_faces(verts, faces, cKDTree(scanned), 0.05)
+    centres = kept_v[kept_f].mean(axis=1)
+    assert centres[:, 2].min() > -0.06
+    assert 0.4 < len(kept_f) / len(faces) < 0.6
+    assert len(trim_far_faces(verts, faces, cKDTree(scanned), 0.0)[1]) == len(faces)
