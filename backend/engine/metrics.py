@@ -1,0 +1,115 @@
+"""Surface-to-surface metrics between a reconstruction and a ground-truth mesh.
+
+Both surfaces are sampled area-uniformly with their face normals; distances are nearest
+neighbours between the two samples, all divided by the ground truth's bounding-box diagonal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .errors import InputError
+from .meshing import component_labels, face_areas
+
+
+@dataclass(frozen=True)
+class SurfaceMetrics:
+    """Distances are shares of the ground truth's bounding-box diagonal."""
+
+    chamfer_l1: float
+    """Mean of ``accuracy`` and ``completeness``."""
+    accuracy: float
+    """Mean distance from the reconstruction to the ground truth."""
+    completeness: float
+    """Mean distance from the ground truth to the reconstruction."""
+    hausdorff: float
+    """Largest distance in either direction."""
+    normal_consistency: float
+    """Mean ``|cos|`` between each sample's normal and its nearest neighbour's, both directions."""
+    fscore: float
+    """Harmonic mean of ``precision`` and ``recall`` at ``threshold``."""
+    precision: float
+    recall: float
+    threshold: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def sample_surface(
+    vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` points area-uniformly on a triangle mesh, with their unit face normals."""
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    if len(f) == 0 or len(v) == 0:
+        raise InputError("the mesh is empty: nothing to sample", "empty_mesh")
+    areas = face_areas(v, f)
+    if areas.sum() <= 0:
+        raise InputError("the mesh has no area", "empty_mesh")
+    chosen = rng.choice(len(f), size=count, p=areas / areas.sum())
+    u = rng.random((count, 2))
+    outside = u.sum(axis=1) > 1.0
+    u[outside] = 1.0 - u[outside]
+    a, b, c = (v[f[chosen, i]] for i in range(3))
+    points = a + u[:, :1] * (b - a) + u[:, 1:] * (c - a)
+    normals = np.cross(b - a, c - a)
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
+    return points, normals
+
+
+def compare_meshes(
+    pred_vertices: np.ndarray,
+    pred_faces: np.ndarray,
+    gt_vertices: np.ndarray,
+    gt_faces: np.ndarray,
+    samples: int = 100_000,
+    fscore_threshold: float = 0.01,
+    seed: int = 0,
+) -> SurfaceMetrics:
+    """Chamfer-L1, Hausdorff, normal consistency and F-score of ``pred`` against ``gt``."""
+    rng = np.random.default_rng(seed)
+    gt_points, gt_normals = sample_surface(gt_vertices, gt_faces, samples, rng)
+    pred_points, pred_normals = sample_surface(pred_vertices, pred_faces, samples, rng)
+    diagonal = float(np.linalg.norm(np.ptp(np.asarray(gt_vertices, dtype=np.float64), axis=0)))
+    to_gt, gt_index = cKDTree(gt_points).query(pred_points)
+    to_pred, pred_index = cKDTree(pred_points).query(gt_points)
+    to_gt, to_pred = to_gt / diagonal, to_pred / diagonal
+    cos_pred = np.abs(np.einsum("ij,ij->i", pred_normals, gt_normals[gt_index]))
+    cos_gt = np.abs(np.einsum("ij,ij->i", gt_normals, pred_normals[pred_index]))
+    precision = float((to_gt < fscore_threshold).mean())
+    recall = float((to_pred < fscore_threshold).mean())
+    fscore = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    accuracy, completeness = float(to_gt.mean()), float(to_pred.mean())
+    return SurfaceMetrics(
+        chamfer_l1=(accuracy + completeness) / 2,
+        accuracy=accuracy,
+        completeness=completeness,
+        hausdorff=float(max(to_gt.max(), to_pred.max())),
+        normal_consistency=float((cos_pred.mean() + cos_gt.mean()) / 2),
+        fscore=fscore,
+        precision=precision,
+        recall=recall,
+        threshold=fscore_threshold,
+    )
+
+
+def count_components(vertices: np.ndarray, faces: np.ndarray) -> int:
+    """Connected pieces of a triangle mesh."""
+    return component_labels(len(vertices), np.asarray(faces, dtype=np.int64))[0]
+
+
+def far_area_fraction(
+    vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, distance: float, samples: int = 100_000, seed: int = 0
+) -> float:
+    """Share of the surface area farther than ``distance`` from every one of ``points``.
+
+    Surface no input point is near is surface the data did not ask for: ghost geometry, or a
+    cap over a region the scanner never saw.
+    """
+    surface, _ = sample_surface(vertices, faces, samples, np.random.default_rng(seed))
+    gaps, _ = cKDTree(np.asarray(points, dtype=np.float64)).query(surface, distance_upper_bound=distance)
+    return float((gaps > distance).mean())

@@ -1,0 +1,169 @@
+"""Pictures of meshes and point clouds without a display, a GPU or OpenGL.
+
+A small software rasteriser in NumPy: an orthographic 3/4 view fitted to the bounding box,
+exact triangle coverage with a z-buffer, smooth Lambert shading. Open3D's offscreen renderer
+needs Vulkan or EGL, which headless servers and CI machines often lack.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .glb import vertex_normals
+
+BACKGROUND = (255, 255, 255)
+SURFACE = np.array([0.72, 0.76, 0.84])
+POINT_COLOUR = np.array([0.25, 0.32, 0.45])
+CANDIDATE_BUDGET = 4_000_000
+"""Pixel candidates tested at once: bounds the renderer's memory."""
+
+
+@dataclass(frozen=True)
+class View:
+    """Orthographic camera: world -> (x right, y down, depth) in pixels."""
+
+    rotation: np.ndarray
+    centre: np.ndarray
+    scale: float
+    width: int
+    height: int
+
+    @classmethod
+    def fit(cls, points: np.ndarray, width: int, height: int, up: str = "y",
+            azimuth: float = 35.0, elevation: float = 25.0, margin: float = 0.08) -> "View":
+        axes = {"y": np.eye(3), "z": np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])}
+        to_y_up = axes[up]
+        a, e = np.radians(azimuth), np.radians(elevation)
+        spin = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+        tilt = np.array([[1, 0, 0], [0, np.cos(e), -np.sin(e)], [0, np.sin(e), np.cos(e)]])
+        rotation = tilt @ spin @ to_y_up
+        turned = points @ rotation.T
+        lo, hi = turned.min(axis=0), turned.max(axis=0)
+        extent = np.maximum(hi - lo, 1e-12)
+        scale = (1 - 2 * margin) * min(width / extent[0], height / extent[1])
+        return cls(rotation, (lo + hi) / 2, float(scale), width, height)
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        turned = (np.asarray(points, dtype=np.float64) @ self.rotation.T - self.centre) * self.scale
+        x = turned[:, 0] + self.width / 2
+        y = self.height / 2 - turned[:, 1]
+        return np.stack([x, y, -turned[:, 2]], axis=1)  # smaller depth = nearer the viewer
+
+
+def _rasterise(screen: np.ndarray, faces: np.ndarray, width: int, height: int):
+    """Nearest face per pixel: (pixel index, face index, barycentric weights) of covered pixels."""
+    tri = screen[faces]  # (F, 3, 3)
+    lo = np.floor(tri[:, :, :2].min(axis=1)).astype(np.int64)
+    hi = np.ceil(tri[:, :, :2].max(axis=1)).astype(np.int64)
+    size = np.maximum((hi - lo).max(axis=1), 1)
+    found = []
+    bucket, previous = 2, 0
+    while previous < size.max():
+        chosen = np.flatnonzero((size > previous) & (size <= bucket))
+        grid = np.stack(np.meshgrid(np.arange(bucket + 1), np.arange(bucket + 1), indexing="xy"), -1).reshape(-1, 2)
+        step = max(1, CANDIDATE_BUDGET // len(grid))
+        for start in range(0, len(chosen), step):
+            idx = chosen[start : start + step]
+            px = lo[idx, None, :] + grid[None]  # (n, G, 2) pixel corners
+            centre = px + 0.5
+            a, b, c = tri[idx, 0, None, :2], tri[idx, 1, None, :2], tri[idx, 2, None, :2]
+            area = (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
+            w1 = ((centre[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (centre[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0]))
+            w2 = ((b[..., 0] - a[..., 0]) * (centre[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (centre[..., 0] - a[..., 0]))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                w1, w2 = w1 / area, w2 / area
+            w0 = 1 - w1 - w2
+            inside = (w0 >= -1e-9) & (w1 >= -1e-9) & (w2 >= -1e-9) & (np.abs(area) > 1e-12)
+            inside &= (px[..., 0] >= 0) & (px[..., 0] < width) & (px[..., 1] >= 0) & (px[..., 1] < height)
+            f_i, g_i = np.nonzero(inside)
+            if not len(f_i):
+                continue
+            weights = np.stack([w0[f_i, g_i], w1[f_i, g_i], w2[f_i, g_i]], axis=1)
+            depth = (weights * tri[idx[f_i], :, 2]).sum(axis=1)
+            pixel = px[f_i, g_i, 1] * width + px[f_i, g_i, 0]
+            found.append((pixel, depth, idx[f_i], weights))
+        previous, bucket = bucket, bucket * 2
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3))
+    pixel, depth, face, weights = (np.concatenate(parts) for parts in zip(*found))
+    order = np.lexsort((depth, pixel))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = pixel[order][1:] != pixel[order][:-1]
+    keep = order[first]
+    return pixel[keep], face[keep], weights[keep]
+
+
+def _shade(normals: np.ndarray, rotation: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    view_normals = normals @ rotation.T
+    light = np.array([-0.4, 0.6, 0.7])
+    light /= np.linalg.norm(light)
+    lambert = np.abs(view_normals @ light)  # two-sided: open scans show their inside too
+    return np.clip(colour * (0.28 + 0.72 * lambert[:, None]), 0, 1)
+
+
+def render_image(
+    vertices: np.ndarray | None,
+    faces: np.ndarray | None,
+    width: int = 800,
+    height: int = 600,
+    points: np.ndarray | None = None,
+    up: str = "y",
+    view: View | None = None,
+) -> Image.Image:
+    """Shaded picture of a mesh, or of a point cloud when ``faces`` is ``None``."""
+    geometry = [g for g in (vertices, points) if g is not None and len(g)]
+    if not geometry:
+        raise ValueError("nothing to render: no vertices and no points")
+    view = view or View.fit(np.concatenate(geometry), width, height, up)
+    image = np.full((height * width, 3), np.array(BACKGROUND) / 255.0)
+    depth = np.full(height * width, np.inf)
+    if vertices is not None and faces is not None and len(faces):
+        v = np.asarray(vertices, dtype=np.float64)
+        f = np.asarray(faces, dtype=np.int64)
+        pixel, face, weights = _rasterise(view.project(v), f, width, height)
+        normals = (vertex_normals(v, f)[f[face]] * weights[:, :, None]).sum(axis=1)
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        image[pixel] = _shade(normals, view.rotation, SURFACE)
+        depth[pixel] = (weights * view.project(v)[f[face], 2]).sum(axis=1)
+    if points is not None and len(points):
+        screen = view.project(points)
+        for dx in (0, 1):
+            for dy in (0, 1):
+                x = np.floor(screen[:, 0]).astype(np.int64) + dx
+                y = np.floor(screen[:, 1]).astype(np.int64) + dy
+                ok = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+                pix = y[ok] * width + x[ok]
+                nearer = screen[ok, 2] <= depth[pix] + 1e-6 * view.scale
+                image[pix[nearer]] = POINT_COLOUR
+    return Image.fromarray((image.reshape(height, width, 3) * 255).astype(np.uint8))
+
+
+def render_mesh_png(
+    vertices: np.ndarray, faces: np.ndarray, path: str | os.PathLike, width: int = 800, height: int = 600,
+    points: np.ndarray | None = None, up: str = "y",
+) -> None:
+    """Write a PNG of a mesh (with an optional point cloud drawn over it)."""
+    render_image(vertices, faces, width, height, points, up).save(path)
+
+
+def render_side_by_side(
+    panels: Sequence[tuple[str, np.ndarray | None, np.ndarray | None, np.ndarray | None]],
+    path: str | os.PathLike,
+    width: int = 480,
+    height: int = 420,
+    up: str = "y",
+) -> None:
+    """Panels ``(label, vertices, faces, points)`` in a row, seen from one shared camera."""
+    everything = np.concatenate([g for _, v, _, p in panels for g in (v, p) if g is not None and len(g)])
+    view = View.fit(everything, width, height, up)
+    sheet = Image.new("RGB", (width * len(panels), height + 28), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, vertices, faces, points) in enumerate(panels):
+        sheet.paste(render_image(vertices, faces, width, height, points, up, view), (i * width, 28))
+        draw.text((i * width + 10, 8), label, fill=(20, 20, 20))
+    sheet.save(path)
