@@ -71,6 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     mesh.add_argument("--resolution", type=int, required=True)
     mesh.add_argument("--device", default="auto")
     mesh.add_argument("--render", help="write a PNG picture of the result")
+    serve = sub.add_parser("serve", help="run the headless backend (ZeroMQ)")
+    serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default loopback)")
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    serve.add_argument("--heartbeat-timeout", type=float, default=10.0, help="seconds before a silent client's jobs are cancelled")
+
+    submit = sub.add_parser("submit", help="reconstruct a file on a running backend")
+    submit.add_argument("input")
+    submit.add_argument("-o", "--output", required=True)
+    submit.add_argument("--backend", default="tcp://127.0.0.1:5555")
+    submit.add_argument("--previews", help="write each preview mesh into this folder")
+    submit.add_argument("--iterations", type=int)
+    submit.add_argument("--mode", choices=("auto", "oriented", "unoriented"))
+    submit.add_argument("--connect-timeout", type=float, default=10.0)
+    submit.add_argument("--no-progress", action="store_true")
+    submit.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE")
     return parser
 
 
@@ -91,6 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .commands.reconstruct import run_mesh
 
             return run_mesh(args)
+        if args.command == "serve":
+            from .commands.serve import run_serve
+
+            return run_serve(args)
+        if args.command == "submit":
+            from .commands.serve import run_submit
+
+            return run_submit(args)
     except ReconstructionError as exc:
         print(f"siren-recon: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,95 @@
+"""Jobs and the queue that shares the worker fairly between clients."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..engine.config import ReconstructionConfig
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
+
+
+@dataclass
+class Job:
+    id: str
+    client: bytes
+    """ZeroMQ identity of the client that submitted it (results go there and nowhere else)."""
+    tag: str
+    detached: bool
+    points: np.ndarray
+    normals: np.ndarray | None
+    colours: np.ndarray | None
+    config: ReconstructionConfig
+    state: str = QUEUED
+    iteration: int = 0
+    submitted: float = field(default_factory=time.monotonic)
+    finished: float = 0.0
+    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str = ""
+
+    def release_input(self) -> None:
+        """Drop the cloud once the job has ended, so finished jobs hold no large arrays."""
+        self.points = np.zeros((0, 3), np.float32)
+        self.normals = None
+        self.colours = None
+
+
+class FairQueue:
+    """Round-robin over clients, first-in first-out within a client.
+
+    A client that queues a hundred jobs delays another client's single job by at most the one
+    job that is running, not by the hundred.
+    """
+
+    def __init__(self) -> None:
+        self._lanes: OrderedDict[bytes, deque[Job]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+
+    def put(self, job: Job) -> int:
+        """Queue ``job``; returns how many queued jobs will start before it."""
+        with self._lock:
+            lane = self._lanes.setdefault(job.client, deque())
+            lane.append(job)
+            position = self._position(job)
+            self._ready.notify()
+            return position
+
+    def _position(self, job: Job) -> int:
+        depth = len(self._lanes[job.client]) - 1
+        # every other client with work gets one turn per turn of this client
+        return depth + sum(min(len(lane), depth + 1) for c, lane in self._lanes.items() if c != job.client)
+
+    def get(self, timeout: float) -> Job | None:
+        """The next job, or ``None`` after ``timeout`` seconds without one."""
+        with self._lock:
+            if not self._lanes:
+                self._ready.wait(timeout)
+            if not self._lanes:
+                return None
+            client, lane = next(iter(self._lanes.items()))
+            job = lane.popleft()
+            del self._lanes[client]
+            if lane:
+                self._lanes[client] = lane  # back of the rotation
+            return job
+
+    def remove(self, job: Job) -> bool:
+        with self._lock:
+            lane = self._lanes.get(job.client)
+            if lane is None or job not in lane:
+                return False
+            lane.remove(job)
+            if not lane:
+                del self._lanes[job.client]
+            return True
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(lane) for lane in self._lanes.values())

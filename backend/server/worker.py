@@ -1,0 +1,111 @@
+"""The training worker: runs queued jobs one at a time on its device, in its own thread.
+
+ZeroMQ sockets must not be shared between threads, so the worker never touches the client
+socket: it encodes its replies and pushes them, with the client's identity in front, through
+an in-process PUSH socket that the front end forwards to the right client.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+import zmq
+
+from protocol import JobCancelled, JobDone, JobFailed, MeshUpdate, Message, Progress, encode
+
+from ..engine.colours import transfer_colours
+from ..engine.errors import Cancelled, ReconstructionError
+from ..engine.events import MeshEvent, ProgressEvent
+from ..engine.pipeline import reconstruct_points
+from .jobs import CANCELLED, DONE, FAILED, RUNNING, FairQueue, Job
+
+log = logging.getLogger(__name__)
+
+
+class Worker(threading.Thread):
+    def __init__(self, queue: FairQueue, context: zmq.Context, outbox: str, session: str,
+                 device: str, on_finished: Callable[[Job], None]) -> None:
+        super().__init__(name=f"worker-{device}", daemon=True)
+        self.queue = queue
+        self.context = context
+        self.outbox = outbox
+        self.session = session
+        self.device = device
+        self.on_finished = on_finished
+        self.stopping = threading.Event()
+        self.current: Job | None = None
+
+    def run(self) -> None:
+        push = self.context.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 1000)
+        push.connect(self.outbox)
+        try:
+            while not self.stopping.is_set():
+                job = self.queue.get(timeout=0.2)
+                if job is None:
+                    continue
+                self.current = job
+                try:
+                    self._run_job(job, push)
+                finally:
+                    self.current = None
+                    job.release_input()
+                    self.on_finished(job)
+        finally:
+            push.close()
+
+    def _send(self, push: Any, job: Job, message: Message) -> None:
+        push.send_multipart([job.client, *encode(message)], copy=False)
+
+    def _run_job(self, job: Job, push: Any) -> None:
+        if job.cancel.is_set():
+            job.state = CANCELLED
+            self._send(push, job, JobCancelled(session=self.session, job=job.id, reason=job.cancel_reason))
+            return
+        job.state = RUNNING
+        log.info("job %s (%s) started: %d points", job.id, job.tag, len(job.points))
+
+        def on_progress(event: ProgressEvent) -> None:
+            job.iteration = event.iteration
+            self._send(push, job, Progress(
+                session=self.session, job=job.id, iteration=event.iteration, total=event.total,
+                losses=event.losses, iterations_per_second=event.iterations_per_second,
+                eta_seconds=event.eta_seconds, mode=event.mode,
+            ))
+
+        def on_mesh(event: MeshEvent) -> None:
+            colours = None
+            if job.colours is not None and len(event.vertices):
+                colours = transfer_colours(job.points, job.colours, event.vertices)
+            self._send(push, job, MeshUpdate(
+                session=self.session, job=job.id, iteration=event.iteration, resolution=event.resolution,
+                final=event.final, vertices=event.vertices, faces=event.faces, colours=colours,
+            ))
+
+        try:
+            result = reconstruct_points(
+                job.points, job.normals, job.config, on_progress=on_progress, on_mesh=on_mesh,
+                should_cancel=job.cancel.is_set,
+            )
+        except Cancelled:
+            job.state = CANCELLED
+            log.info("job %s cancelled: %s", job.id, job.cancel_reason)
+            self._send(push, job, JobCancelled(session=self.session, job=job.id, reason=job.cancel_reason))
+            return
+        except ReconstructionError as exc:
+            job.state = FAILED
+            log.warning("job %s failed: %s", job.id, exc)
+            self._send(push, job, JobFailed(session=self.session, job=job.id, code=exc.code, message=str(exc)))
+            return
+        except Exception as exc:  # a bug or an out-of-memory must fail this job, not the backend
+            job.state = FAILED
+            log.exception("job %s crashed", job.id)
+            self._send(push, job, JobFailed(session=self.session, job=job.id, code="internal_error",
+                                            message=f"{type(exc).__name__}: {exc}"))
+            return
+        job.state = DONE
+        log.info("job %s done in %.1f s", job.id, sum(result.timings.values()))
+        self._send(push, job, JobDone(session=self.session, job=job.id, mode=result.mode,
+                                      stats=result.stats, timings=result.timings))

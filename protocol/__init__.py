@@ -1,0 +1,35 @@
+"""The siren-recon wire protocol: typed messages, their msgpack codec and a ZeroMQ client.
+
+Pure Python on msgpack, NumPy and pyzmq, so that it runs inside Blender's own Python; it knows
+nothing of torch or of the engine. The specification is ``protocol/README.md``.
+"""
+
+from .codec import DEFAULT_MAX_BYTES, decode, encode
+from .errors import ProtocolError
+from .messages import (
+    MESSAGE_TYPES,
+    PROTOCOL_VERSION,
+    CancelJob,
+    Error,
+    Hello,
+    JobAccepted,
+    JobCancelled,
+    JobDone,
+    JobFailed,
+    JobList,
+    JobSummary,
+    ListJobs,
+    MeshUpdate,
+    Message,
+    Ping,
+    Pong,
+    Progress,
+    SubmitJob,
+    Welcome,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BYTES", "MESSAGE_TYPES", "PROTOCOL_VERSION", "CancelJob", "Error", "Hello", "JobAccepted",
+    "JobCancelled", "JobDone", "JobFailed", "JobList", "JobSummary", "ListJobs", "MeshUpdate", "Message",
+    "Ping", "Pong", "Progress", "ProtocolError", "SubmitJob", "Welcome", "decode", "encode",
+]

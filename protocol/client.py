@@ -1,0 +1,267 @@
+"""A ZeroMQ client of the siren-recon backend: no threads, driven by :meth:`Client.poll`.
+
+Made to be called from Blender's timer callbacks as well as from scripts: every method returns
+at once (``poll`` waits at most the timeout it is given). ZeroMQ reconnects by itself, with an
+interval that doubles up to ``reconnect_max`` seconds; the client notices a silent backend by
+its heartbeats and a restarted one by its new session id, and reports both as
+:class:`ConnectionEvent` s among the messages ``poll`` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import zmq
+
+from .codec import DEFAULT_MAX_BYTES, decode, encode
+from .errors import ProtocolError
+from .messages import (
+    CancelJob,
+    Error,
+    Hello,
+    JobAccepted,
+    JobCancelled,
+    JobDone,
+    JobFailed,
+    ListJobs,
+    MeshUpdate,
+    Message,
+    Ping,
+    Progress,
+    SubmitJob,
+    Welcome,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+
+
+@dataclass(frozen=True)
+class ConnectionEvent:
+    """Something that happened to the link rather than to a job.
+
+    ``kind`` is ``connected`` (first welcome), ``lost`` (nothing heard for the heartbeat
+    timeout), ``restored`` (heard again, same backend) or ``restarted`` (heard again from a
+    backend with a new session id: jobs of the old session are gone).
+    """
+
+    kind: str
+    session: str
+    detail: str = ""
+
+
+@dataclass
+class Client:
+    """One DEALER connection to a backend."""
+
+    address: str = DEFAULT_ADDRESS
+    client_name: str = "siren-recon"
+    client_version: str = ""
+    heartbeat_interval: float = 1.0
+    """Seconds between pings."""
+    heartbeat_timeout: float = 5.0
+    """Seconds of silence after which the backend counts as lost."""
+    reconnect_max: float = 5.0
+    """Longest wait between reconnection attempts (ZeroMQ doubles it from 0.1 s)."""
+    max_bytes: int = DEFAULT_MAX_BYTES
+    context: Any = None
+    session: str = ""
+    """The backend's session id, once heard."""
+    welcome: Welcome | None = None
+    lost: bool = False
+    _socket: Any = field(default=None, repr=False)
+    _last_heard: float = 0.0
+    _last_ping: float = 0.0
+
+    def connect(self) -> None:
+        """Open the socket and say hello; returns at once (the welcome comes through poll)."""
+        if self._socket is not None:
+            return
+        ctx = self.context or zmq.Context.instance()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(self.reconnect_max * 1000))
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_bytes)
+        sock.connect(self.address)
+        self._socket = sock
+        now = time.monotonic()
+        self._last_heard = now
+        self._last_ping = now
+        self.send(Hello(client_name=self.client_name, client_version=self.client_version))
+
+    @property
+    def connected(self) -> bool:
+        return self._socket is not None
+
+    def send(self, message: Message) -> str:
+        """Send any message; returns its ``msg_id`` (replies carry it as ``parent``)."""
+        if self._socket is None:
+            raise RuntimeError("the client is not connected: call connect() first")
+        self._socket.send_multipart(encode(message), copy=False)
+        return message.msg_id
+
+    def submit(
+        self,
+        points: np.ndarray,
+        normals: np.ndarray | None = None,
+        colours: np.ndarray | None = None,
+        overrides: dict[str, Any] | None = None,
+        tag: str = "",
+        detached: bool = False,
+    ) -> str:
+        """Submit a cloud; returns the request's ``msg_id``.
+
+        The backend answers with ``job_accepted`` (its ``parent`` is this id and its ``job``
+        the new job id) or ``error``.
+        """
+        return self.send(SubmitJob(
+            session=self.session, tag=tag, detached=detached, overrides=dict(overrides or {}),
+            points=points, normals=normals, colours=colours,
+        ))
+
+    def cancel(self, job_id: str) -> str:
+        return self.send(CancelJob(session=self.session, job=job_id))
+
+    def list_jobs(self) -> str:
+        return self.send(ListJobs(session=self.session))
+
+    def poll(self, timeout_ms: int = 0) -> list[Message | ConnectionEvent]:
+        """Everything received so far (waiting at most ``timeout_ms`` for the first), plus link events.
+
+        Messages that fail to decode are logged and skipped: a bad reply must not break the UI.
+        """
+        if self._socket is None:
+            return []
+        out: list[Message | ConnectionEvent] = []
+        wait = timeout_ms
+        while self._socket.poll(wait, zmq.POLLIN):
+            wait = 0
+            frames = self._socket.recv_multipart(copy=False)
+            try:
+                message = decode(frames, self.max_bytes)
+            except ProtocolError as exc:
+                log.warning("dropped a message from the backend: %s", exc)
+                continue
+            out.extend(self._heard(message))
+            out.append(message)
+        now = time.monotonic()
+        if not self.lost and now - self._last_heard > self.heartbeat_timeout:
+            self.lost = True
+            out.append(ConnectionEvent("lost", self.session, f"no message for {self.heartbeat_timeout:g} s"))
+        if now - self._last_ping >= self.heartbeat_interval:
+            self._last_ping = now
+            self.send(Ping(session=self.session))
+        return out
+
+    def _heard(self, message: Message) -> list[ConnectionEvent]:
+        self._last_heard = time.monotonic()
+        events = []
+        if self.lost:
+            self.lost = False
+            if not message.session or message.session == self.session:
+                events.append(ConnectionEvent("restored", self.session))
+        if message.session and message.session != self.session:
+            if self.session:
+                events.append(ConnectionEvent("restarted", message.session, f"backend session {self.session} ended"))
+                self.send(Hello(client_name=self.client_name, client_version=self.client_version))
+            self.session = message.session
+        if isinstance(message, Welcome):
+            if self.welcome is None:
+                events.append(ConnectionEvent("connected", message.session, message.device))
+            self.welcome = message
+        return events
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    def __enter__(self) -> "Client":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RemoteError(RuntimeError):
+    """A remote reconstruction failed, was cancelled, or its backend went away."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+@dataclass
+class RemoteResult:
+    vertices: np.ndarray
+    faces: np.ndarray
+    done: JobDone
+    job: str
+
+
+def reconstruct_remote(
+    points: np.ndarray,
+    normals: np.ndarray | None = None,
+    colours: np.ndarray | None = None,
+    address: str = DEFAULT_ADDRESS,
+    overrides: dict[str, Any] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_mesh: Callable[[MeshUpdate], None] | None = None,
+    timeout: float | None = None,
+    connect_timeout: float = 10.0,
+    tag: str = "",
+) -> RemoteResult:
+    """Reconstruct on a backend and wait for the final mesh (blocking, for scripts).
+
+    Raises :class:`RemoteError` when the backend refuses the job, the job fails or is
+    cancelled, or the backend is lost or restarted; :class:`TimeoutError` after ``timeout``
+    seconds, or ``connect_timeout`` seconds without a welcome.
+    """
+    client = Client(address=address, heartbeat_timeout=max(5.0, connect_timeout))
+    client.connect()
+    started = time.monotonic()
+    request = client.submit(points, normals, colours, overrides, tag)
+    job = ""
+    last_mesh: MeshUpdate | None = None
+    try:
+        while True:
+            for event in client.poll(100):
+                if isinstance(event, ConnectionEvent):
+                    if event.kind in ("lost", "restarted"):
+                        raise RemoteError(f"backend_{event.kind}", f"the backend at {address} was {event.kind}: {event.detail}")
+                elif isinstance(event, Error) and event.parent in (request, "") and not job:
+                    raise RemoteError(event.code, event.message)
+                elif isinstance(event, JobAccepted) and event.parent == request:
+                    job = event.job
+                elif not job or event.job != job:
+                    continue
+                elif isinstance(event, Progress) and on_progress is not None:
+                    on_progress(event)
+                elif isinstance(event, MeshUpdate):
+                    last_mesh = event
+                    if on_mesh is not None:
+                        on_mesh(event)
+                elif isinstance(event, JobDone):
+                    if last_mesh is None or not last_mesh.final:
+                        raise RemoteError("no_mesh", "the job finished without sending its final mesh")
+                    return RemoteResult(np.array(last_mesh.vertices), np.array(last_mesh.faces), event, job)
+                elif isinstance(event, JobFailed):
+                    raise RemoteError(event.code, event.message)
+                elif isinstance(event, JobCancelled):
+                    raise RemoteError("cancelled", event.reason or "the job was cancelled")
+            elapsed = time.monotonic() - started
+            if client.welcome is None and elapsed > connect_timeout:
+                raise TimeoutError(f"no backend answered at {address} within {connect_timeout:g} s")
+            if timeout is not None and elapsed > timeout:
+                if job:
+                    client.cancel(job)
+                raise TimeoutError(f"the job did not finish within {timeout:g} s")
+    finally:
+        client.close()

@@ -1,0 +1,33 @@
+"""The one exception the protocol raises, and its codes."""
+
+from __future__ import annotations
+
+MALFORMED = "malformed"
+"""Not a multipart message of the documented layout, or not msgpack, or not a map."""
+UNSUPPORTED_VERSION = "unsupported_version"
+"""The major protocol version differs from ours (a different minor is accepted)."""
+UNKNOWN_TYPE = "unknown_type"
+MISSING_FIELD = "missing_field"
+BAD_FIELD_TYPE = "bad_field_type"
+BAD_DTYPE = "bad_dtype"
+BAD_SHAPE = "bad_shape"
+BUFFER_LENGTH = "buffer_length"
+"""An array frame's byte length differs from what its dtype and shape declare."""
+NON_FINITE = "non_finite"
+INDEX_OUT_OF_RANGE = "index_out_of_range"
+TOO_LARGE = "too_large"
+"""The message is over the receiver's size limit."""
+
+CODES = (
+    MALFORMED, UNSUPPORTED_VERSION, UNKNOWN_TYPE, MISSING_FIELD, BAD_FIELD_TYPE, BAD_DTYPE,
+    BAD_SHAPE, BUFFER_LENGTH, NON_FINITE, INDEX_OUT_OF_RANGE, TOO_LARGE,
+)
+
+
+class ProtocolError(ValueError):
+    """A message that cannot be decoded or does not match the schema."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message

@@ -1,0 +1,264 @@
+"""Every message of the siren-recon wire protocol, its fields and their types, written once.
+
+Each message is a frozen dataclass. Its fields are declared with the helpers below
+(:func:`text`, :func:`integer`, :func:`array`, ...), which record the wire type in the field's
+metadata; the codec reads that metadata both to encode and to validate on decode, so a field's
+type is stated in exactly one place. ``protocol/README.md`` is the prose form of this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+PROTOCOL_VERSION = "1.0"
+
+SCALAR = "scalar"  # str, int, float or bool
+
+
+def _field(kind: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING, **extra: Any) -> Any:
+    metadata = {"kind": kind, **extra}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def text(default: str = "") -> Any:
+    """A UTF-8 string."""
+    return _field("str", default)
+
+
+def integer(default: int = 0) -> Any:
+    """A signed 64-bit integer."""
+    return _field("int", default)
+
+
+def real(default: float = 0.0) -> Any:
+    """A 64-bit float (an integer on the wire is accepted)."""
+    return _field("float", default)
+
+
+def flag(default: bool = False) -> Any:
+    return _field("bool", default)
+
+
+def float_map() -> Any:
+    """A map from strings to floats."""
+    return _field("dict_str_float", factory=dict)
+
+
+def scalar_map() -> Any:
+    """A map from strings to a str, int, float or bool each."""
+    return _field("dict_str_scalar", factory=dict)
+
+
+def text_list() -> Any:
+    return _field("list_str", factory=list)
+
+
+def record_list(record: type) -> Any:
+    """A list of maps, each with the fields of the dataclass ``record``."""
+    return _field("list_record", factory=list, record=record)
+
+
+def array(dtype: str, columns: int, optional: bool = False, rows_like: str | None = None,
+          indexes: str | None = None) -> Any:
+    """An array travelling in its own frame: ``dtype`` little-endian, shape ``(N, columns)``.
+
+    ``rows_like`` names an array whose row count this one must share; ``indexes`` names an
+    array whose rows this one's values index (faces into vertices). Float arrays must be finite.
+    """
+    return _field("array", None, dtype=dtype, columns=columns, optional=optional,
+                  rows_like=rows_like, indexes=indexes)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, eq=False)
+class Message:
+    """The header every message carries."""
+
+    TYPE: ClassVar[str] = ""
+    msg_id: str = field(default_factory=new_id, metadata={"kind": "str", "header": True})
+    """Unique id of this message."""
+    session: str = field(default="", metadata={"kind": "str", "header": True})
+    """The backend's session id (new at each backend start); empty from clients."""
+    job: str = field(default="", metadata={"kind": "str", "header": True})
+    """The job this message is about, or empty."""
+    parent: str = field(default="", metadata={"kind": "str", "header": True})
+    """``msg_id`` of the message this one answers, or empty."""
+
+
+@dataclass(frozen=True, eq=False)
+class Hello(Message):
+    """Client -> backend, first: who is asking. Answered by ``welcome``."""
+
+    TYPE: ClassVar[str] = "hello"
+    client_name: str = text()
+    client_version: str = text()
+
+
+@dataclass(frozen=True, eq=False)
+class Welcome(Message):
+    """Backend -> client: what the backend is and what it accepts."""
+
+    TYPE: ClassVar[str] = "welcome"
+    backend_version: str = text()
+    device: str = text()
+    """e.g. ``cuda:0 (NVIDIA H100)`` or ``cpu``."""
+    device_memory: int = integer()
+    """Bytes of accelerator memory, 0 for a CPU."""
+    modes: list = text_list()
+    """Reconstruction modes accepted: ``auto``, ``oriented``, ``unoriented``."""
+    max_message_bytes: int = integer()
+    heartbeat_interval: float = real()
+    """Seconds between a client's pings."""
+    heartbeat_timeout: float = real()
+    """Seconds of silence after which either side considers the other gone."""
+    queue_length: int = integer()
+
+
+@dataclass(frozen=True, eq=False)
+class SubmitJob(Message):
+    """Client -> backend: reconstruct this cloud. Answered by ``job_accepted`` or ``error``."""
+
+    TYPE: ClassVar[str] = "submit_job"
+    tag: str = text()
+    """The client's own label for the job (e.g. the Blender object name)."""
+    detached: bool = flag()
+    """Keep running when the client goes silent."""
+    overrides: dict = scalar_map()
+    """Engine settings by dotted name, e.g. ``{"train.iterations": 500, "mode": "oriented"}``."""
+    points: np.ndarray | None = array("float32", 3)
+    normals: np.ndarray | None = array("float32", 3, optional=True, rows_like="points")
+    colours: np.ndarray | None = array("float32", 3, optional=True, rows_like="points")
+    """Linear RGB in [0, 1]."""
+
+
+@dataclass(frozen=True, eq=False)
+class JobAccepted(Message):
+    TYPE: ClassVar[str] = "job_accepted"
+    queue_position: int = integer()
+    """0 when the job starts at once."""
+    tag: str = text()
+
+
+@dataclass(frozen=True, eq=False)
+class Progress(Message):
+    TYPE: ClassVar[str] = "progress"
+    iteration: int = integer()
+    total: int = integer()
+    losses: dict = float_map()
+    iterations_per_second: float = real()
+    eta_seconds: float = real()
+    mode: str = text()
+    """The mode in use: ``oriented`` or ``unoriented``."""
+
+
+@dataclass(frozen=True, eq=False)
+class MeshUpdate(Message):
+    """A preview or the final mesh; a newer one replaces every older one of the job."""
+
+    TYPE: ClassVar[str] = "mesh_update"
+    iteration: int = integer()
+    resolution: int = integer()
+    final: bool = flag()
+    vertices: np.ndarray | None = array("float32", 3)
+    faces: np.ndarray | None = array("uint32", 3, indexes="vertices")
+    colours: np.ndarray | None = array("float32", 3, optional=True, rows_like="vertices")
+
+
+@dataclass(frozen=True, eq=False)
+class JobDone(Message):
+    TYPE: ClassVar[str] = "job_done"
+    mode: str = text()
+    stats: dict = float_map()
+    timings: dict = float_map()
+
+
+@dataclass(frozen=True, eq=False)
+class JobFailed(Message):
+    TYPE: ClassVar[str] = "job_failed"
+    code: str = text()
+    message: str = text()
+
+
+@dataclass(frozen=True, eq=False)
+class CancelJob(Message):
+    """Client -> backend: stop the job named in the header."""
+
+    TYPE: ClassVar[str] = "cancel_job"
+
+
+@dataclass(frozen=True, eq=False)
+class JobCancelled(Message):
+    TYPE: ClassVar[str] = "job_cancelled"
+    reason: str = text()
+
+
+@dataclass(frozen=True, eq=False)
+class ListJobs(Message):
+    TYPE: ClassVar[str] = "list_jobs"
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One row of ``job_list``."""
+
+    job: str = text()
+    tag: str = text()
+    state: str = text()
+    """``queued``, ``running``, ``done``, ``failed`` or ``cancelled``."""
+    iteration: int = integer()
+    total: int = integer()
+
+
+@dataclass(frozen=True, eq=False)
+class JobList(Message):
+    TYPE: ClassVar[str] = "job_list"
+    jobs: list = record_list(JobSummary)
+
+
+@dataclass(frozen=True, eq=False)
+class Ping(Message):
+    TYPE: ClassVar[str] = "ping"
+
+
+@dataclass(frozen=True, eq=False)
+class Pong(Message):
+    TYPE: ClassVar[str] = "pong"
+
+
+@dataclass(frozen=True, eq=False)
+class Error(Message):
+    """Backend -> client: the message ``parent`` was refused; nothing else is affected."""
+
+    TYPE: ClassVar[str] = "error"
+    code: str = text()
+    message: str = text()
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.TYPE: cls
+    for cls in (Hello, Welcome, SubmitJob, JobAccepted, Progress, MeshUpdate, JobDone, JobFailed,
+                CancelJob, JobCancelled, ListJobs, JobList, Ping, Pong, Error)
+}
+
+
+def body_fields(cls: type) -> list[dataclasses.Field]:
+    """The non-header, non-array fields of a message class (or record) in declaration order."""
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("header") and f.metadata["kind"] != "array"]
+
+
+def array_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("kind") == "array"]
+
+
+def header_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("header")]

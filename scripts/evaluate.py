@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Score siren-recon against Open3D's screened Poisson on the shared test shapes.
+
+For each mesh in the data folder it samples points (with normals), makes the input variants
+
+* ``oriented``: the points with their true normals,
+* ``unoriented``: the points alone,
+* ``noisy``: the points alone, moved by Gaussian noise of 0.3% of the box diagonal,
+
+reconstructs each with our engine and with Poisson (true normals for ``oriented``; for the
+others, normals Open3D estimates and orients itself), and prints one markdown table: Chamfer-L1,
+Hausdorff, normal consistency, F-score at 1%, connected pieces, ghost share (surface farther than
+1% of the diagonal from every input point) and seconds. ``--scans`` reconstructs the real scans
+(no ground truth) and writes pictures of ours beside Poisson's.
+
+    python scripts/evaluate.py --shapes spot,cow --inputs oriented --json out/eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from backend.engine.config import ReconstructionConfig, apply_overrides  # noqa: E402
+from backend.engine.metrics import compare_meshes, count_components, far_area_fraction, sample_surface  # noqa: E402
+from backend.engine.pipeline import reconstruct_points  # noqa: E402
+from backend.open3d_mode import import_open3d, write_mesh  # noqa: E402
+from backend.rendering import render_side_by_side  # noqa: E402
+
+NOISE_SHARE = 0.003
+GHOST_SHARE = 0.01
+INPUTS = ("oriented", "unoriented", "noisy")
+
+
+@dataclass
+class Sample:
+    points: np.ndarray
+    normals: np.ndarray | None
+
+
+Method = Callable[[Sample], tuple[np.ndarray, np.ndarray]]
+
+
+def ours(config: ReconstructionConfig) -> Method:
+    def run(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+        result = reconstruct_points(sample.points, sample.normals, config)
+        return result.vertices, result.faces
+
+    return run
+
+
+def poisson(sample: Sample, depth: int = 9, trim_share: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+    """Screened Poisson; without given normals, Open3D estimates and orients them first."""
+    o3d = import_open3d()
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(sample.points))
+    if sample.normals is not None:
+        cloud.normals = o3d.utility.Vector3dVector(sample.normals)
+    else:
+        cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(30))
+        cloud.orient_normals_consistent_tangent_plane(15)
+    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+        mesh, densities = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(cloud, depth=depth)
+    if sample.normals is None and trim_share > 0:
+        densities = np.asarray(densities)
+        mesh.remove_vertices_by_mask(densities < np.quantile(densities, trim_share))
+    return np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+
+
+def make_inputs(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int, wanted: list[str]) -> dict[str, Sample]:
+    rng = np.random.default_rng(seed)
+    points, normals = sample_surface(vertices, faces, count, rng)
+    diagonal = float(np.linalg.norm(np.ptp(vertices, axis=0)))
+    variants = {
+        "oriented": Sample(points, normals),
+        "unoriented": Sample(points, None),
+        "noisy": Sample(points + rng.normal(scale=NOISE_SHARE * diagonal, size=points.shape), None),
+    }
+    return {name: variants[name] for name in wanted}
+
+
+def evaluate_shape(path: Path, args: argparse.Namespace, config: ReconstructionConfig) -> list[dict]:
+    o3d = import_open3d()
+    mesh = o3d.io.read_triangle_mesh(str(path))
+    gt_v, gt_f = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    diagonal = float(np.linalg.norm(np.ptp(gt_v, axis=0)))
+    rows = []
+    for variant, sample in make_inputs(gt_v, gt_f, args.points, args.seed, args.inputs).items():
+        methods: dict[str, Method] = {"siren-recon": ours(config), "poisson": poisson}
+        panels = [(f"{path.stem} input ({variant})", None, None, sample.points)]
+        for name, method in methods.items():
+            started = time.perf_counter()
+            vertices, faces = method(sample)
+            seconds = time.perf_counter() - started
+            scores = compare_meshes(vertices, faces, gt_v, gt_f, samples=args.samples, seed=args.seed)
+            row = {
+                "shape": path.stem,
+                "input": variant,
+                "method": name,
+                "seconds": seconds,
+                "components": count_components(vertices, faces),
+                "ghost_share": far_area_fraction(vertices, faces, sample.points, GHOST_SHARE * diagonal),
+                **scores.as_dict(),
+            }
+            rows.append(row)
+            print(format_row(row), flush=True)
+            panels.append((f"{name}  chamfer {1e3 * scores.chamfer_l1:.2f}e-3", vertices, faces, None))
+            if args.out:
+                write_mesh(Path(args.out) / f"{path.stem}_{variant}_{name}.ply", vertices, faces)
+        if args.out:
+            render_side_by_side(panels, Path(args.out) / f"{path.stem}_{variant}.png", up=args.up)
+    return rows
+
+
+def evaluate_scans(folder: Path, args: argparse.Namespace, config: ReconstructionConfig) -> list[dict]:
+    """Real scans have no ground truth: report how far the input lies from each surface."""
+    from scipy.spatial import cKDTree
+
+    rows = []
+    for path in sorted(folder.glob("*.xyz")):
+        points = np.loadtxt(path, usecols=(0, 1, 2))
+        diagonal = float(np.linalg.norm(np.ptp(points, axis=0)))
+        sample = Sample(points, None)
+        panels = [(f"{path.stem} input", None, None, points)]
+        for name, method in {"siren-recon": ours(config), "poisson": poisson}.items():
+            started = time.perf_counter()
+            vertices, faces = method(sample)
+            seconds = time.perf_counter() - started
+            surface, _ = sample_surface(vertices, faces, args.samples, np.random.default_rng(args.seed))
+            input_to_surface = cKDTree(surface).query(points)[0] / diagonal
+            row = {
+                "shape": path.stem,
+                "input": "scan",
+                "method": name,
+                "seconds": seconds,
+                "components": count_components(vertices, faces),
+                "ghost_share": far_area_fraction(vertices, faces, points, GHOST_SHARE * diagonal),
+                "input_to_surface_mean": float(input_to_surface.mean()),
+                "input_to_surface_p99": float(np.quantile(input_to_surface, 0.99)),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            panels.append((name, vertices, faces, None))
+            if args.out:
+                write_mesh(Path(args.out) / f"{path.stem}_{name}.ply", vertices, faces)
+        if args.out:
+            render_side_by_side(panels, Path(args.out) / f"{path.stem}.png", up="z")
+    return rows
+
+
+def format_row(row: dict) -> str:
+    return (
+        f"| {row['shape']} | {row['input']} | {row['method']} | {1e3 * row['chamfer_l1']:.2f} | "
+        f"{1e3 * row['hausdorff']:.1f} | {row['normal_consistency']:.4f} | {row['fscore']:.4f} | "
+        f"{row['components']} | {100 * row['ghost_share']:.2f}% | {row['seconds']:.1f} |"
+    )
+
+
+HEADER = (
+    "| shape | input | method | Chamfer-L1 (1e-3) | Hausdorff (1e-3) | normal consistency | F-score @1% "
+    "| pieces | ghost share | seconds |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="folder with meshes/ and scans/")
+    parser.add_argument("--shapes", help="comma-separated mesh names (default: all)")
+    parser.add_argument("--inputs", default="oriented", help=f"comma-separated of {','.join(INPUTS)}")
+    parser.add_argument("--points", type=int, default=20_000)
+    parser.add_argument("--samples", type=int, default=100_000, help="surface samples per metric")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="engine config override")
+    parser.add_argument("--scans", action="store_true", help="also reconstruct the real scans")
+    parser.add_argument("--json", help="write all rows here")
+    parser.add_argument("--out", help="write meshes and side-by-side pictures here")
+    parser.add_argument("--up", default="y", choices=("y", "z"), help="up axis of the meshes, for pictures")
+    args = parser.parse_args()
+    args.inputs = [name for name in args.inputs.split(",") if name]
+    unknown = set(args.inputs) - set(INPUTS)
+    if unknown:
+        parser.error(f"unknown inputs {sorted(unknown)}")
+    from backend.cli import parse_override
+
+    config = apply_overrides(ReconstructionConfig(), dict(parse_override(text) for text in args.set))
+    data = Path(args.data)
+    if not (data / "meshes").is_dir():
+        print(f"no test shapes at {data / 'meshes'}: pass --data", file=sys.stderr)
+        return 1
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    wanted = args.shapes.split(",") if args.shapes else None
+    paths = [p for p in sorted((data / "meshes").glob("*.obj")) if wanted is None or p.stem in wanted]
+    print(HEADER, flush=True)
+    rows = [row for path in paths for row in evaluate_shape(path, args, config)]
+    if args.scans:
+        rows += evaluate_scans(data / "scans", args, config)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"config": args.set, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
