@@ -222,11 +222,14 @@ class Server:
     def _submit(self, identity: bytes, message: SubmitJob) -> None:
         config = apply_overrides(self.config.defaults or ReconstructionConfig(), message.overrides)
         config = apply_overrides(config, {"train.device": self.config.device})
-        points = validate_points(message.points)
-        normals = validate_normals(message.normals, len(points)) if message.normals is not None else None
+        # Refused here, before queueing, so the client hears of bad input at once; the job keeps
+        # the arrays exactly as they arrived, so it trains on what a local run would.
+        validate_points(message.points)
+        if message.normals is not None:
+            validate_normals(message.normals, len(message.points))
         job = Job(
             id=uuid.uuid4().hex[:12], client=identity, tag=message.tag, detached=message.detached,
-            points=np.asarray(points, np.float32), normals=None if normals is None else normals.astype(np.float32),
+            points=np.array(message.points), normals=None if message.normals is None else np.array(message.normals),
             colours=None if message.colours is None else np.array(message.colours), config=config,
         )
         self.jobs[job.id] = job
