@@ -1,7 +1,10 @@
 """Surface-to-surface metrics between a reconstruction and a ground-truth mesh.
 
-Both surfaces are sampled area-uniformly with their face normals; distances are nearest
-neighbours between the two samples, all divided by the ground truth's bounding-box diagonal.
+Both surfaces are sampled area-uniformly with their face normals, and each sample's distance is
+taken to the closest point of the *other mesh's triangles* (exact, through Open3D's raycasting
+scene), not to the other mesh's samples: sample-to-sample distances carry a floor of about half
+the sample spacing (1.3e-3 of the diagonal on Spot at 100k samples), as large as the differences
+between good reconstructions. All distances are divided by the ground truth's box diagonal.
 """
 
 from __future__ import annotations
@@ -75,11 +78,11 @@ def compare_meshes(
     gt_points, gt_normals = sample_surface(gt_vertices, gt_faces, samples, rng)
     pred_points, pred_normals = sample_surface(pred_vertices, pred_faces, samples, rng)
     diagonal = float(np.linalg.norm(np.ptp(np.asarray(gt_vertices, dtype=np.float64), axis=0)))
-    to_gt, gt_index = cKDTree(gt_points).query(pred_points)
-    to_pred, pred_index = cKDTree(pred_points).query(gt_points)
+    to_gt, gt_normal_there = closest_on_mesh(gt_vertices, gt_faces, pred_points)
+    to_pred, pred_normal_there = closest_on_mesh(pred_vertices, pred_faces, gt_points)
     to_gt, to_pred = to_gt / diagonal, to_pred / diagonal
-    cos_pred = np.abs(np.einsum("ij,ij->i", pred_normals, gt_normals[gt_index]))
-    cos_gt = np.abs(np.einsum("ij,ij->i", gt_normals, pred_normals[pred_index]))
+    cos_pred = np.abs(np.einsum("ij,ij->i", pred_normals, gt_normal_there))
+    cos_gt = np.abs(np.einsum("ij,ij->i", gt_normals, pred_normal_there))
     precision = float((to_gt < fscore_threshold).mean())
     recall = float((to_pred < fscore_threshold).mean())
     fscore = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
@@ -95,6 +98,25 @@ def compare_meshes(
         recall=recall,
         threshold=fscore_threshold,
     )
+
+
+def closest_on_mesh(vertices: np.ndarray, faces: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance from each query to the closest point of the mesh, and that triangle's unit normal."""
+    import open3d as o3d
+
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    mesh = o3d.t.geometry.TriangleMesh()
+    mesh.vertex.positions = o3d.core.Tensor(v.astype(np.float32))
+    mesh.triangle.indices = o3d.core.Tensor(f.astype(np.int32))
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(mesh)
+    closest = scene.compute_closest_points(o3d.core.Tensor(np.asarray(queries, dtype=np.float32)))
+    points = closest["points"].numpy().astype(np.float64)
+    triangle = closest["primitive_ids"].numpy().astype(np.int64)
+    normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
+    return np.linalg.norm(points - queries, axis=1), normals[triangle]
 
 
 def count_components(vertices: np.ndarray, faces: np.ndarray) -> int:
