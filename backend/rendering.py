@@ -157,10 +157,12 @@ def render_side_by_side(
     width: int = 480,
     height: int = 420,
     up: str = "y",
+    azimuth: float = 35.0,
+    elevation: float = 25.0,
 ) -> None:
     """Panels ``(label, vertices, faces, points)`` in a row, seen from one shared camera."""
     everything = np.concatenate([g for _, v, _, p in panels for g in (v, p) if g is not None and len(g)])
-    view = View.fit(everything, width, height, up)
+    view = View.fit(everything, width, height, up, azimuth, elevation)
     sheet = Image.new("RGB", (width * len(panels), height + 28), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     for i, (label, vertices, faces, points) in enumerate(panels):
