@@ -48,15 +48,20 @@ def import_open3d() -> ModuleType:
     return open3d
 
 
-def read_point_cloud(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Points, normals (or ``None``) and colours (or ``None``) of a file Open3D can read."""
-    source = Path(path)
-    if source.suffix.lower() not in POINT_FORMATS:
+def check_format(path: str | os.PathLike, formats: tuple[str, ...], what: str) -> Path:
+    """``path`` as a Path, or :class:`InputError` when its suffix is not one of ``formats``."""
+    target = Path(path)
+    if target.suffix.lower() not in formats:
         raise InputError(
-            f"{str(source)!r}: unknown point cloud format {source.suffix or '(none)'!r}; "
-            f"use one of {', '.join(POINT_FORMATS)}",
+            f"{str(target)!r}: unknown {what} format {target.suffix or '(none)'!r}; use one of {', '.join(formats)}",
             "unknown_format",
         )
+    return target
+
+
+def read_point_cloud(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Points, normals (or ``None``) and colours (or ``None``) of a file Open3D can read."""
+    source = check_format(path, POINT_FORMATS, "point cloud")
     if not source.is_file():
         raise InputError(f"{str(source)!r} does not exist", "unreadable_file")
     if source.suffix.lower() == ".ply":
@@ -89,13 +94,7 @@ def to_open3d_mesh(vertices: np.ndarray, faces: np.ndarray) -> Any:
 
 def write_mesh(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) -> None:
     """Write a mesh in the format its suffix names (ply, obj, stl, glb, gltf, off)."""
-    target = Path(path)
-    if target.suffix.lower() not in MESH_FORMATS:
-        raise InputError(
-            f"{str(target)!r}: unknown mesh format {target.suffix or '(none)'!r}; "
-            f"use one of {', '.join(MESH_FORMATS)}",
-            "unknown_format",
-        )
+    target = check_format(path, MESH_FORMATS, "mesh")
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.suffix.lower() == ".glb":
         write_glb(target, vertices, faces)

@@ -12,10 +12,10 @@ from tqdm import tqdm
 
 from ..engine.checkpoint import load_checkpoint, save_checkpoint
 from ..engine.config import ReconstructionConfig, apply_overrides
-from ..engine.errors import InputError, ReconstructionError
+from ..engine.errors import ReconstructionError
 from ..engine.events import MeshEvent, ProgressEvent
 from ..engine.pipeline import reconstruct_points
-from ..open3d_mode import MESH_FORMATS, import_open3d, read_point_cloud, to_open3d_mesh, write_mesh
+from ..open3d_mode import MESH_FORMATS, check_format, import_open3d, read_point_cloud, to_open3d_mesh, write_mesh
 
 
 def config_from_args(args: argparse.Namespace) -> ReconstructionConfig:
@@ -31,14 +31,6 @@ def config_from_args(args: argparse.Namespace) -> ReconstructionConfig:
     }
     overrides.update({k: v for k, v in named.items() if v is not None})
     return apply_overrides(ReconstructionConfig(), overrides)
-
-
-def check_output(path: str) -> None:
-    if Path(path).suffix.lower() not in MESH_FORMATS:
-        raise InputError(
-            f"{path!r}: unknown mesh format {Path(path).suffix or '(none)'!r}; use one of {', '.join(MESH_FORMATS)}",
-            "unknown_format",
-        )
 
 
 class LiveWindow:
@@ -76,7 +68,7 @@ class LiveWindow:
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
-    check_output(args.output)
+    check_format(args.output, MESH_FORMATS, "mesh")
     config = config_from_args(args)
     points, normals, _ = read_point_cloud(args.input)
     window = LiveWindow() if args.show else None
@@ -120,7 +112,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
 
 def run_mesh(args: argparse.Namespace) -> int:
-    check_output(args.output)
+    check_format(args.output, MESH_FORMATS, "mesh")
     field = load_checkpoint(args.checkpoint, args.device)
     if not 8 <= args.resolution <= 2048:
         raise ReconstructionError("--resolution must be in [8, 2048]")

@@ -28,14 +28,7 @@ def validate_points(points: object) -> np.ndarray:
             f"the point cloud has {array.shape[0]} points; at least {MIN_POINTS} are needed",
             "too_few_points",
         )
-    array = array.astype(np.float64)
-    bad = ~np.isfinite(array).all(axis=1)
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        raise InputError(
-            f"{int(bad.sum())} point(s) have NaN or infinite coordinates (first at index {first})",
-            "non_finite_points",
-        )
+    array = _finite(array, "point(s) have NaN or infinite coordinates", "non_finite_points")
     extent = array.max(axis=0) - array.min(axis=0)
     longest = float(extent.max())
     if longest <= 0.0:
@@ -44,6 +37,15 @@ def validate_points(points: object) -> np.ndarray:
     singular = np.linalg.svd(centred[:: max(1, len(centred) // 20000)], compute_uv=False)
     if singular[1] <= 1e-6 * singular[0]:
         raise InputError("the points lie on a line: no surface can be fitted", "degenerate_cloud")
+    return array
+
+
+def _finite(array: np.ndarray, problem: str, code: str) -> np.ndarray:
+    """``array`` as float64, or :class:`InputError` counting its non-finite rows."""
+    array = array.astype(np.float64)
+    bad = ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        raise InputError(f"{int(bad.sum())} {problem} (first at index {int(np.flatnonzero(bad)[0])})", code)
     return array
 
 
@@ -61,14 +63,7 @@ def validate_normals(normals: object, count: int) -> np.ndarray:
             f"there are {array.shape[0]} normals for {count} points; the counts must match",
             "normals_count_mismatch",
         )
-    array = array.astype(np.float64)
-    bad = ~np.isfinite(array).all(axis=1)
-    if bad.any():
-        raise InputError(
-            f"{int(bad.sum())} normal(s) have NaN or infinite components (first at index "
-            f"{int(np.flatnonzero(bad)[0])})",
-            "non_finite_normals",
-        )
+    array = _finite(array, "normal(s) have NaN or infinite components", "non_finite_normals")
     length = np.linalg.norm(array, axis=1)
     zero = length < 1e-12
     if zero.any():
