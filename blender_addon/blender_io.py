@@ -1,0 +1,103 @@
+"""Reading clouds out of Blender objects and writing meshes into preview objects (thin bpy)."""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from .geometry import (
+    SURFACE_SAMPLES,
+    blender_mesh_arrays,
+    corner_to_point,
+    normals_to_world,
+    sample_triangles,
+    to_world,
+)
+
+COLOUR_LAYER = "siren_colour"
+
+
+def _attribute(data, name: str, width: int) -> np.ndarray | None:
+    attribute = data.attributes.get(name)
+    if attribute is None or attribute.domain != "POINT":
+        return None
+    values = np.empty(len(attribute.data) * width, dtype=np.float32)
+    attribute.data.foreach_get("vector" if width == 3 else "value", values)
+    return values.reshape(-1, width)
+
+
+def _vertex_colours(mesh) -> np.ndarray | None:
+    layer = mesh.color_attributes.active_color
+    if layer is None:
+        return None
+    values = np.empty(len(layer.data) * 4, dtype=np.float32)
+    layer.data.foreach_get("color", values)
+    values = values.reshape(-1, 4)[:, :3]
+    if layer.domain == "POINT":
+        return values
+    corner_vertex = np.empty(len(mesh.loops), dtype=np.int64)
+    mesh.loops.foreach_get("vertex_index", corner_vertex)
+    return corner_to_point(values, corner_vertex, len(mesh.vertices))
+
+
+def cloud_from_object(obj, depsgraph) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """World-space points, normals (or ``None``) and colours (or ``None``) of an object.
+
+    A mesh with faces is sampled on its evaluated surface (modifiers applied) with face normals;
+    a mesh of loose vertices (an imported scan) gives its vertices, with normals only when it
+    carries a ``normal`` attribute; a point cloud object gives its points.
+    """
+    evaluated = obj.evaluated_get(depsgraph)
+    matrix = np.array(obj.matrix_world, dtype=np.float64)
+    if obj.type == "POINTCLOUD":
+        data = evaluated.data
+        points = _attribute(data, "position", 3)
+        normals = _attribute(data, "normal", 3)
+        colours = _attribute(data, "Col", 4)
+        return (to_world(points, matrix), None if normals is None else normals_to_world(normals, matrix),
+                None if colours is None else colours[:, :3])
+    mesh = evaluated.to_mesh()
+    try:
+        count = len(mesh.vertices)
+        co = np.empty(count * 3, dtype=np.float32)
+        mesh.vertices.foreach_get("co", co)
+        co = co.reshape(-1, 3)
+        colours = _vertex_colours(mesh)
+        if len(mesh.polygons):
+            mesh.calc_loop_triangles()
+            tris = np.empty(len(mesh.loop_triangles) * 3, dtype=np.int64)
+            mesh.loop_triangles.foreach_get("vertices", tris)
+            world = to_world(co, matrix)
+            points, normals, colours = sample_triangles(world, tris.reshape(-1, 3), SURFACE_SAMPLES, colours)
+            return points, normals, colours
+        normals = _attribute(mesh, "normal", 3)
+        return (to_world(co, matrix), None if normals is None else normals_to_world(normals, matrix), colours)
+    finally:
+        evaluated.to_mesh_clear()
+
+
+def show_mesh(name: str, source_name: str, vertices: np.ndarray, faces: np.ndarray,
+              colours: np.ndarray | None, collection) -> "bpy.types.Object":
+    """Replace the geometry of the preview object ``name`` in place (creating it the first time)."""
+    obj = bpy.data.objects.get(name)
+    if obj is None:
+        mesh = bpy.data.meshes.new(name)
+        obj = bpy.data.objects.new(name, mesh)
+        obj["siren_source"] = source_name
+        collection.objects.link(obj)
+    mesh = obj.data
+    arrays = blender_mesh_arrays(vertices, faces)
+    mesh.clear_geometry()
+    mesh.vertices.add(len(vertices))
+    mesh.loops.add(len(arrays["vertex_index"]))
+    mesh.polygons.add(len(faces))
+    mesh.vertices.foreach_set("co", arrays["co"])
+    mesh.loops.foreach_set("vertex_index", arrays["vertex_index"])
+    mesh.polygons.foreach_set("loop_start", arrays["loop_start"])
+    if colours is not None and len(colours) == len(vertices):
+        layer = mesh.color_attributes.get(COLOUR_LAYER) or mesh.color_attributes.new(COLOUR_LAYER, "FLOAT_COLOR", "POINT")
+        rgba = np.ones((len(vertices), 4), dtype=np.float32)
+        rgba[:, :3] = colours
+        layer.data.foreach_set("color", rgba.reshape(-1))
+    mesh.update()
+    return obj

@@ -1,0 +1,74 @@
+"""Geometry between Blender's arrays and the backend's, in plain NumPy (no bpy).
+
+Everything the backend receives is in world space; previews are built in world space too and
+given an identity transform, so they sit exactly over their sources whatever those sources'
+location, rotation and scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SURFACE_SAMPLES = 20_000
+"""Points sampled on a mesh that has faces (its vertices alone may be far too few)."""
+
+
+def to_world(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a 4x4 object matrix to (N, 3) points."""
+    m = np.asarray(matrix, dtype=np.float64)
+    return np.asarray(points, dtype=np.float64) @ m[:3, :3].T + m[:3, 3]
+
+
+def normals_to_world(normals: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Transform normals by the inverse transpose of the matrix and renormalise."""
+    linear = np.asarray(matrix, dtype=np.float64)[:3, :3]
+    out = np.asarray(normals, dtype=np.float64) @ np.linalg.inv(linear)
+    length = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(length, 1e-30)
+
+
+def sample_triangles(
+    vertices: np.ndarray,
+    triangles: np.ndarray,
+    count: int,
+    colours: np.ndarray | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``count`` points area-uniformly on triangles, with face normals and interpolated colours."""
+    v = np.asarray(vertices, dtype=np.float64)
+    t = np.asarray(triangles, dtype=np.int64)
+    a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
+    cross = np.cross(b - a, c - a)
+    area = np.linalg.norm(cross, axis=1)
+    if area.sum() <= 0:
+        raise ValueError("the mesh has no surface area")
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(t), size=count, p=area / area.sum())
+    u = rng.random((count, 2))
+    flip = u.sum(axis=1) > 1
+    u[flip] = 1 - u[flip]
+    w = np.column_stack([1 - u.sum(axis=1), u])
+    points = (w[:, :, None] * v[t[chosen]]).sum(axis=1)
+    normals = cross[chosen] / np.maximum(area[chosen, None], 1e-30)
+    sampled = None
+    if colours is not None:
+        sampled = (w[:, :, None] * np.asarray(colours, dtype=np.float64)[t[chosen]]).sum(axis=1)
+    return points, normals, sampled
+
+
+def corner_to_point(values: np.ndarray, corner_vertex: np.ndarray, vertex_count: int) -> np.ndarray:
+    """Average per-corner values (e.g. a face-corner colour layer) onto the vertices."""
+    sums = np.zeros((vertex_count, values.shape[1]))
+    np.add.at(sums, corner_vertex, values)
+    counts = np.bincount(corner_vertex, minlength=vertex_count)[:, None]
+    return sums / np.maximum(counts, 1)
+
+
+def blender_mesh_arrays(vertices: np.ndarray, faces: np.ndarray) -> dict[str, np.ndarray]:
+    """Flat arrays for ``foreach_set``: vertex ``co``, loop ``vertex_index``, polygon ``loop_start``."""
+    f = np.ascontiguousarray(faces, dtype=np.int32)
+    return {
+        "co": np.ascontiguousarray(vertices, dtype=np.float32).reshape(-1),
+        "vertex_index": f.reshape(-1),
+        "loop_start": np.arange(0, f.size, 3, dtype=np.int32),
+    }

@@ -1,0 +1,209 @@
+"""The add-on's link to a backend and the state of its jobs, in plain Python (no bpy).
+
+Blender's UI calls :meth:`Session.tick` from a timer; it drains the client without blocking
+(within a time budget) and records, per job, the newest mesh still to be shown. The bpy side
+only reads this state and copies meshes into preview objects.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .protocol import (
+    Error,
+    JobAccepted,
+    JobCancelled,
+    JobDone,
+    JobFailed,
+    MeshUpdate,
+    Progress,
+)
+from .protocol.client import Client, ConnectionEvent
+
+ACTIVE = ("submitting", "queued", "running")
+
+
+@dataclass
+class JobState:
+    """One reconstruction as the add-on sees it."""
+
+    request: str
+    """``msg_id`` of the submit: the key until the backend names the job."""
+    source: str
+    """Name of the source object."""
+    preview: str
+    """Name of the preview object (``<source>_siren``)."""
+    job: str = ""
+    status: str = "submitting"
+    """``submitting``, ``queued``, ``running``, ``done``, ``failed`` or ``cancelled``."""
+    iteration: int = 0
+    total: int = 0
+    loss: float = math.nan
+    eta: float = 0.0
+    mode: str = ""
+    message: str = ""
+    pending_mesh: MeshUpdate | None = field(default=None, repr=False)
+    """The newest mesh not yet copied into the preview (older ones are dropped)."""
+    shown_iteration: int = -1
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def describe(self) -> str:
+        if self.status == "running" and self.total:
+            loss = "" if math.isnan(self.loss) else f", loss {self.loss:.3g}"
+            return f"{self.iteration}/{self.total}{loss}, ETA {self.eta:.0f} s ({self.mode})"
+        return self.message or self.status
+
+
+@dataclass
+class Session:
+    """A connection to one backend address and the jobs sent through it."""
+
+    address: str
+    connect_timeout: float = 3.0
+    heartbeat_timeout: float = 5.0
+    status: str = "disconnected"
+    """``disconnected``, ``connecting``, ``connected``, ``unreachable`` or ``lost``."""
+    message: str = ""
+    device: str = ""
+    jobs: dict[str, JobState] = field(default_factory=dict)
+    client: Client | None = None
+    _connect_started: float = 0.0
+
+    def connect(self) -> None:
+        """Start connecting; returns at once (see :meth:`wait_connected`)."""
+        if self.client is not None:
+            return
+        self.client = Client(address=self.address, client_name="siren-recon-blender",
+                             heartbeat_timeout=self.heartbeat_timeout)
+        self.client.connect()
+        self.status, self.message = "connecting", f"connecting to {self.address}"
+        self._connect_started = time.monotonic()
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """Block at most ``timeout`` seconds (default ``connect_timeout``) for the welcome."""
+        self.connect()
+        deadline = time.monotonic() + (self.connect_timeout if timeout is None else timeout)
+        while self.status == "connecting" and time.monotonic() < deadline:
+            self.tick(budget=0.05, wait_ms=20)
+        if self.status == "connecting":
+            self._unreachable()
+        return self.status == "connected"
+
+    def _unreachable(self) -> None:
+        self.status = "unreachable"
+        self.message = f"no backend answers at {self.address} (started? address right?)"
+
+    def disconnect(self, reason: str = "disconnected") -> None:
+        """Cancel this session's active jobs and close the socket."""
+        if self.client is not None:
+            for job in self.jobs.values():
+                if job.active and job.job:
+                    self.client.cancel(job.job)
+            self.client.close()
+            self.client = None
+        for job in self.jobs.values():
+            if job.active:
+                job.status, job.message = "cancelled", reason
+        self.status, self.message = "disconnected", reason
+
+    def submit(self, source: str, points: np.ndarray, normals: np.ndarray | None, colours: np.ndarray | None,
+               overrides: dict[str, Any]) -> JobState:
+        if self.client is None:
+            raise RuntimeError("not connected")
+        request = self.client.submit(points, normals, colours, overrides, tag=source)
+        state = JobState(request=request, source=source, preview=f"{source}_siren")
+        self.jobs[request] = state
+        return state
+
+    def cancel(self, state: JobState) -> None:
+        if self.client is not None and state.active and state.job:
+            self.client.cancel(state.job)
+
+    def active_jobs(self) -> list[JobState]:
+        return [job for job in self.jobs.values() if job.active]
+
+    def tick(self, budget: float = 0.005, wait_ms: int = 0) -> list[JobState]:
+        """Drain what has arrived, for at most about ``budget`` seconds; return jobs with a new mesh."""
+        if self.client is None:
+            return []
+        started = time.monotonic()
+        changed: dict[str, JobState] = {}
+        while True:
+            events = self.client.poll(wait_ms)
+            for event in events:
+                job = self._route(event)
+                if job is not None and job.pending_mesh is not None:
+                    changed[job.request] = job
+            if not events or time.monotonic() - started > budget:
+                break
+            wait_ms = 0
+        if self.status == "connecting" and time.monotonic() - self._connect_started > self.connect_timeout:
+            self._unreachable()
+        return list(changed.values())
+
+    def _find(self, job_id: str) -> JobState | None:
+        return next((j for j in self.jobs.values() if j.job == job_id and job_id), None)
+
+    def _route(self, event: Any) -> JobState | None:
+        if isinstance(event, ConnectionEvent):
+            self._link_event(event)
+            return None
+        if event.TYPE == "welcome":
+            self.status, self.device = "connected", event.device
+            self.message = f"connected: {event.device}, {event.queue_length} queued"
+            return None
+        if isinstance(event, JobAccepted):
+            job = self.jobs.get(event.parent)
+            if job is not None:
+                job.job = event.job
+                job.status = "queued" if event.queue_position else "running"
+                job.message = f"queued at {event.queue_position}" if event.queue_position else "starting"
+            return job
+        if isinstance(event, Error):
+            job = self.jobs.get(event.parent) or self._find(event.job)
+            if job is not None and job.active:
+                job.status, job.message = "failed", f"{event.code}: {event.message}"
+            return job
+        job = self._find(event.job)
+        if job is None:
+            return None
+        if isinstance(event, Progress):
+            job.status, job.iteration, job.total = "running", event.iteration, event.total
+            job.loss, job.eta, job.mode = event.losses.get("total", math.nan), event.eta_seconds, event.mode
+        elif isinstance(event, MeshUpdate):
+            if event.iteration >= job.shown_iteration:
+                job.pending_mesh = event
+        elif isinstance(event, JobDone):
+            job.status, job.mode = "done", event.mode
+            job.message = f"done ({event.mode}, {sum(event.timings.values()):.0f} s)"
+        elif isinstance(event, JobFailed):
+            job.status, job.message = "failed", f"{event.code}: {event.message}"
+        elif isinstance(event, JobCancelled):
+            job.status, job.message = "cancelled", event.reason or "cancelled"
+        return job
+
+    def _link_event(self, event: ConnectionEvent) -> None:
+        if event.kind == "lost":
+            self.status, self.message = "lost", f"backend at {self.address} stopped answering"
+        elif event.kind == "restored":
+            self.status, self.message = "connected", f"connected: {self.device}"
+        elif event.kind == "restarted":
+            self.status, self.message = "connected", "the backend restarted: its earlier jobs are gone"
+            for job in self.jobs.values():
+                if job.active:
+                    job.status, job.message = "failed", "the backend restarted and lost this job"
+
+    def take_mesh(self, job: JobState) -> MeshUpdate | None:
+        """The newest unseen mesh of ``job`` (then forgotten), or ``None``."""
+        mesh, job.pending_mesh = job.pending_mesh, None
+        if mesh is not None:
+            job.shown_iteration = mesh.iteration
+        return mesh

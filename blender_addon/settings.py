@@ -1,0 +1,29 @@
+"""What the panel's choices mean as engine settings (no bpy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "preview": {"train.iterations": 500, "model.hidden_features": 64, "mesh.resolution": 128},
+    "standard": {},
+    "high": {"train.iterations": 6000, "model.hidden_features": 256, "mesh.resolution": 384},
+}
+"""Quality presets as engine overrides; ``standard`` is the engine's own defaults."""
+
+MIN_POINTS = 16
+"""Fewer points are refused before anything is sent (the backend would refuse them too)."""
+
+
+def job_overrides(mode: str, quality: str, iterations: int = 0, resolution: int = 0, seed: int = -1) -> dict[str, Any]:
+    """Overrides for one job: the preset, then the advanced fields the user set (0 / -1: unset)."""
+    if quality not in PRESETS:
+        raise ValueError(f"unknown quality preset {quality!r}")
+    overrides: dict[str, Any] = {"mode": mode, **PRESETS[quality]}
+    if iterations > 0:
+        overrides["train.iterations"] = iterations
+    if resolution > 0:
+        overrides["mesh.resolution"] = resolution
+    if seed >= 0:
+        overrides["train.seed"] = seed
+    return overrides

@@ -1,0 +1,210 @@
+"""The add-on inside real Blender (bpy from PyPI), talking to a real backend process.
+
+In module mode ``bpy.app.timers`` never fire, so the tests call the add-on's timer callback
+themselves, as Blender would every tenth of a second.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("BLENDER_USER_EXTENSIONS", tempfile.mkdtemp(prefix="siren-ext-"))
+bpy = pytest.importorskip("bpy")
+
+from .addon_build import load_build_script  # noqa: E402
+from .live_backend import free_port, start_backend  # noqa: E402
+from .shapes import REPO  # noqa: E402
+
+MODULE = "bl_ext.user_default.siren_recon"
+
+
+@pytest.fixture(scope="module")
+def addon(tmp_path_factory):
+    """Build the zip (wheels included), validate it, install and enable it in Blender."""
+    build = load_build_script()
+    archive = build.build(tmp_path_factory.mktemp("dist"), True, REPO / "build" / "wheels")
+    assert archive.is_file() and archive.stat().st_size > 1_000_000  # the four platforms' wheels are inside
+    result = bpy.ops.extensions.package_install_files(filepath=str(archive), repo="user_default", enable_on_install=True)
+    assert result == {"FINISHED"}
+    assert hasattr(bpy.types.Scene, "siren") and hasattr(bpy.ops.siren, "reconstruct")
+    package = sys.modules[MODULE]
+    yield package
+    if MODULE in {a.module for a in bpy.context.preferences.addons}:
+        bpy.ops.preferences.addon_disable(module=MODULE)
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    port = free_port()
+    process = start_backend(port, tmp_path_factory.mktemp("backend") / "log.txt")
+    yield f"tcp://127.0.0.1:{port}"
+    process.kill()
+    process.wait()
+
+
+@pytest.fixture
+def scene(addon, backend):
+    """An empty scene pointed at the test backend."""
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj, do_unlink=True)
+    for mesh in list(bpy.data.meshes):
+        bpy.data.meshes.remove(mesh)
+    settings = bpy.context.scene.siren
+    settings.address = backend
+    settings.iterations, settings.resolution, settings.seed = 0, 0, -1
+    return bpy.context.scene
+
+
+def modules(addon):
+    return sys.modules[f"{MODULE}.operators"], sys.modules[f"{MODULE}.state"]
+
+
+def ellipsoid_source():
+    bpy.ops.mesh.primitive_uv_sphere_add(segments=48, ring_count=24, radius=1.0)
+    source = bpy.context.active_object
+    source.name = "Scan"
+    source.location, source.rotation_euler, source.scale = (2.0, -1.0, 0.5), (0.3, 0.5, 0.7), (1.2, 0.8, 0.6)
+    bpy.context.view_layer.update()
+    bpy.ops.object.select_all(action="DESELECT")
+    source.select_set(True)
+    bpy.context.view_layer.objects.active = source
+    return source
+
+
+def mesh_arrays(obj) -> np.ndarray:
+    co = np.empty(len(obj.data.vertices) * 3, dtype=np.float32)
+    obj.data.vertices.foreach_get("co", co)
+    return co.reshape(-1, 3)
+
+
+def pump(addon, until, timeout: float = 180.0) -> list:
+    """Call the timer callback like Blender would, recording the preview after each tick."""
+    operators, state = modules(addon)
+    seen = []
+    deadline = time.monotonic() + timeout
+    while not until():
+        started = time.perf_counter()
+        interval = operators.timer_tick()
+        seen.append(time.perf_counter() - started)
+        assert interval > 0
+        assert time.monotonic() < deadline, [j.describe() for j in state.session.jobs.values()]
+        time.sleep(0.02)
+    return seen
+
+
+def test_reconstruct_selected_shows_a_live_preview_over_the_moved_source(addon, scene):
+    operators, state = modules(addon)
+    source = ellipsoid_source()
+    scene.siren.quality = "preview"
+    scene.siren.iterations = 400
+    scene.siren.resolution = 48
+    assert bpy.ops.siren.reconstruct() == {"FINISHED"}
+    job = next(iter(state.session.jobs.values()))
+    versions = []
+
+    def record() -> bool:
+        preview = bpy.data.objects.get("Scan_siren")
+        if preview is not None:
+            snapshot = (len(preview.data.vertices), float(mesh_arrays(preview).sum()))
+            if not versions or versions[-1] != snapshot:
+                versions.append(snapshot)
+        return job.status == "done" and job.pending_mesh is None and job.shown_iteration == 400
+
+    tick_seconds = pump(addon, record)
+    assert len(versions) >= 2  # the preview's mesh was replaced in place as updates came
+    preview = bpy.data.objects["Scan_siren"]
+    assert preview["siren_source"] == "Scan" and len(bpy.data.objects) == 2
+    assert np.allclose(np.array(preview.matrix_world), np.eye(4))
+    # back in the source's own frame, every vertex lies on the unit sphere it was made from
+    local = np.array(source.matrix_world.inverted())
+    world = mesh_arrays(preview).astype(np.float64)
+    radii = np.linalg.norm(world @ local[:3, :3].T + local[:3, 3], axis=1)
+    assert abs(np.median(radii) - 1.0) < 0.02 and np.abs(radii - 1.0).max() < 0.08
+    assert len(preview.data.polygons) > 500
+    assert max(tick_seconds) < 0.5  # a tick copies at most one mesh per job; most do nothing
+    assert bpy.ops.siren.apply() == {"FINISHED"}
+    assert "Scan_mesh" in bpy.data.objects and "siren_source" not in bpy.data.objects["Scan_mesh"]
+
+
+def test_cancel_stops_a_running_job(addon, scene):
+    _, state = modules(addon)
+    ellipsoid_source()
+    scene.siren.quality = "preview"
+    scene.siren.iterations = 100_000
+    bpy.ops.siren.reconstruct()
+    job = next(j for j in state.session.jobs.values() if j.active)
+    pump(addon, lambda: job.status == "running" and job.iteration > 0)
+    bpy.ops.siren.cancel()
+    cancelled = time.monotonic()
+    pump(addon, lambda: job.status == "cancelled", timeout=10)
+    assert time.monotonic() - cancelled < 3.0
+
+
+def test_nothing_selected_or_too_few_points_is_reported(addon, scene):
+    bpy.ops.object.select_all(action="DESELECT")
+    with pytest.raises(RuntimeError, match="select one or more"):
+        bpy.ops.siren.reconstruct()
+    mesh = bpy.data.meshes.new("few")
+    mesh.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0)], [], [])
+    obj = bpy.data.objects.new("Few", mesh)
+    scene.collection.objects.link(obj)
+    obj.select_set(True)
+    with pytest.raises(RuntimeError, match="too few points"):
+        bpy.ops.siren.reconstruct()
+
+
+def test_a_loose_vertex_cloud_goes_unoriented(addon, scene):
+    _, state = modules(addon)
+    rng = np.random.default_rng(0)
+    directions = rng.normal(size=(1500, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    mesh = bpy.data.meshes.new("cloud")
+    mesh.from_pydata(directions.tolist(), [], [])  # how an imported PLY scan arrives: vertices only
+    obj = bpy.data.objects.new("Cloud", mesh)
+    scene.collection.objects.link(obj)
+    bpy.ops.object.select_all(action="DESELECT")
+    obj.select_set(True)
+    scene.siren.quality = "preview"
+    scene.siren.iterations = 300
+    scene.siren.resolution = 40
+    assert bpy.ops.siren.reconstruct(wait=True, timeout=300) == {"FINISHED"}  # the scripting path
+    job = next(j for j in state.session.jobs.values() if j.source == "Cloud")
+    assert job.status == "done" and job.mode == "unoriented"
+    radii = np.linalg.norm(mesh_arrays(bpy.data.objects["Cloud_siren"]), axis=1)
+    assert abs(np.median(radii) - 1.0) < 0.05
+
+
+def test_an_unreachable_backend_is_reported_in_bounded_time(addon, scene):
+    ellipsoid_source()
+    scene.siren.address = f"tcp://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="no backend answers"):
+        bpy.ops.siren.reconstruct()
+    assert time.monotonic() - started < 5.0
+
+
+def test_disabling_leaves_no_timer_socket_or_process(addon, scene):
+    operators, state = modules(addon)
+    scene.siren.address = f"tcp://127.0.0.1:{free_port()}"
+    scene.siren.backend_command = f"{sys.executable} -m backend.cli serve --device cpu"
+    assert bpy.ops.siren.start_backend() == {"FINISHED"}
+    process = state.local_backend.process
+    assert process.poll() is None and state.session.status == "connected"
+    ellipsoid_source()
+    scene.siren.iterations = 100_000
+    bpy.ops.siren.reconstruct()
+    job = next(iter(state.session.jobs.values()))
+    pump(addon, lambda: job.status == "running")
+    timer = operators.timer_tick
+    assert bpy.app.timers.is_registered(timer)
+    bpy.ops.preferences.addon_disable(module=MODULE)
+    assert not bpy.app.timers.is_registered(timer)
+    assert state.session is None
+    assert job.status == "cancelled"
+    assert process.poll() is not None  # the backend we started is gone

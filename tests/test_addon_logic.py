@@ -1,0 +1,144 @@
+"""The add-on's plain logic (no Blender): geometry, presets, the session against a real backend."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from .addon_build import vendor_in_place
+from .live_backend import free_port, start_backend
+from .shapes import SMALL, sphere_cloud
+
+vendor_in_place()
+
+from blender_addon.backend_process import LocalBackend  # noqa: E402
+from blender_addon.geometry import (  # noqa: E402
+    blender_mesh_arrays,
+    corner_to_point,
+    normals_to_world,
+    sample_triangles,
+    to_world,
+)
+from blender_addon.session import Session  # noqa: E402
+from blender_addon.settings import PRESETS, job_overrides  # noqa: E402
+
+
+def trs(translation, angles, scale) -> np.ndarray:
+    cx, cy, cz = np.cos(angles)
+    sx, sy, sz = np.sin(angles)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    m = np.eye(4)
+    m[:3, :3] = rz @ ry @ rx @ np.diag(scale)
+    m[:3, 3] = translation
+    return m
+
+
+def test_points_and_normals_go_to_world_space():
+    matrix = trs([1.0, -2.0, 3.0], [0.3, -0.2, 1.1], [2.0, 0.5, 1.5])
+    points, normals = sphere_cloud(200)
+    world = to_world(points, matrix)
+    np.testing.assert_allclose(world, points @ matrix[:3, :3].T + matrix[:3, 3])
+    # a normal stays perpendicular to the surface: on the transformed ellipsoid it must be the
+    # gradient of |M^-1 (x - t)|^2, i.e. along M^-T M^-1 (x - t)
+    world_normals = normals_to_world(normals, matrix)
+    inverse = np.linalg.inv(matrix[:3, :3])
+    expected = (world - matrix[:3, 3]) @ inverse.T @ inverse
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(world_normals, expected, atol=1e-9)
+
+
+def test_triangle_sampling_is_on_the_surface_with_outward_normals_and_colours():
+    vertices = np.array([[0, 0, 0], [2, 0, 0], [0, 2, 0], [0, 0, 2]], dtype=float)
+    triangles = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    colours = np.eye(4)[:, :3]
+    points, normals, sampled = sample_triangles(vertices, triangles, 4000, colours)
+    assert points.shape == (4000, 3) and np.all(points >= -1e-12) and np.all(points.sum(axis=1) <= 2 + 1e-9)
+    outward = points - vertices.mean(axis=0)
+    assert np.all(np.einsum("ij,ij->i", normals, outward) > 0)
+    # colours are interpolated like positions: vertex colours red, green, blue, black at
+    # the origin, x, y and z corners make each colour channel a linear function of position
+    np.testing.assert_allclose(sampled[:, 1], points[:, 0] / 2, atol=1e-9)
+    np.testing.assert_allclose(sampled[:, 2], points[:, 1] / 2, atol=1e-9)
+    np.testing.assert_allclose(sampled[:, 0], 1 - points.sum(axis=1) / 2, atol=1e-9)
+    # the big slanted face has sqrt(3) times the area of each small one: it gets that share
+    slanted = np.isclose(points.sum(axis=1), 2.0)
+    assert abs(slanted.mean() - np.sqrt(3) / (3 + np.sqrt(3))) < 0.03
+
+
+def test_corner_colours_average_onto_vertices_and_mesh_arrays_are_flat():
+    values = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    np.testing.assert_allclose(corner_to_point(values, np.array([0, 0, 1]), 3), [[0.5, 0.5, 0], [0, 0, 1], [0, 0, 0]])
+    arrays = blender_mesh_arrays(np.zeros((4, 3)), np.array([[0, 1, 2], [0, 2, 3]]))
+    assert arrays["co"].shape == (12,) and arrays["co"].dtype == np.float32
+    np.testing.assert_array_equal(arrays["vertex_index"], [0, 1, 2, 0, 2, 3])
+    np.testing.assert_array_equal(arrays["loop_start"], [0, 3])
+
+
+def test_quality_presets_and_advanced_fields_become_overrides():
+    assert job_overrides("auto", "standard") == {"mode": "auto"}
+    high = job_overrides("unoriented", "high", iterations=123, resolution=64, seed=7)
+    assert high == {**PRESETS["high"], "mode": "unoriented", "train.iterations": 123, "mesh.resolution": 64, "train.seed": 7}
+    with pytest.raises(ValueError, match="preset"):
+        job_overrides("auto", "ultra")
+
+
+def test_session_tracks_a_job_and_keeps_only_the_newest_mesh(tmp_path):
+    port = free_port()
+    process = start_backend(port, tmp_path / "backend.txt")
+    try:
+        session = Session(address=f"tcp://127.0.0.1:{port}")
+        assert session.wait_connected()
+        assert session.status == "connected" and "cpu" in session.message
+        points, normals = sphere_cloud(800, radius=1.5)
+        overrides = {**SMALL, "train.iterations": 120, "preview.enabled": True, "preview.first_iteration": 20}
+        job = session.submit("Sphere", points, normals, None, overrides)
+        assert job.preview == "Sphere_siren" and job.status == "submitting"
+        seen_running = False
+        deadline = time.monotonic() + 120
+        while job.active:
+            session.tick(budget=0.005)
+            seen_running |= job.status == "running" and job.iteration > 0
+            assert time.monotonic() < deadline
+        assert seen_running and job.status == "done" and job.mode == "oriented"
+        session.tick()
+        mesh = session.take_mesh(job)  # previews came first, but only the newest (final) is kept
+        assert mesh is not None and mesh.final and mesh.iteration == 120
+        assert session.take_mesh(job) is None
+        assert job.describe().startswith("done")
+        session.disconnect()
+        assert session.client is None and session.status == "disconnected"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_unreachable_backend_is_reported_within_the_connect_timeout():
+    session = Session(address=f"tcp://127.0.0.1:{free_port()}", connect_timeout=1.0)
+    started = time.monotonic()
+    assert not session.wait_connected()
+    assert time.monotonic() - started < 2.0
+    assert session.status == "unreachable" and "no backend answers" in session.message
+    session.disconnect()
+
+
+def test_local_backend_starts_and_stops(tmp_path):
+    import sys
+
+    backend = LocalBackend()
+    port = free_port()
+    backend.start(f"{sys.executable} -m backend.cli serve --device cpu", f"tcp://127.0.0.1:{port}")
+    assert backend.running
+    session = Session(address=f"tcp://127.0.0.1:{port}", connect_timeout=60.0)
+    try:
+        assert session.wait_connected()
+    finally:
+        session.disconnect()
+        process = backend.process
+        backend.stop()
+    assert not backend.running and process.returncode == 0  # it shut down cleanly on SIGTERM
+    with pytest.raises(ValueError, match="could not start"):
+        backend.start("/nonexistent/siren-recon serve", "tcp://127.0.0.1:1")
