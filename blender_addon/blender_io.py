@@ -17,12 +17,13 @@ from .geometry import (
 COLOUR_LAYER = "siren_colour"
 
 
-def _attribute(data, name: str, width: int) -> np.ndarray | None:
+def _attribute(data, name: str, field: str, width: int) -> np.ndarray | None:
+    """A per-point attribute as (N, width) float32, or ``None`` when absent or not per point."""
     attribute = data.attributes.get(name)
     if attribute is None or attribute.domain != "POINT":
         return None
     values = np.empty(len(attribute.data) * width, dtype=np.float32)
-    attribute.data.foreach_get("vector" if width == 3 else "value", values)
+    attribute.data.foreach_get(field, values)
     return values.reshape(-1, width)
 
 
@@ -51,9 +52,9 @@ def cloud_from_object(obj, depsgraph) -> tuple[np.ndarray, np.ndarray | None, np
     matrix = np.array(obj.matrix_world, dtype=np.float64)
     if obj.type == "POINTCLOUD":
         data = evaluated.data
-        points = _attribute(data, "position", 3)
-        normals = _attribute(data, "normal", 3)
-        colours = _attribute(data, "Col", 4)
+        points = _attribute(data, "position", "vector", 3)
+        normals = _attribute(data, "normal", "vector", 3)
+        colours = _attribute(data, "Col", "color", 4)
         return (to_world(points, matrix), None if normals is None else normals_to_world(normals, matrix),
                 None if colours is None else colours[:, :3])
     mesh = evaluated.to_mesh()
@@ -70,7 +71,7 @@ def cloud_from_object(obj, depsgraph) -> tuple[np.ndarray, np.ndarray | None, np
             world = to_world(co, matrix)
             points, normals, colours = sample_triangles(world, tris.reshape(-1, 3), SURFACE_SAMPLES, colours)
             return points, normals, colours
-        normals = _attribute(mesh, "normal", 3)
+        normals = _attribute(mesh, "normal", "vector", 3)
         return (to_world(co, matrix), None if normals is None else normals_to_world(normals, matrix), colours)
     finally:
         evaluated.to_mesh_clear()
