@@ -18,6 +18,7 @@ Mode = Literal["auto", "oriented", "unoriented"]
 MODES: tuple[str, ...] = ("auto", "oriented", "unoriented")
 INITS: tuple[str, ...] = ("auto", "siren", "sphere", "mfgi")
 DIVERGENCE_SHAPES: tuple[str, ...] = ("linear", "quintic", "step")
+DERIVATIVES: tuple[str, ...] = ("auto", "autograd", "forward")
 
 
 @dataclass
@@ -150,6 +151,11 @@ class TrainConfig:
     """A progress callback every this many steps (and at the last one)."""
     threads: int = 0
     """CPU threads for torch; 0 leaves torch's default."""
+    derivatives: str = "auto"
+    """How gradients and Laplacians are computed: ``autograd`` (double backward), ``forward``
+    (forward-mode jets through the sine layers, see derivatives.forward_jets) or ``auto``:
+    forward where it measured faster (the unoriented loss, whose divergence costs autograd
+    three extra backward passes), autograd otherwise."""
 
 
 @dataclass
@@ -226,6 +232,7 @@ def validate_config(config: ReconstructionConfig) -> None:
         (config.train.grad_clip >= 0, "train.grad_clip must be >= 0"),
         (config.train.progress_every >= 1, "train.progress_every must be >= 1"),
         (config.train.threads >= 0, "train.threads must be >= 0"),
+        (config.train.derivatives in DERIVATIVES, f"train.derivatives must be one of {DERIVATIVES}"),
         (8 <= config.mesh.resolution <= 2048, "mesh.resolution must be in [8, 2048]"),
         (config.mesh.chunk_points >= 1024, "mesh.chunk_points must be >= 1024"),
         (0 <= config.mesh.min_component_fraction < 1, "mesh.min_component_fraction must be in [0, 1)"),

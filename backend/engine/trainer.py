@@ -15,7 +15,7 @@ import torch
 from .config import PreviewConfig, ReconstructionConfig
 from .errors import Cancelled
 from .events import ProgressEvent
-from .derivatives import divergence, sdf_and_gradient
+from .derivatives import divergence, forward_jets, sdf_and_gradient
 from .losses import oriented_loss, unoriented_loss
 from .model import Siren
 from .sampling import Batch, PointSampler
@@ -51,20 +51,35 @@ def preview_schedule(config: PreviewConfig, iterations: int) -> list[tuple[int, 
     ]
 
 
+def uses_forward_jets(config: ReconstructionConfig, mode: str) -> bool:
+    """Whether this run computes derivatives forward (see ``TrainConfig.derivatives``)."""
+    if config.train.derivatives == "auto":
+        return mode == "unoriented"
+    return config.train.derivatives == "forward"
+
+
 def compute_loss(
     model: Siren, batch: Batch, config: ReconstructionConfig, mode: str, divergence_weight: float = 0.0
 ) -> dict[str, torch.Tensor]:
     """Loss terms of one batch: the SIREN loss when oriented, the DiGS loss when unoriented."""
-    points = torch.cat([batch.surface, batch.box, batch.near]).requires_grad_(True)
-    f, grad = sdf_and_gradient(model, points)
+    points = torch.cat([batch.surface, batch.box, batch.near])
     s, b = len(batch.surface), len(batch.box)
+    need_div = mode == "unoriented" and divergence_weight > 0
+    div = None
+    if uses_forward_jets(config, mode):
+        f, grad, lap = forward_jets(model, points, laplacian=need_div)
+        div = lap[s:] if lap is not None else None
+    else:
+        points.requires_grad_(True)
+        f, grad = sdf_and_gradient(model, points)
+        if need_div:
+            div = divergence(grad, points, slice(s, None))
     if mode == "oriented":
         if batch.normals is None:
             raise ValueError("the oriented loss needs normals")
         return oriented_loss(
             f[:s], grad[:s], batch.normals, f[s : s + b], grad[s : s + b], grad[s + b :], config.oriented
         )
-    div = divergence(grad, points, slice(s, None)) if divergence_weight > 0 else None
     return unoriented_loss(
         f[:s], f[s : s + b], [grad[:s], grad[s:]], div, divergence_weight, config.unoriented
     )
