@@ -80,3 +80,45 @@ def test_pieces_without_input_points_nearby_are_dropped():
     # a cloud that supports neither piece still leaves the better-supported one
     far = cKDTree(np.array([[-0.5, 0.0, 0.31]]))
     assert len(drop_unsupported_components(verts, faces, far, 0.02, 0.5)[1]) > 0
+
+
+def thin_features(x: torch.Tensor) -> torch.Tensor:
+    """A sphere with a plate 0.02 thick (a fifth of a coarse cell at 64^3) and a thin rod."""
+    sphere_part = x.norm(dim=-1) - 0.45
+    plate = torch.maximum((x[:, 1] - 0.3).abs() - 0.01, (x[:, [0, 2]].abs() - 0.7).max(dim=-1).values)
+    rod = torch.maximum((x[:, [0, 1]] + torch.tensor([0.5, -0.5])).norm(dim=-1) - 0.012, x[:, 2].abs() - 0.8)
+    return torch.minimum(torch.minimum(sphere_part, plate), rod)
+
+
+def hausdorff(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.spatial import cKDTree
+
+    return float(max(cKDTree(a).query(b)[0].max(), cKDTree(b).query(a)[0].max()))
+
+
+def test_narrow_band_gives_the_dense_surface_on_thin_features():
+    from backend.engine.meshing import evaluate_band, grid_shape
+
+    lo, hi = -np.ones(3) * 0.95, np.ones(3) * 0.95
+    dense = extract_mesh(thin_features, lo, hi, 64, 1 << 16, torch.device("cpu"))
+    band = extract_mesh(thin_features, lo, hi, 64, 1 << 16, torch.device("cpu"), band=True)
+    voxel = 1.9 / 63
+    assert len(band[1]) == len(dense[1])
+    assert hausdorff(dense[0], band[0]) < 1e-4 * voxel  # the same crossings, up to float32 rounding
+    counts, voxel = grid_shape(lo, hi, 128)
+    _, share = evaluate_band(thin_features, lo, counts, voxel, 1 << 16, torch.device("cpu"))
+    assert share < 0.5  # most of the grid is never evaluated exactly
+
+
+def test_narrow_band_gives_the_dense_surface_on_a_trained_network():
+    from backend.engine.pipeline import train_field
+
+    from .shapes import small_config, sphere_cloud
+
+    points, normals = sphere_cloud(1500, radius=0.8)
+    field, _ = train_field(points, normals, small_config(train__iterations=150))
+    lo, hi = np.array(field.bounds[0]), np.array(field.bounds[1])
+    dense = extract_mesh(field.model, lo, hi, 72, 1 << 16, torch.device("cpu"))
+    band = extract_mesh(field.model, lo, hi, 72, 1 << 16, torch.device("cpu"), band=True)
+    voxel = float((hi - lo).max()) / 71
+    assert hausdorff(dense[0], band[0]) < voxel

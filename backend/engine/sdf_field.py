@@ -61,7 +61,7 @@ class SdfField:
         try:
             verts, faces = extract_mesh(
                 self.model, np.array(self.bounds[0]), np.array(self.bounds[1]),
-                resolution or mesh_cfg.resolution, mesh_cfg.chunk_points, self.device,
+                resolution or mesh_cfg.resolution, mesh_cfg.chunk_points, self.device, mesh_cfg.narrow_band,
             )
         finally:
             self.model.train(was_training)
