@@ -11,6 +11,7 @@ import logging
 import threading
 from typing import Any, Callable
 
+import torch
 import zmq
 
 from protocol import JobCancelled, JobDone, JobFailed, MeshUpdate, Message, Progress, encode
@@ -52,9 +53,15 @@ class Worker(threading.Thread):
                 finally:
                     self.current = None
                     job.release_input()
+                    self._free_device_memory()
                     self.on_finished(job)
         finally:
             push.close()
+
+    def _free_device_memory(self) -> None:
+        """Hand the finished job's cached GPU blocks back, so the next job (or process) can use them."""
+        if self.device.startswith("cuda") or (self.device == "auto" and torch.cuda.is_available()):
+            torch.cuda.empty_cache()
 
     def _send(self, push: Any, job: Job, message: Message) -> None:
         push.send_multipart([job.client, *encode(message)], copy=False)

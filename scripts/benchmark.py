@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Training-step and meshing speed: the engine against the autograd reference, side by side.
+
+In one run, same network, batch and device:
+
+* training steps: (a) the reference formulation of the official SIREN/DiGS code — gradients by
+  double backward through autograd, the divergence by three more grad calls — and (b) the
+  engine's own path (``compute_loss`` with ``train.derivatives=auto``), oriented and unoriented,
+  at widths 64/128/256 (4 sine layers), median ms per step, their ratio and peak memory;
+* meshing: dense grid evaluation against the engine's narrow band at 128^3/256^3(/512^3) on a
+  trained network, seconds and the largest deviation between the two surfaces.
+
+    python scripts/benchmark.py --quick --json out/benchmark.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from backend.engine.config import ReconstructionConfig, apply_overrides  # noqa: E402
+from backend.engine.derivatives import divergence, sdf_and_gradient  # noqa: E402
+from backend.engine.device import resolve_device  # noqa: E402
+from backend.engine.losses import oriented_loss, unoriented_loss  # noqa: E402
+from backend.engine.meshing import extract_mesh  # noqa: E402
+from backend.engine.model import Siren  # noqa: E402
+from backend.engine.pipeline import train_field  # noqa: E402
+from backend.engine.sampling import Batch  # noqa: E402
+from backend.engine.trainer import compute_loss  # noqa: E402
+
+
+def reference_loss(model: Siren, batch: Batch, config: ReconstructionConfig, mode: str, div_weight: float):
+    """The research code's formulation: autograd for everything, divergence by 3 grad calls."""
+    points = torch.cat([batch.surface, batch.box, batch.near]).requires_grad_(True)
+    f, grad = sdf_and_gradient(model, points)
+    s, b = len(batch.surface), len(batch.box)
+    if mode == "oriented":
+        return oriented_loss(f[:s], grad[:s], batch.normals, f[s : s + b], grad[s : s + b], grad[s + b :], config.oriented)
+    div = divergence(grad, points, slice(s, None))
+    return unoriented_loss(f[:s], f[s : s + b], [grad[:s], grad[s:]], div, div_weight, config.unoriented)
+
+
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(loss_fn, model, batch, config, mode, device, repeats: int) -> tuple[float, float]:
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-5)
+    times = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for i in range(repeats + 2):
+        synchronise(device)
+        started = time.perf_counter()
+        terms = loss_fn(model, batch, config, mode, 100.0)
+        optimiser.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        optimiser.step()
+        synchronise(device)
+        if i >= 2:  # warm-up steps are not counted
+            times.append(time.perf_counter() - started)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return 1000 * statistics.median(times), peak
+
+
+def make_batch(points: int, device: torch.device) -> Batch:
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    normals = torch.randn(points // 2, 3, generator=gen)
+    normals /= normals.norm(dim=1, keepdim=True)
+    surface = normals * 0.6
+    box = torch.rand(points * 7 // 20, 3, generator=gen) * 2 - 1
+    near = surface[: points * 3 // 20] + 0.02 * torch.randn(points * 3 // 20, 3, generator=gen)
+    return Batch(surface.to(device), normals.to(device), box.to(device), near.to(device))
+
+
+def train_table(device: torch.device, widths: list[int], points: int, repeats: int) -> list[dict]:
+    rows = []
+    batch = make_batch(points, device)
+    for width in widths:
+        config = apply_overrides(ReconstructionConfig(), {"model.hidden_features": width, "model.hidden_layers": 3})
+        for mode in ("oriented", "unoriented"):
+            results = {}
+            for name, fn in (("reference", reference_loss), ("engine", compute_loss)):
+                torch.manual_seed(0)
+                model = Siren(config.model).to(device)
+                results[name] = time_steps(fn, model, batch, config, mode, device, repeats)
+            row = {"mode": mode, "width": width, "points": points,
+                   "reference_ms": results["reference"][0], "engine_ms": results["engine"][0],
+                   "speedup": results["reference"][0] / results["engine"][0],
+                   "reference_peak_mb": results["reference"][1], "engine_peak_mb": results["engine"][1]}
+            rows.append(row)
+            print(f"| {mode} | {width} | {row['reference_ms']:.0f} | {row['engine_ms']:.0f} | {row['speedup']:.2f}x |", flush=True)
+    return rows
+
+
+def mesh_table(device: torch.device, resolutions: list[int]) -> list[dict]:
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(0)
+    normals = rng.normal(size=(4000, 3))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    points = normals * np.array([1.0, 0.7, 0.5])
+    config = apply_overrides(ReconstructionConfig(), {"train.iterations": 300, "model.hidden_features": 256,
+                                                      "train.device": str(device), "preview.enabled": False})
+    field, _ = train_field(points, normals, config)
+    lo, hi = np.array(field.bounds[0]), np.array(field.bounds[1])
+    rows = []
+    for resolution in resolutions:
+        timings, meshes = {}, {}
+        for name, band in (("dense", False), ("band", True)):
+            synchronise(device)
+            started = time.perf_counter()
+            meshes[name] = extract_mesh(field.model, lo, hi, resolution, 1 << 18, device, band=band)
+            synchronise(device)
+            timings[name] = time.perf_counter() - started
+        voxel = float((hi - lo).max()) / (resolution - 1)
+        a, b = meshes["dense"][0], meshes["band"][0]
+        deviation = max(cKDTree(a).query(b)[0].max(), cKDTree(b).query(a)[0].max()) / voxel
+        row = {"resolution": resolution, "dense_s": timings["dense"], "band_s": timings["band"],
+               "speedup": timings["dense"] / timings["band"], "max_deviation_voxels": float(deviation)}
+        rows.append(row)
+        print(f"| {resolution}^3 | {row['dense_s']:.1f} | {row['band_s']:.1f} | {row['speedup']:.1f}x | {deviation:.2g} |", flush=True)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, no 512^3 (a few minutes on 2 cores)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--points", type=int, default=10_000)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}\n\n| mode | width | reference ms/step | engine ms/step | speedup |\n|---|---|---|---|---|", flush=True)
+    train = train_table(device, [64, 128, 256], args.points, 3 if args.quick else 10)
+    print("\n| mesh | dense s | narrow band s | speedup | max deviation (voxels) |\n|---|---|---|---|---|", flush=True)
+    mesh = mesh_table(device, [128, 256] if args.quick else [128, 256, 512])
+    summary = {
+        "device": name,
+        "train": train,
+        "mesh": mesh,
+        "train.oriented.speedup": next(r["speedup"] for r in train if r["mode"] == "oriented" and r["width"] == 256),
+        "train.unoriented.speedup": next(r["speedup"] for r in train if r["mode"] == "unoriented" and r["width"] == 256),
+        "mesh.speedup_256": next(r["speedup"] for r in mesh if r["resolution"] == 256),
+    }
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
