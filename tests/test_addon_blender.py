@@ -71,6 +71,12 @@ def ellipsoid_source():
     source.name = "Scan"
     source.location, source.rotation_euler, source.scale = (2.0, -1.0, 0.5), (0.3, 0.5, 0.7), (1.2, 0.8, 0.6)
     bpy.context.view_layer.update()
+    # red on the upper half (local z > 0), blue below: the colours must come back on the result
+    co = mesh_arrays(source)
+    layer = source.data.color_attributes.new("Col", "FLOAT_COLOR", "POINT")
+    rgba = np.where(co[:, 2:3] > 0, [1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0]).astype(np.float32)
+    layer.data.foreach_set("color", rgba.reshape(-1))
+    source.data.color_attributes.active_color = layer
     bpy.ops.object.select_all(action="DESELECT")
     source.select_set(True)
     bpy.context.view_layer.objects.active = source
@@ -127,6 +133,11 @@ def test_reconstruct_selected_shows_a_live_preview_over_the_moved_source(addon, 
     radii = np.linalg.norm(world @ local[:3, :3].T + local[:3, 3], axis=1)
     assert abs(np.median(radii) - 1.0) < 0.02 and np.abs(radii - 1.0).max() < 0.08
     assert len(preview.data.polygons) > 500
+    colours = np.empty(len(preview.data.vertices) * 4, dtype=np.float32)
+    preview.data.color_attributes["siren_colour"].data.foreach_get("color", colours)
+    colours = colours.reshape(-1, 4)
+    local_z = (world @ local[:3, :3].T + local[:3, 3])[:, 2]
+    assert colours[local_z > 0.2, 0].min() > 0.9 and colours[local_z < -0.2, 2].min() > 0.9
     assert max(tick_seconds) < 0.5  # a tick copies at most one mesh per job; most do nothing
     assert bpy.ops.siren.apply() == {"FINISHED"}
     assert "Scan_mesh" in bpy.data.objects and "siren_source" not in bpy.data.objects["Scan_mesh"]
