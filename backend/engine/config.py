@@ -154,8 +154,8 @@ class TrainConfig:
     derivatives: str = "auto"
     """How gradients and Laplacians are computed: ``autograd`` (double backward), ``forward``
     (forward-mode jets through the sine layers, see derivatives.forward_jets) or ``auto``:
-    forward where it measured faster (the unoriented loss, whose divergence costs autograd
-    three extra backward passes), autograd otherwise."""
+    forward for the steps whose loss has the divergence (it costs autograd three extra
+    backward passes), autograd otherwise."""
 
 
 @dataclass

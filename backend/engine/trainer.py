@@ -51,10 +51,14 @@ def preview_schedule(config: PreviewConfig, iterations: int) -> list[tuple[int, 
     ]
 
 
-def uses_forward_jets(config: ReconstructionConfig, mode: str) -> bool:
-    """Whether this run computes derivatives forward (see ``TrainConfig.derivatives``)."""
+def uses_forward_jets(config: ReconstructionConfig, need_laplacian: bool) -> bool:
+    """Whether a step computes derivatives forward (see ``TrainConfig.derivatives``).
+
+    ``auto`` uses them only for steps that need the Laplacian (the divergence term): there they
+    replace three extra backward passes, while for the gradient alone autograd measured as fast.
+    """
     if config.train.derivatives == "auto":
-        return mode == "unoriented"
+        return need_laplacian
     return config.train.derivatives == "forward"
 
 
@@ -66,7 +70,7 @@ def compute_loss(
     s, b = len(batch.surface), len(batch.box)
     need_div = mode == "unoriented" and divergence_weight > 0
     div = None
-    if uses_forward_jets(config, mode):
+    if uses_forward_jets(config, need_div):
         f, grad, lap = forward_jets(model, points, laplacian=need_div)
         div = lap[s:] if lap is not None else None
     else:
