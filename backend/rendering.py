@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .glb import vertex_normals
 
@@ -21,6 +21,11 @@ SURFACE = np.array([0.72, 0.76, 0.84])
 POINT_COLOUR = np.array([0.25, 0.32, 0.45])
 CANDIDATE_BUDGET = 4_000_000
 """Pixel candidates tested at once: bounds the renderer's memory."""
+POINT_DEPTH_SLACK = 2.0
+"""Pixels of depth by which a point may lie behind the surface and still be drawn over it, so
+that points sampled on the surface show on the visible side (and not on the far side)."""
+LABEL_HEIGHT = 28
+LABEL_FONT_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -98,12 +103,28 @@ def _rasterise(screen: np.ndarray, faces: np.ndarray, width: int, height: int):
     return pixel[keep], face[keep], weights[keep]
 
 
-def _shade(normals: np.ndarray, rotation: np.ndarray, colour: np.ndarray) -> np.ndarray:
-    view_normals = normals @ rotation.T
+def _shade(normals: np.ndarray, facing: np.ndarray, rotation: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """Lambert from a key light at the upper left, a weak headlight fill and ambient.
+
+    The shading is two-sided. ``facing`` is +1 or -1 per pixel: the sign of the drawn face's
+    normal towards the camera. Flipping by it keeps open scans lit on their inside, where
+    ``|n . l|`` would instead light the lower right rim of a closed surface as if the light came
+    from there too. The fill (light from the camera) keeps faces turned from the key readable.
+    """
+    view_normals = (normals @ rotation.T) * facing[:, None]
     light = np.array([-0.4, 0.6, 0.7])
     light /= np.linalg.norm(light)
-    lambert = np.abs(view_normals @ light)  # two-sided: open scans show their inside too
-    return np.clip(colour * (0.28 + 0.72 * lambert[:, None]), 0, 1)
+    key = np.maximum(view_normals @ light, 0.0)
+    fill = np.maximum(view_normals[:, 2], 0.0)
+    return np.clip(colour * (0.22 + 0.62 * key + 0.2 * fill)[:, None], 0, 1)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled font at ``size`` pixels (Pillow >= 10.1), else its small bitmap font."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
 
 
 def render_image(
@@ -125,11 +146,14 @@ def render_image(
     if vertices is not None and faces is not None and len(faces):
         v = np.asarray(vertices, dtype=np.float64)
         f = np.asarray(faces, dtype=np.int64)
-        pixel, face, weights = _rasterise(view.project(v), f, width, height)
+        screen = view.project(v)
+        pixel, face, weights = _rasterise(screen, f, width, height)
         normals = (vertex_normals(v, f)[f[face]] * weights[:, :, None]).sum(axis=1)
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-        image[pixel] = _shade(normals, view.rotation, SURFACE)
-        depth[pixel] = (weights * view.project(v)[f[face], 2]).sum(axis=1)
+        a, b, c = (v[f[face, i]] for i in range(3))
+        facing = np.where((np.cross(b - a, c - a) @ view.rotation.T)[:, 2] >= 0, 1.0, -1.0)
+        image[pixel] = _shade(normals, facing, view.rotation, SURFACE)
+        depth[pixel] = (weights * screen[f[face], 2]).sum(axis=1)
     if points is not None and len(points):
         screen = view.project(points)
         for dx in (0, 1):
@@ -138,17 +162,20 @@ def render_image(
                 y = np.floor(screen[:, 1]).astype(np.int64) + dy
                 ok = (x >= 0) & (x < width) & (y >= 0) & (y < height)
                 pix = y[ok] * width + x[ok]
-                nearer = screen[ok, 2] <= depth[pix] + 1e-6 * view.scale
+                nearer = screen[ok, 2] <= depth[pix] + POINT_DEPTH_SLACK
                 image[pix[nearer]] = POINT_COLOUR
     return Image.fromarray((image.reshape(height, width, 3) * 255).astype(np.uint8))
 
 
 def render_mesh_png(
     vertices: np.ndarray, faces: np.ndarray, path: str | os.PathLike, width: int = 800, height: int = 600,
-    points: np.ndarray | None = None, up: str = "y",
+    points: np.ndarray | None = None, title: str | None = None, up: str = "y",
 ) -> None:
-    """Write a PNG of a mesh (with an optional point cloud drawn over it)."""
-    render_image(vertices, faces, width, height, points, up).save(path)
+    """Write a PNG of a mesh (with an optional point cloud drawn over it and a title top left)."""
+    image = render_image(vertices, faces, width, height, points, up)
+    if title:
+        ImageDraw.Draw(image).text((10, 8), title, fill=(20, 20, 20), font=_font(LABEL_FONT_SIZE))
+    image.save(path)
 
 
 def render_side_by_side(
@@ -163,9 +190,10 @@ def render_side_by_side(
     """Panels ``(label, vertices, faces, points)`` in a row, seen from one shared camera."""
     everything = np.concatenate([g for _, v, _, p in panels for g in (v, p) if g is not None and len(g)])
     view = View.fit(everything, width, height, up, azimuth, elevation)
-    sheet = Image.new("RGB", (width * len(panels), height + 28), BACKGROUND)
+    sheet = Image.new("RGB", (width * len(panels), height + LABEL_HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
+    font = _font(LABEL_FONT_SIZE)
     for i, (label, vertices, faces, points) in enumerate(panels):
-        sheet.paste(render_image(vertices, faces, width, height, points, up, view), (i * width, 28))
-        draw.text((i * width + 10, 8), label, fill=(20, 20, 20))
+        sheet.paste(render_image(vertices, faces, width, height, points, up, view), (i * width, LABEL_HEIGHT))
+        draw.text((i * width + 10, 6), label, fill=(20, 20, 20), font=font)
     sheet.save(path)

@@ -14,6 +14,9 @@ Hausdorff, normal consistency, F-score at 1%, connected pieces, ghost share (sur
 (no ground truth) and writes pictures of ours beside Poisson's.
 
     python scripts/evaluate.py --shapes spot,cow --inputs oriented --json out/eval.json
+
+Without the data folder it prints why and exits 0, so that a clone without ``../shared`` can
+run it as a smoke step.
 """
 
 from __future__ import annotations
@@ -173,12 +176,16 @@ HEADER = (
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="folder with meshes/ and scans/")
+    parser.add_argument(
+        "--data", default=str(REPO.parent / "shared" / "data"),
+        help="folder with meshes/ (and scans/), or a folder of .obj meshes itself",
+    )
     parser.add_argument("--shapes", help="comma-separated mesh names (default: all)")
     parser.add_argument("--inputs", default="oriented", help=f"comma-separated of {','.join(INPUTS)}")
     parser.add_argument("--points", type=int, default=20_000)
     parser.add_argument("--samples", type=int, default=100_000, help="surface samples per metric")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--iterations", type=int, help="training steps (same as --set train.iterations=N)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="engine config override")
     parser.add_argument("--scans", action="store_true", help="also reconstruct the real scans")
     parser.add_argument("--json", help="write all rows here")
@@ -191,22 +198,29 @@ def main() -> int:
         parser.error(f"unknown inputs {sorted(unknown)}")
     from backend.cli import parse_override
 
-    config = apply_overrides(ReconstructionConfig(), dict(parse_override(text) for text in args.set))
+    overrides = dict(parse_override(text) for text in args.set)
+    if args.iterations is not None:
+        overrides["train.iterations"] = args.iterations
+    config = apply_overrides(ReconstructionConfig(), overrides)
     data = Path(args.data)
-    if not (data / "meshes").is_dir():
-        print(f"no test shapes at {data / 'meshes'}: pass --data", file=sys.stderr)
-        return 1
+    meshes = data / "meshes" if (data / "meshes").is_dir() else data
+    if not meshes.is_dir() or not any(meshes.glob("*.obj")):
+        print(f"skipped: no test meshes (*.obj) at {data} or {data / 'meshes'}; pass --data DIR", file=sys.stderr)
+        return 0
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     wanted = args.shapes.split(",") if args.shapes else None
-    paths = [p for p in sorted((data / "meshes").glob("*.obj")) if wanted is None or p.stem in wanted]
+    paths = [p for p in sorted(meshes.glob("*.obj")) if wanted is None or p.stem in wanted]
+    missing = sorted(set(wanted or ()) - {p.stem for p in paths})
+    if missing:
+        parser.error(f"no meshes named {missing} in {meshes}")
     print(HEADER, flush=True)
     rows = [row for path in paths for row in evaluate_shape(path, args, config)]
     if args.scans:
-        rows += evaluate_scans(data / "scans", args, config)
+        rows += evaluate_scans(meshes.parent / "scans", args, config)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"config": args.set, "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"overrides": overrides, "rows": rows}, indent=1))
     return 0
 
 

@@ -37,6 +37,20 @@ def test_identical_meshes_score_perfectly():
     assert m.fscore == 1.0 and m.normal_consistency > 0.99
 
 
+def test_far_from_the_origin_keeps_its_precision():
+    # a scan in georeferenced coordinates: float32 alone would round away ~1e-3 of the diagonal
+    vertices, faces = sphere(0.7)
+    moved = vertices + (4.0e5, 5.5e6, 120.0)
+    m = compare_meshes(moved, faces, moved, faces, samples=20_000)
+    assert m.chamfer_l1 < 1e-5 and m.hausdorff < 1e-4
+
+
+def test_unused_vertices_are_not_pieces():
+    vertices, faces = sphere(1.0)
+    assert count_components(np.concatenate([vertices, [[9.0, 9.0, 9.0]]]), faces) == 1
+    assert count_components(vertices, np.zeros((0, 3), int)) == 0
+
+
 def test_component_count_and_far_area():
     a, b = sphere(1.0), sphere(0.5, (5.0, 0.0, 0.0))
     vertices = np.concatenate([a[0], b[0]])

@@ -38,3 +38,21 @@ def test_side_by_side_has_one_panel_each(tmp_path):
     )
     image = Image.open(path)
     assert image.size == (400, 178)
+
+
+def test_shadow_side_stays_dark_and_open_surfaces_are_lit_inside(tmp_path):
+    mesh = o3d.geometry.TriangleMesh.create_sphere(radius=1.0, resolution=60)
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    path = tmp_path / "sphere.png"
+    render_mesh_png(vertices, faces, path, width=320, height=240)
+    grey = np.asarray(Image.open(path).convert("L")).astype(int)
+    # from the lit upper left to the lower right rim the shade never brightens again
+    diagonal = np.array([grey[120 + k, 160 + k] for k in range(70)])
+    assert (np.diff(diagonal) <= 2).all()
+    # a bowl opening towards the camera: its inside is drawn shaded, not black
+    open_faces = faces[vertices[faces].mean(axis=1)[:, 2] < 0.2]
+    render_mesh_png(vertices, open_faces, tmp_path / "bowl.png", width=320, height=240, title="bowl")
+    bowl = np.asarray(Image.open(tmp_path / "bowl.png").convert("L")).astype(int)
+    inside = bowl[110:130, 150:170]
+    assert inside.min() > 80 and (inside < 250).all()
+    assert (bowl[5:25, 5:60] < 128).any()  # the title is written top left

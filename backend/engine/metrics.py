@@ -101,18 +101,25 @@ def compare_meshes(
 
 
 def closest_on_mesh(vertices: np.ndarray, faces: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distance from each query to the closest point of the mesh, and that triangle's unit normal."""
+    """Distance from each query to the closest point of the mesh, and that triangle's unit normal.
+
+    Open3D's scene works in float32, so everything is first moved (in float64) to put the mesh's
+    box centre at the origin: a scan in georeferenced coordinates (1e5 m) would otherwise lose
+    its millimetres to rounding.
+    """
     import open3d as o3d
 
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces, dtype=np.int64)
+    queries = np.asarray(queries, dtype=np.float64)
+    origin = (v.min(axis=0) + v.max(axis=0)) / 2
     mesh = o3d.t.geometry.TriangleMesh()
-    mesh.vertex.positions = o3d.core.Tensor(v.astype(np.float32))
+    mesh.vertex.positions = o3d.core.Tensor((v - origin).astype(np.float32))
     mesh.triangle.indices = o3d.core.Tensor(f.astype(np.int32))
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(mesh)
-    closest = scene.compute_closest_points(o3d.core.Tensor(np.asarray(queries, dtype=np.float32)))
-    points = closest["points"].numpy().astype(np.float64)
+    closest = scene.compute_closest_points(o3d.core.Tensor((queries - origin).astype(np.float32)))
+    points = closest["points"].numpy().astype(np.float64) + origin
     triangle = closest["primitive_ids"].numpy().astype(np.int64)
     normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
@@ -120,8 +127,13 @@ def closest_on_mesh(vertices: np.ndarray, faces: np.ndarray, queries: np.ndarray
 
 
 def count_components(vertices: np.ndarray, faces: np.ndarray) -> int:
-    """Connected pieces of a triangle mesh."""
-    return component_labels(len(vertices), np.asarray(faces, dtype=np.int64))[0]
+    """Connected pieces of a triangle mesh (faces joined by shared vertices).
+
+    Vertices no face uses are not pieces: files and mesh edits often leave some behind.
+    """
+    faces = np.asarray(faces, dtype=np.int64)
+    _, labels = component_labels(len(vertices), faces)
+    return int(np.unique(labels).size)
 
 
 def far_area_fraction(
