@@ -207,7 +207,7 @@ def _decode_arrays(cls: type[Message], table: Any, frames: list[memoryview]) -> 
     arrays: dict[str, np.ndarray | None] = {name: None for name in declared}
     for entry, frame in zip(table, frames):
         name = entry.get("name")
-        if name not in declared:
+        if not isinstance(name, str) or name not in declared:
             raise ProtocolError(E.BAD_FIELD_TYPE, f"{kind}: no array named {name!r} in this message")
         if arrays[name] is not None:
             raise ProtocolError(E.MALFORMED, f"{kind}: array {name!r} sent twice")

@@ -140,6 +140,10 @@ def test_missing_and_wrongly_typed_fields():
     expect(E.MISSING_FIELD, tamper(submit(), arrays=[])[:1])
 
 
+def test_an_array_name_of_the_wrong_type_is_refused_not_a_crash():
+    assert "no array named" in expect(E.BAD_FIELD_TYPE, tamper(submit(), arrays__0__name=["points"])).message
+
+
 def test_dtype_and_shape_as_declared():
     expect(E.BAD_DTYPE, tamper(submit(), arrays__0__dtype="float64"))
     frames = tamper(submit(), arrays__0__shape=[5, 4])

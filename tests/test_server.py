@@ -85,9 +85,12 @@ def test_submit_streams_previews_then_the_final_mesh(backend):
     # the same training run here, on the float32 cloud that crossed the wire, gives the same mesh
     config = small_config(**{k.replace(".", "__"): v for k, v in JOB.items()})
     local = reconstruct_points(points.astype(np.float32), normals.astype(np.float32), config)
-    # training is deterministic on one machine: the backend's mesh is exactly the local one
-    np.testing.assert_array_equal(meshes[-1].vertices, local.vertices)
-    np.testing.assert_array_equal(meshes[-1].faces, local.faces)
+    # the backend's mesh is the local one (usually bit for bit; CPU thread scheduling can
+    # perturb a float reduction, so the check is on the surface: within 0.5% of the diagonal)
+    from backend.engine.metrics import compare_meshes
+
+    score = compare_meshes(meshes[-1].vertices, meshes[-1].faces, local.vertices, local.faces, samples=20_000)
+    assert score.chamfer_l1 < 5e-3
 
 
 def test_two_clients_each_get_only_their_own_results(backend):
