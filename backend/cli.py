@@ -74,6 +74,36 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default loopback)")
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     serve.add_argument("--heartbeat-timeout", type=float, default=10.0, help="seconds before a silent client's jobs are cancelled")
+    security = serve.add_argument_group("security (ZeroMQ CURVE)")
+    security.add_argument("--curve-secret-key", metavar="FILE",
+                          help="the server's secret key file (from 'siren-recon keys generate'): encrypt and authenticate")
+    security.add_argument("--allowed-clients", metavar="DIR",
+                          help="accept only clients whose public key file (*.key) is in DIR (needs --curve-secret-key)")
+    security.add_argument("--insecure", action="store_true",
+                          help="allow a non-loopback --bind without CURVE (anyone who can reach it can submit jobs)")
+    limits = serve.add_argument_group("limits")
+    limits.add_argument("--max-message-mb", type=float, default=256.0, help="largest request, MiB (default 256)")
+    limits.add_argument("--max-points", type=int, default=5_000_000, help="most points in one job (default 5,000,000)")
+    limits.add_argument("--max-queued-jobs", type=int, default=32, help="most unfinished jobs per client (default 32)")
+    limits.add_argument("--results-dir", help="keep finished meshes here for clients that reconnect (default: a user cache folder)")
+    limits.add_argument("--results-max-mb", type=float, default=2048.0, help="size bound of the results folder, MiB")
+    limits.add_argument("--results-max-age-hours", type=float, default=72.0, help="age bound of kept results, hours")
+    execution = serve.add_argument_group("execution")
+    execution.add_argument("--executor", choices=("local", "ray"), default="local",
+                           help="local: train in this process (default); ray: run each job as a Ray task")
+    execution.add_argument("--ray-address", default="", help="Ray cluster address (default: start a local one)")
+    execution.add_argument("--ray-concurrent-jobs", type=int, default=0,
+                           help="jobs running at once on Ray (default: one per GPU, else per --ray-cpus-per-job cores)")
+    execution.add_argument("--ray-cpus-per-job", type=int, default=2, help="CPU cores per job when the cluster has no GPU")
+    execution.add_argument("--ray-on-worker-lost", choices=("fail", "retry"), default="fail",
+                           help="a job whose Ray worker dies: fail it with a message, or retry it")
+    execution.add_argument("--ray-retries", type=int, default=1, help="retries with --ray-on-worker-lost retry")
+
+    keys = sub.add_parser("keys", help="make CURVE key pairs for the backend and its clients")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    generate = keys_sub.add_parser("generate", help="write NAME.key (public) and NAME.key_secret into DIR")
+    generate.add_argument("directory")
+    generate.add_argument("--name", default="server", help="file name stem (default: server)")
 
     submit = sub.add_parser("submit", help="reconstruct a file on a running backend")
     submit.add_argument("input")
@@ -84,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--mode", choices=("auto", "oriented", "unoriented"))
     submit.add_argument("--connect-timeout", type=float, default=10.0)
     submit.add_argument("--no-progress", action="store_true")
+    submit.add_argument("--server-key", metavar="FILE", help="the backend's public key file, for a CURVE backend")
+    submit.add_argument("--client-key", metavar="FILE",
+                        help="this client's secret key file (default: a fresh key, enough for a backend without --allowed-clients)")
+    submit.add_argument("--detached", action="store_true", help="the job runs on if this command goes away")
     submit.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE")
     return parser
 
@@ -113,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .commands.serve import run_submit
 
             return run_submit(args)
+        if args.command == "keys":
+            from .commands.keys import run_keys
+
+            return run_keys(args)
     except ReconstructionError as exc:
         print(f"siren-recon: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

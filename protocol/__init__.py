@@ -5,12 +5,13 @@ nothing of torch or of the engine. The specification is ``protocol/README.md``.
 """
 
 from .codec import DEFAULT_MAX_BYTES, decode, encode
-from .errors import ProtocolError
+from .errors import ProtocolError, SecurityError
 from .messages import (
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
     CancelJob,
     Error,
+    FetchResult,
     Hello,
     JobAccepted,
     JobCancelled,
@@ -29,7 +30,7 @@ from .messages import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_BYTES", "MESSAGE_TYPES", "PROTOCOL_VERSION", "CancelJob", "Error", "Hello", "JobAccepted",
+    "DEFAULT_MAX_BYTES", "MESSAGE_TYPES", "PROTOCOL_VERSION", "CancelJob", "Error", "FetchResult", "Hello", "JobAccepted",
     "JobCancelled", "JobDone", "JobFailed", "JobList", "JobSummary", "ListJobs", "MeshUpdate", "Message",
-    "Ping", "Pong", "Progress", "ProtocolError", "SubmitJob", "Welcome", "decode", "encode",
+    "Ping", "Pong", "Progress", "ProtocolError", "SecurityError", "SubmitJob", "Welcome", "decode", "encode",
 ]

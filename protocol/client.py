@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -18,10 +19,11 @@ import numpy as np
 import zmq
 
 from .codec import DEFAULT_MAX_BYTES, decode, encode
-from .errors import ProtocolError
+from .errors import ProtocolError, SecurityError
 from .messages import (
     CancelJob,
     Error,
+    FetchResult,
     Hello,
     JobAccepted,
     JobCancelled,
@@ -39,6 +41,32 @@ from .messages import (
 log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+
+
+def load_key_file(path: str) -> tuple[bytes, bytes | None]:
+    """(public, secret or None) from a key file written by ``zmq.auth`` / ``siren-recon keys``."""
+    from zmq.auth import load_certificate
+
+    try:
+        return load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise SecurityError(f"cannot read the key file {path}: {exc}") from exc
+
+
+def configure_curve_client(sock: Any, server_key_file: str, client_key_file: str = "") -> None:
+    """Make ``sock`` a CURVE client of the server whose public key is in ``server_key_file``."""
+    if not zmq.has("curve"):
+        raise SecurityError("this pyzmq's libzmq was built without CURVE security")
+    server_public, _ = load_key_file(server_key_file)
+    if client_key_file:
+        public, secret = load_key_file(client_key_file)
+        if secret is None:
+            raise SecurityError(f"{client_key_file} holds no secret key (give the .key_secret file)")
+    else:
+        public, secret = zmq.curve_keypair()
+    sock.curve_serverkey = server_public
+    sock.curve_publickey = public
+    sock.curve_secretkey = secret
 
 
 @dataclass(frozen=True)
@@ -69,11 +97,24 @@ class Client:
     reconnect_max: float = 5.0
     """Longest wait between reconnection attempts (ZeroMQ doubles it from 0.1 s)."""
     max_bytes: int = DEFAULT_MAX_BYTES
+    server_key_file: str = ""
+    """The backend's public key file (``siren-recon keys generate``): set, the link uses CURVE."""
+    client_key_file: str = ""
+    """This client's secret key file; empty with ``server_key_file`` set: a fresh key pair, which a
+    backend started without ``--allowed-clients`` accepts."""
+    identity: bytes = field(default_factory=lambda: uuid.uuid4().bytes)
+    """ZeroMQ routing id, kept across reconnects so the backend still knows whose jobs are whose."""
     context: Any = None
     session: str = ""
     """The backend's session id, once heard."""
     welcome: Welcome | None = None
     lost: bool = False
+    unfinished: dict = field(default_factory=dict)
+    """Accepted jobs that have not finished, failed or been cancelled by this client, by job id ->
+    the ``SubmitJob`` that made them. After a ``restarted`` event these are the jobs the old backend
+    took with it, including those it cancelled as it shut down (see :meth:`resubmit`)."""
+    _pending: dict = field(default_factory=dict, repr=False)
+    _cancelling: set = field(default_factory=set, repr=False)
     _socket: Any = field(default=None, repr=False)
     _last_heard: float = 0.0
     _last_ping: float = 0.0
@@ -85,6 +126,9 @@ class Client:
         ctx = self.context or zmq.Context.instance()
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTING_ID, self.identity)
+        if self.server_key_file:
+            configure_curve_client(sock, self.server_key_file, self.client_key_file)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(self.reconnect_max * 1000))
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_bytes)
@@ -120,12 +164,34 @@ class Client:
         The backend answers with ``job_accepted`` (its ``parent`` is this id and its ``job``
         the new job id) or ``error``.
         """
-        return self.send(SubmitJob(
+        request = SubmitJob(
             session=self.session, tag=tag, detached=detached, overrides=dict(overrides or {}),
             points=points, normals=normals, colours=colours,
-        ))
+        )
+        self._pending[request.msg_id] = request
+        return self.send(request)
+
+    def resubmit(self, job_ids: list[str] | None = None) -> dict[str, str]:
+        """Submit again the unfinished jobs (all, or ``job_ids``) of a backend that restarted.
+
+        Returns ``{new request msg_id: old job id}``; each answer (``job_accepted`` with that
+        ``parent``) names the new job id. The old ids are forgotten.
+        """
+        out = {}
+        for old in list(job_ids if job_ids is not None else self.unfinished):
+            request = self.unfinished.pop(old, None)
+            if request is None:
+                continue
+            out[self.submit(request.points, request.normals, request.colours, request.overrides,
+                            request.tag, request.detached)] = old
+        return out
+
+    def fetch_result(self, job_id: str) -> str:
+        """Ask for the final mesh of a finished job again (after a drop or a reopened scene)."""
+        return self.send(FetchResult(session=self.session, job=job_id))
 
     def cancel(self, job_id: str) -> str:
+        self._cancelling.add(job_id)
         return self.send(CancelJob(session=self.session, job=job_id))
 
     def list_jobs(self) -> str:
@@ -149,6 +215,7 @@ class Client:
                 log.warning("dropped a message from the backend: %s", exc)
                 continue
             out.extend(self._heard(message))
+            self._track(message)
             out.append(message)
         now = time.monotonic()
         if not self.lost and now - self._last_heard > self.heartbeat_timeout:
@@ -158,6 +225,20 @@ class Client:
             self._last_ping = now
             self.send(Ping(session=self.session))
         return out
+
+    def _track(self, message: Message) -> None:
+        """Keep :attr:`unfinished` up to date from the backend's answers."""
+        if isinstance(message, JobAccepted):
+            request = self._pending.pop(message.parent, None)
+            if request is not None:
+                self.unfinished[message.job] = request
+        elif isinstance(message, Error) and message.parent in self._pending:
+            del self._pending[message.parent]
+        elif isinstance(message, (JobDone, JobFailed)) or (
+            isinstance(message, JobCancelled) and message.job in self._cancelling
+        ):
+            self.unfinished.pop(message.job, None)
+            self._cancelling.discard(message.job)
 
     def _heard(self, message: Message) -> list[ConnectionEvent]:
         self._last_heard = time.monotonic()
@@ -217,6 +298,9 @@ def reconstruct_remote(
     timeout: float | None = None,
     connect_timeout: float = 10.0,
     tag: str = "",
+    server_key_file: str = "",
+    client_key_file: str = "",
+    detached: bool = False,
 ) -> RemoteResult:
     """Reconstruct on a backend and wait for the final mesh (blocking, for scripts).
 
@@ -224,10 +308,11 @@ def reconstruct_remote(
     cancelled, or the backend is lost or restarted; :class:`TimeoutError` after ``timeout``
     seconds, or ``connect_timeout`` seconds without a welcome.
     """
-    client = Client(address=address, heartbeat_timeout=max(5.0, connect_timeout))
+    client = Client(address=address, heartbeat_timeout=max(5.0, connect_timeout),
+                    server_key_file=server_key_file, client_key_file=client_key_file)
     client.connect()
     started = time.monotonic()
-    request = client.submit(points, normals, colours, overrides, tag)
+    request = client.submit(points, normals, colours, overrides, tag, detached)
     job = ""
     last_mesh: MeshUpdate | None = None
     try:

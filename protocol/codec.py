@@ -116,6 +116,8 @@ def decode(frames: Sequence[Frame], max_bytes: int = DEFAULT_MAX_BYTES) -> Messa
         raise ProtocolError(E.MISSING_FIELD if body is None else E.BAD_FIELD_TYPE, f"{kind}: 'body' must be a map")
     for f in body_fields(cls):
         if f.name not in body:
+            if f.metadata.get("added"):
+                continue  # a newer minor version's field, absent from an older peer: its default
             raise ProtocolError(E.MISSING_FIELD, f"{kind}: field {f.name!r} is missing")
         values[f.name] = _check_value(kind, f.name, body[f.name], f.metadata)
     values.update(_decode_arrays(cls, head.get("arrays"), buffers[1:]))

@@ -31,3 +31,7 @@ class ProtocolError(ValueError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class SecurityError(RuntimeError):
+    """CURVE security cannot be set up: no CURVE in libzmq, or a key file that is missing or wrong."""

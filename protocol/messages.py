@@ -15,12 +15,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 
 SCALAR = "scalar"  # str, int, float or bool
 
 
 def _field(kind: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING, **extra: Any) -> Any:
+    """A field with its wire kind; ``added="1.1"`` marks a field a peer of an older minor version
+    does not send (the default is used when it is absent)."""
     metadata = {"kind": kind, **extra}
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata=metadata)
@@ -32,14 +34,14 @@ def text(default: str = "") -> Any:
     return _field("str", default)
 
 
-def integer(default: int = 0) -> Any:
+def integer(default: int = 0, added: str | None = None) -> Any:
     """A signed 64-bit integer."""
-    return _field("int", default)
+    return _field("int", default, added=added)
 
 
-def real(default: float = 0.0) -> Any:
+def real(default: float = 0.0, added: str | None = None) -> Any:
     """A 64-bit float (an integer on the wire is accepted)."""
-    return _field("float", default)
+    return _field("float", default, added=added)
 
 
 def flag(default: bool = False) -> Any:
@@ -122,6 +124,12 @@ class Welcome(Message):
     heartbeat_timeout: float = real()
     """Seconds of silence after which either side considers the other gone."""
     queue_length: int = integer()
+    max_points: int = integer(added="1.1")
+    """Most points one job may have (0: no limit stated)."""
+    max_queued_jobs: int = integer(added="1.1")
+    """Most unfinished jobs one client may have (0: no limit stated)."""
+    results_kept_seconds: float = real(added="1.1")
+    """How long finished meshes stay fetchable with ``fetch_result`` (0: not kept)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,6 +211,17 @@ class JobCancelled(Message):
 
 
 @dataclass(frozen=True, eq=False)
+class FetchResult(Message):
+    """Client -> backend (1.1): send again the final mesh of the job named in the header.
+
+    Answered by its ``mesh_update`` (``final``) and ``job_done``, or by ``error`` with
+    ``unknown_job`` (no such result of yours, or it has expired).
+    """
+
+    TYPE: ClassVar[str] = "fetch_result"
+
+
+@dataclass(frozen=True, eq=False)
 class ListJobs(Message):
     TYPE: ClassVar[str] = "list_jobs"
 
@@ -247,7 +266,7 @@ class Error(Message):
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
     for cls in (Hello, Welcome, SubmitJob, JobAccepted, Progress, MeshUpdate, JobDone, JobFailed,
-                CancelJob, JobCancelled, ListJobs, JobList, Ping, Pong, Error)
+                CancelJob, JobCancelled, FetchResult, ListJobs, JobList, Ping, Pong, Error)
 }
 
 

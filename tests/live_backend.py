@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from .shapes import REPO
 
@@ -18,12 +19,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_backend(port: int, log_path) -> subprocess.Popen:
-    """A backend process logging to ``log_path``; returns once it listens."""
+def start_backend(port: int, log_path, *extra: str) -> subprocess.Popen:
+    """A backend process logging to ``log_path``; returns once it listens.
+
+    Its kept results go to a ``results`` folder beside the log unless ``extra`` names another.
+    """
     log = open(log_path, "w")
+    results = [] if "--results-dir" in extra else ["--results-dir", str(Path(log_path).parent / "results")]
     process = subprocess.Popen(
         [sys.executable, "-m", "backend.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}", "--device", "cpu",
-         "--heartbeat-timeout", str(HEARTBEAT_TIMEOUT)],
+         "--heartbeat-timeout", str(HEARTBEAT_TIMEOUT), *results, *extra],
         cwd=REPO, stderr=log,
     )
     log.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -11,24 +12,42 @@ from tqdm import tqdm
 
 from protocol.client import RemoteError, reconstruct_remote
 
-from ..engine.errors import ReconstructionError
+from ..engine.errors import ConfigError, ReconstructionError
 from ..open3d_mode import read_point_cloud, write_mesh
-from ..server.server import Server, ServerConfig, is_loopback
+from ..server.server import Server, ServerConfig
 
 log = logging.getLogger("siren-recon.serve")
 
 
+def default_results_dir() -> Path:
+    """A per-user cache folder for kept results (``$XDG_CACHE_HOME`` or ``~/.cache``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "siren-recon" / "results"
+
+
+def server_config(args: argparse.Namespace) -> ServerConfig:
+    """The ``serve`` flags as a :class:`ServerConfig`."""
+    return ServerConfig(
+        bind=args.bind, device=args.device, heartbeat_timeout=args.heartbeat_timeout,
+        max_message_bytes=int(args.max_message_mb * 2**20), max_points=args.max_points,
+        max_queued_jobs=args.max_queued_jobs, curve_secret_key=args.curve_secret_key or "",
+        allowed_clients=args.allowed_clients or "", insecure=args.insecure,
+        results_dir=str(args.results_dir or default_results_dir()),
+        results_max_bytes=int(args.results_max_mb * 2**20), results_max_age=args.results_max_age_hours * 3600.0,
+        executor=args.executor, ray_address=args.ray_address, ray_concurrent_jobs=args.ray_concurrent_jobs,
+        ray_cpus_per_job=args.ray_cpus_per_job, ray_on_worker_lost=args.ray_on_worker_lost,
+        ray_retries=args.ray_retries,
+    )
+
+
 def run_serve(args: argparse.Namespace) -> int:
-    if not is_loopback(args.bind):
-        log.warning(
-            "listening on %s, beyond this machine, WITHOUT authentication or encryption: "
-            "anyone who can reach it can submit jobs. Use an SSH tunnel or bind to 127.0.0.1.",
-            args.bind,
-        )
-    config = ServerConfig(bind=args.bind, device=args.device, heartbeat_timeout=args.heartbeat_timeout)
-    server = Server(config)
+    if args.allowed_clients and not args.curve_secret_key:
+        raise ConfigError("--allowed-clients needs --curve-secret-key (the server's own key)")
+    server = Server(server_config(args))
     endpoint = server.start()
-    print(f"siren-recon backend listening on {endpoint} (device {server.device_name})", file=sys.stderr, flush=True)
+    security = "CURVE" if server.security is not None else "no CURVE"
+    print(f"siren-recon backend listening on {endpoint} ({security}, device {server.device_name})",
+          file=sys.stderr, flush=True)
     server.serve_forever(install_signals=True)
     return 0
 
@@ -56,6 +75,7 @@ def run_submit(args: argparse.Namespace) -> int:
         result = reconstruct_remote(
             points, normals, colours, address=args.backend, overrides=overrides, on_progress=on_progress,
             on_mesh=on_mesh, tag=Path(args.input).name, connect_timeout=args.connect_timeout,
+            server_key_file=args.server_key or "", client_key_file=args.client_key or "", detached=args.detached,
         )
     except (RemoteError, TimeoutError) as exc:
         raise ReconstructionError(f"remote reconstruction failed: {exc}") from exc

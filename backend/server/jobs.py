@@ -20,6 +20,10 @@ class Job:
     id: str
     client: bytes
     """ZeroMQ identity of the client that submitted it (results go there and nowhere else)."""
+    owner: str
+    """Who may cancel, list and fetch it: the client's CURVE key, or its routing id without CURVE."""
+    result_owner: str
+    """The owner its kept result is filed under (empty without CURVE: the job id is the key)."""
     tag: str
     detached: bool
     points: np.ndarray

@@ -26,12 +26,15 @@ from protocol import (
     DEFAULT_MAX_BYTES,
     CancelJob,
     Error,
+    FetchResult,
     Hello,
+    JobDone,
     JobAccepted,
     JobCancelled,
     JobList,
     JobSummary,
     ListJobs,
+    MeshUpdate,
     Message,
     Ping,
     Pong,
@@ -48,7 +51,10 @@ from ..engine.device import resolve_device
 from ..engine.errors import ReconstructionError
 from ..engine.validation import validate_normals, validate_points
 from .jobs import CANCELLED, FINISHED, QUEUED, FairQueue, Job
-from .worker import Worker
+from .outbox import FINAL, OTHER, Outbox
+from .results import ResultStore
+from .security import CurveSecurity, check_bind
+from .worker import JobRunner, Worker, run_in_process
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +75,39 @@ class ServerConfig:
     """Largest request accepted (socket and decoder)."""
     keep_finished: int = 200
     """Finished jobs remembered for ``list_jobs``."""
+    max_points: int = 5_000_000
+    """Most points in one job."""
+    max_queued_jobs: int = 32
+    """Most unfinished (queued or running) jobs one client may have."""
+    send_high_water_mark: int = 64
+    """Messages ZeroMQ buffers per client before the backend holds them back itself (then only the
+    newest preview of each job is kept for that client; progress and results are never dropped)."""
+    curve_secret_key: str = ""
+    """Path of the server's secret key file; set, the link is encrypted and authenticated (CURVE)."""
+    allowed_clients: str = ""
+    """Folder of client public key files; with it only those clients are let in."""
+    insecure: bool = False
+    """Allow a non-loopback ``bind`` without CURVE."""
+    results_dir: str = ""
+    """Where finished meshes are kept for clients that come back (``""``: no keeping)."""
+    results_max_bytes: int = 2 << 30
+    """Size bound of ``results_dir``; the oldest results go first."""
+    results_max_age: float = 72 * 3600.0
+    """Seconds a result is kept."""
     defaults: ReconstructionConfig | None = None
     """Engine settings jobs start from before their overrides (``None``: the engine's defaults)."""
+    executor: str = "local"
+    """``local``: jobs train in this process, one at a time; ``ray``: each job is a Ray task."""
+    ray_address: str = ""
+    """Ray cluster to join (``""``: start a local one); only with ``executor="ray"``."""
+    ray_concurrent_jobs: int = 0
+    """Jobs running at once on Ray (0: one per GPU in the cluster, else one per ``ray_cpus_per_job``)."""
+    ray_cpus_per_job: int = 2
+    """CPU cores a job asks Ray for when the cluster has no GPU."""
+    ray_on_worker_lost: str = "fail"
+    """When a Ray worker or node dies mid-job: ``fail`` the job with a message, or ``retry`` it."""
+    ray_retries: int = 1
+    """Attempts after the first when ``ray_on_worker_lost="retry"``."""
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -106,28 +143,62 @@ class Server:
         self.queue = FairQueue()
         self.jobs: dict[str, Job] = {}
         self.last_seen: dict[bytes, float] = {}
+        self.owners: dict[bytes, str] = {}
+        """Each routing id's owner: its CURVE public key, or the routing id itself without CURVE."""
+        check_bind(config.bind, bool(config.curve_secret_key), config.insecure, is_loopback(config.bind))
+        self.security = (
+            CurveSecurity(self.context, config.curve_secret_key, config.allowed_clients)
+            if config.curve_secret_key else None
+        )
+        self.results = (
+            ResultStore(config.results_dir, config.results_max_bytes, config.results_max_age)
+            if config.results_dir else None
+        )
+        self.outbox: Outbox | None = None
+        self._reported_peak = 0
         self._stop = threading.Event()
-        self.outbox = f"inproc://siren-outbox-{self.session}"
+        self.inbox = f"inproc://siren-worker-replies-{self.session}"
         self.router: Any = None
         self.pull: Any = None
-        self.worker: Worker | None = None
+        self.workers: list[Worker] = []
         self.endpoint = ""
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> str:
         """Bind the sockets and start the worker; returns the bound endpoint."""
         self.pull = self.context.socket(zmq.PULL)
-        self.pull.bind(self.outbox)
+        self.pull.bind(self.inbox)
         self.router = self.context.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 500)
-        self.router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
-        self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        # Twice the decoder's limit: a message up to that size still gets an error reply naming
+        # the limit; beyond it libzmq drops the connection before anything is buffered.
+        self.router.setsockopt(zmq.MAXMSGSIZE, 2 * self.config.max_message_bytes)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.router.setsockopt(zmq.SNDHWM, self.config.send_high_water_mark)
+        if self.security is not None:
+            self.security.start()
+            self.security.apply(self.router)
         self.router.bind(self.config.bind)
+        self.outbox = Outbox(self.router)
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.worker = Worker(self.queue, self.context, self.outbox, self.session, self.config.device, self._job_finished)
-        self.worker.start()
+        for runner, name in self._runners():
+            worker = Worker(self.queue, self.context, self.inbox, self.session, self.config.device,
+                            self._job_finished, runner, name, self.results)
+            worker.start()
+            self.workers.append(worker)
         log.info("serving on %s, session %s, device %s", self.endpoint, self.session, self.device_name)
         return self.endpoint
+
+    def _runners(self) -> list[tuple[JobRunner, str]]:
+        """One (runner, thread name) per job that may run at once, from the chosen executor."""
+        if self.config.executor == "local":
+            return [(run_in_process, f"worker-{self.config.device}")]
+        if self.config.executor == "ray":
+            from .ray_executor import ray_runners  # Ray is an optional extra
+
+            return ray_runners(self.config)
+        raise ValueError(f"unknown executor {self.config.executor!r} (local or ray)")
 
     def stop(self) -> None:
         """Ask :meth:`serve_forever` to shut down (safe from a signal handler or another thread)."""
@@ -142,13 +213,23 @@ class Server:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.pull, zmq.POLLIN)
+        last_turn = time.monotonic()
         try:
             while not self._stop.is_set():
-                ready = dict(poller.poll(100))
+                ready = dict(poller.poll(20 if self.outbox else 100))
+                now = time.monotonic()
+                if now - last_turn > self.config.heartbeat_timeout / 2:
+                    # This process was frozen (SIGSTOP, a suspended VM): the silence was ours,
+                    # not the clients', so nobody is reaped for it.
+                    log.warning("the backend was stalled for %.1f s; clients get a fresh heartbeat window", now - last_turn)
+                    self.last_seen = {identity: now for identity in self.last_seen}
+                last_turn = now
                 if self.pull in ready:
                     self._forward_worker_replies()
                 if self.router in ready:
                     self._drain_requests()
+                self.outbox.flush()
+                self._report_slow_readers()
                 self._reap_silent_clients()
                 self._forget_old_jobs()
         finally:
@@ -159,12 +240,16 @@ class Server:
         for job in self.jobs.values():
             if job.state not in FINISHED:
                 self._cancel(job, "the backend is shutting down")
-        if self.worker is not None:
-            self.worker.stopping.set()
-            self.worker.join(timeout=30)
+        for worker in self.workers:
+            worker.stopping.set()
+        for worker in self.workers:
+            worker.join(timeout=30)
         self._forward_worker_replies()
+        self.outbox.flush()
         self.router.close(linger=500)
         self.pull.close(linger=0)
+        if self.security is not None:
+            self.security.stop()
 
     # -- requests ---------------------------------------------------------------------------
     def _drain_requests(self) -> None:
@@ -175,6 +260,9 @@ class Server:
                 return
             identity, payload = frames[0].bytes, frames[1:]
             self.last_seen[identity] = time.monotonic()
+            owner = self._owner(identity, frames[1] if len(frames) > 1 else None)
+            if owner is None:
+                continue
             try:
                 message = decode(payload, self.config.max_message_bytes)
             except ProtocolError as exc:
@@ -196,12 +284,14 @@ class Server:
                 max_message_bytes=self.config.max_message_bytes,
                 heartbeat_interval=self.config.heartbeat_interval,
                 heartbeat_timeout=self.config.heartbeat_timeout, queue_length=len(self.queue),
+                max_points=self.config.max_points, max_queued_jobs=self.config.max_queued_jobs,
+                results_kept_seconds=self.config.results_max_age if self.results is not None else 0.0,
             ))
         elif isinstance(message, SubmitJob):
             self._submit(identity, message)
         elif isinstance(message, CancelJob):
             job = self.jobs.get(message.job)
-            if job is None or job.client != identity:
+            if job is None or job.owner != self.owners[identity]:
                 self._reply(identity, Error(job=message.job, parent=message.msg_id, code="unknown_job",
                                             message=f"no job {message.job!r} of yours on this backend"))
             elif job.state in FINISHED:
@@ -209,8 +299,10 @@ class Server:
                                             message=f"job {job.id} has already ended ({job.state})"))
             else:
                 self._cancel(job, "cancelled by the client")
+        elif isinstance(message, FetchResult):
+            self._fetch(identity, message)
         elif isinstance(message, ListJobs):
-            mine = [j for j in self.jobs.values() if j.client == identity]
+            mine = [j for j in self.jobs.values() if j.owner == self.owners[identity]]
             self._reply(identity, JobList(parent=message.msg_id, jobs=[
                 JobSummary(job=j.id, tag=j.tag, state=j.state, iteration=j.iteration, total=j.config.train.iterations)
                 for j in mine
@@ -220,6 +312,18 @@ class Server:
                                         message=f"a backend does not accept {message.TYPE!r} messages"))
 
     def _submit(self, identity: bytes, message: SubmitJob) -> None:
+        owner = self.owners[identity]
+        if len(message.points) > self.config.max_points:
+            raise LimitError(
+                f"{len(message.points)} points is over this backend's limit of {self.config.max_points} "
+                "points per job (serve --max-points)", "too_many_points",
+            )
+        active = sum(1 for j in self.jobs.values() if j.owner == owner and j.state not in FINISHED)
+        if active >= self.config.max_queued_jobs:
+            raise LimitError(
+                f"you have {active} unfinished jobs, this backend's limit per client "
+                f"(serve --max-queued-jobs {self.config.max_queued_jobs}); wait for one to end", "too_many_jobs",
+            )
         config = apply_overrides(self.config.defaults or ReconstructionConfig(), message.overrides)
         config = apply_overrides(config, {"train.device": self.config.device})
         # Refused here, before queueing, so the client hears of bad input at once; the job keeps
@@ -228,7 +332,7 @@ class Server:
         if message.normals is not None:
             validate_normals(message.normals, len(message.points))
         job = Job(
-            id=uuid.uuid4().hex[:12], client=identity, tag=message.tag, detached=message.detached,
+            id=uuid.uuid4().hex, client=identity, owner=owner, result_owner=self._result_owner(identity), tag=message.tag, detached=message.detached,
             points=np.array(message.points), normals=None if message.normals is None else np.array(message.normals),
             colours=None if message.colours is None else np.array(message.colours), config=config,
         )
@@ -247,26 +351,73 @@ class Server:
             self._reply(job.client, JobCancelled(job=job.id, reason=reason))
 
     # -- replies and housekeeping -------------------------------------------------------------
-    def _reply(self, identity: bytes, message: Message) -> None:
+    def _reply(self, identity: bytes, message: Message, kind: bytes = OTHER) -> None:
         message = _with_session(message, self.session)
         try:
-            self.router.send_multipart([identity, *encode(message)], copy=False)
-        except zmq.ZMQError as exc:
-            log.warning("could not send %s to %s: %s", message.TYPE, identity.hex(), exc)
+            frames = encode(message)
+        except ProtocolError as exc:  # a bug on our side: say so rather than die
+            log.error("could not encode %s: %s", message.TYPE, exc)
+            frames = encode(Error(session=self.session, job=message.job, parent=message.parent,
+                                  code="internal_error", message=f"the backend could not encode its reply: {exc}"))
+        self.outbox.send(identity, frames, kind, message.job.encode())
 
     def _forward_worker_replies(self) -> None:
+        """Worker replies arrive as ``[identity, kind, job, *message frames]``."""
         while True:
             try:
                 frames = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            identity, kind, job = frames[0].bytes, frames[1].bytes, frames[2].bytes
+            self.outbox.send(identity, frames[3:], kind, job)
+
+    def _owner(self, identity: bytes, frame: Any) -> str | None:
+        """Who sent this: the CURVE key ZeroMQ vouches for, else the routing id. ``None``: refused.
+
+        A routing id first seen with one key and then with another is refused: a client cannot
+        take over another's routing id (and so its replies) by reusing it.
+        """
+        key = ""
+        if self.security is not None and frame is not None:
             try:
-                self.router.send_multipart(frames, copy=False)
-            except zmq.ZMQError as exc:
-                log.warning("could not forward a reply: %s", exc)
+                key = frame.get("User-Id") or ""
+            except zmq.ZMQError:
+                key = ""
+        owner = key or identity.hex()
+        known = self.owners.setdefault(identity, owner)
+        if known != owner:
+            log.warning("routing id %s reused with another key: ignored", identity.hex())
+            return None
+        return owner
+
+    def _fetch(self, identity: bytes, message: FetchResult) -> None:
+        stored = self.results.load(message.job, self._result_owner(identity)) if self.results is not None else None
+        if stored is None:
+            self._reply(identity, Error(job=message.job, parent=message.msg_id, code="unknown_job",
+                                        message=f"no kept result of yours for job {message.job!r} (never existed, "
+                                                "not finished, or expired)"))
+            return
+        self._reply(identity, MeshUpdate(
+            job=stored.job, parent=message.msg_id, iteration=int(stored.stats.get("iterations", 0)), resolution=0,
+            final=True, vertices=stored.vertices, faces=stored.faces, colours=stored.colours,
+        ), FINAL)
+        self._reply(identity, JobDone(job=stored.job, parent=message.msg_id, mode=stored.mode,
+                                      stats=stored.stats, timings=stored.timings))
+
+    def _result_owner(self, identity: bytes) -> str:
+        """Results are bound to a CURVE key; without CURVE the (random, 128-bit) job id is the capability."""
+        return self.owners[identity] if self.security is not None else ""
 
     def _job_finished(self, job: Job) -> None:
+        """Called on the worker's thread: only plain attribute writes here."""
         job.finished = time.monotonic()
+
+    def _report_slow_readers(self) -> None:
+        """Log once each time the held-back messages of slow readers reach a new peak."""
+        if self.outbox.peak_bytes > self._reported_peak:
+            self._reported_peak = self.outbox.peak_bytes
+            log.info("slow readers: at most %d bytes held so far, %d previews replaced by newer ones",
+                     self.outbox.peak_bytes, self.outbox.coalesced)
 
     def _reap_silent_clients(self) -> None:
         now = time.monotonic()
@@ -274,6 +425,7 @@ class Server:
             if now - seen <= self.config.heartbeat_timeout:
                 continue
             del self.last_seen[identity]
+            self.outbox.forget(identity)
             for job in self.jobs.values():
                 if job.client == identity and not job.detached and job.state not in FINISHED:
                     log.info("client %s silent for %.0f s: cancelling job %s", identity.hex(), now - seen, job.id)
@@ -283,6 +435,14 @@ class Server:
         finished = [j for j in self.jobs.values() if j.state in FINISHED and j.finished]
         for job in sorted(finished, key=lambda j: j.finished)[: max(0, len(finished) - self.config.keep_finished)]:
             del self.jobs[job.id]
+
+
+class LimitError(ReconstructionError):
+    """A request over one of the backend's configured limits; ``code`` names which."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _with_session(message: Message, session: str) -> Message:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable
 
 import torch
@@ -18,20 +19,49 @@ from protocol import JobCancelled, JobDone, JobFailed, MeshUpdate, Message, Prog
 
 from ..engine.colours import transfer_colours
 from ..engine.errors import Cancelled, ReconstructionError
-from ..engine.events import MeshEvent, ProgressEvent
+from ..engine.events import MeshEvent, ProgressEvent, ReconstructionResult
 from ..engine.pipeline import reconstruct_points
 from .jobs import CANCELLED, DONE, FAILED, RUNNING, FairQueue, Job
+from .outbox import FINAL, OTHER, PREVIEW
+from .results import ResultStore, StoredResult
 
 log = logging.getLogger(__name__)
 
+JobRunner = Callable[
+    [Job, Callable[[ProgressEvent], None], Callable[[MeshEvent], None], Callable[[], bool]],
+    ReconstructionResult,
+]
+"""Runs one job to its end: ``runner(job, on_progress, on_mesh, should_cancel)``.
+
+It raises :class:`Cancelled` once ``should_cancel()`` is true and :class:`ReconstructionError`
+for a failure the user should read; the result's ``field`` may be ``None``. The executors
+(in-process, Ray) differ only in this function.
+"""
+
+
+def run_in_process(
+    job: Job,
+    on_progress: Callable[[ProgressEvent], None],
+    on_mesh: Callable[[MeshEvent], None],
+    should_cancel: Callable[[], bool],
+) -> ReconstructionResult:
+    """The ``local`` executor: train in this process, on the worker's thread."""
+    return reconstruct_points(
+        job.points, job.normals, job.config, on_progress=on_progress, on_mesh=on_mesh, should_cancel=should_cancel
+    )
+
 
 class Worker(threading.Thread):
-    def __init__(self, queue: FairQueue, context: zmq.Context, outbox: str, session: str,
-                 device: str, on_finished: Callable[[Job], None]) -> None:
-        super().__init__(name=f"worker-{device}", daemon=True)
+    def __init__(self, queue: FairQueue, context: zmq.Context, replies: str, session: str,
+                 device: str, on_finished: Callable[[Job], None], runner: JobRunner = run_in_process,
+                 name: str = "", results: ResultStore | None = None) -> None:
+        super().__init__(name=name or f"worker-{device}", daemon=True)
+        self.runner = runner
+        self.results = results
         self.queue = queue
         self.context = context
-        self.outbox = outbox
+        self.replies = replies
+        """In-process endpoint the front end pulls this worker's replies from."""
         self.session = session
         self.device = device
         self.on_finished = on_finished
@@ -41,7 +71,7 @@ class Worker(threading.Thread):
     def run(self) -> None:
         push = self.context.socket(zmq.PUSH)
         push.setsockopt(zmq.LINGER, 1000)
-        push.connect(self.outbox)
+        push.connect(self.replies)
         try:
             while not self.stopping.is_set():
                 job = self.queue.get(timeout=0.2)
@@ -58,13 +88,26 @@ class Worker(threading.Thread):
         finally:
             push.close()
 
+    def _keep(self, job: Job, mesh: MeshUpdate, result: ReconstructionResult) -> None:
+        """File the final mesh for clients that come back for it; a full disk does not fail the job."""
+        if self.results is None:
+            return
+        try:
+            self.results.save(StoredResult(
+                job=job.id, owner=job.result_owner, tag=job.tag, mode=result.mode, stats=result.stats,
+                timings=result.timings, vertices=mesh.vertices, faces=mesh.faces, colours=mesh.colours,
+                finished=time.time(),
+            ))
+        except OSError as exc:
+            log.warning("could not keep the result of job %s: %s", job.id, exc)
+
     def _free_device_memory(self) -> None:
         """Hand the finished job's cached GPU blocks back, so the next job (or process) can use them."""
         if self.device.startswith("cuda") or (self.device == "auto" and torch.cuda.is_available()):
             torch.cuda.empty_cache()
 
-    def _send(self, push: Any, job: Job, message: Message) -> None:
-        push.send_multipart([job.client, *encode(message)], copy=False)
+    def _send(self, push: Any, job: Job, message: Message, kind: bytes = OTHER) -> None:
+        push.send_multipart([job.client, kind, job.id.encode(), *encode(message)], copy=False)
 
     def _run_job(self, job: Job, push: Any) -> None:
         if job.cancel.is_set():
@@ -82,20 +125,22 @@ class Worker(threading.Thread):
                 eta_seconds=event.eta_seconds, mode=event.mode,
             ))
 
+        final: list[MeshUpdate] = []
+
         def on_mesh(event: MeshEvent) -> None:
             colours = None
             if job.colours is not None and len(event.vertices):
                 colours = transfer_colours(job.points, job.colours, event.vertices)
-            self._send(push, job, MeshUpdate(
+            update = MeshUpdate(
                 session=self.session, job=job.id, iteration=event.iteration, resolution=event.resolution,
                 final=event.final, vertices=event.vertices, faces=event.faces, colours=colours,
-            ))
+            )
+            if event.final:
+                final.append(update)
+            self._send(push, job, update, FINAL if event.final else PREVIEW)
 
         try:
-            result = reconstruct_points(
-                job.points, job.normals, job.config, on_progress=on_progress, on_mesh=on_mesh,
-                should_cancel=job.cancel.is_set,
-            )
+            result = self.runner(job, on_progress, on_mesh, job.cancel.is_set)
         except Cancelled:
             job.state = CANCELLED
             log.info("job %s cancelled: %s", job.id, job.cancel_reason)
@@ -114,5 +159,7 @@ class Worker(threading.Thread):
             return
         job.state = DONE
         log.info("job %s done in %.1f s", job.id, sum(result.timings.values()))
+        if final:
+            self._keep(job, final[-1], result)
         self._send(push, job, JobDone(session=self.session, job=job.id, mode=result.mode,
                                       stats=result.stats, timings=result.timings))
