@@ -19,7 +19,7 @@ import numpy as np
 import zmq
 
 from .codec import DEFAULT_MAX_BYTES, decode, encode
-from .errors import ProtocolError, SecurityError
+from .errors import TOO_LARGE, ProtocolError, SecurityError
 from .messages import (
     CancelJob,
     Error,
@@ -41,6 +41,10 @@ from .messages import (
 log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+
+
+class NotSent(RuntimeError):
+    """ZeroMQ could not take a message now: no backend is connected and the send queue is full."""
 
 
 def load_key_file(path: str) -> tuple[bytes, bytes | None]:
@@ -137,18 +141,38 @@ class Client:
         now = time.monotonic()
         self._last_heard = now
         self._last_ping = now
-        self.send(Hello(client_name=self.client_name, client_version=self.client_version))
+        self._send_quietly(Hello(client_name=self.client_name, client_version=self.client_version))
 
     @property
     def connected(self) -> bool:
         return self._socket is not None
 
     def send(self, message: Message) -> str:
-        """Send any message; returns its ``msg_id`` (replies carry it as ``parent``)."""
+        """Send any message; returns its ``msg_id`` (replies carry it as ``parent``).
+
+        Never blocks: raises :class:`NotSent` when ZeroMQ cannot take the message now (no
+        backend has completed the handshake, e.g. a wrong key, and the send queue is full), and
+        ``ProtocolError`` (``too_large``) for a message over the backend's announced size limit.
+        """
         if self._socket is None:
             raise RuntimeError("the client is not connected: call connect() first")
-        self._socket.send_multipart(encode(message), copy=False)
+        frames = encode(message)
+        limit = self.welcome.max_message_bytes if self.welcome is not None else 0
+        size = sum(len(memoryview(f)) for f in frames)
+        if limit and size > limit:
+            raise ProtocolError(TOO_LARGE, f"{message.TYPE} of {size} bytes is over the backend's limit of {limit} bytes")
+        try:
+            self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again as exc:
+            raise NotSent(f"{message.TYPE} not sent: no backend is reachable at {self.address}") from exc
         return message.msg_id
+
+    def _send_quietly(self, message: Message) -> None:
+        """Heartbeats and hellos: when the link is down they are simply tried again later."""
+        try:
+            self.send(message)
+        except NotSent:
+            pass
 
     def submit(
         self,
@@ -168,8 +192,9 @@ class Client:
             session=self.session, tag=tag, detached=detached, overrides=dict(overrides or {}),
             points=points, normals=normals, colours=colours,
         )
+        self.send(request)
         self._pending[request.msg_id] = request
-        return self.send(request)
+        return request.msg_id
 
     def resubmit(self, job_ids: list[str] | None = None) -> dict[str, str]:
         """Submit again the unfinished jobs (all, or ``job_ids``) of a backend that restarted.
@@ -223,7 +248,7 @@ class Client:
             out.append(ConnectionEvent("lost", self.session, f"no message for {self.heartbeat_timeout:g} s"))
         if now - self._last_ping >= self.heartbeat_interval:
             self._last_ping = now
-            self.send(Ping(session=self.session))
+            self._send_quietly(Ping(session=self.session))
         return out
 
     def _track(self, message: Message) -> None:
@@ -250,7 +275,7 @@ class Client:
         if message.session and message.session != self.session:
             if self.session:
                 events.append(ConnectionEvent("restarted", message.session, f"backend session {self.session} ended"))
-                self.send(Hello(client_name=self.client_name, client_version=self.client_version))
+                self._send_quietly(Hello(client_name=self.client_name, client_version=self.client_version))
             self.session = message.session
         if isinstance(message, Welcome):
             if self.welcome is None:
