@@ -78,14 +78,19 @@ def cloud_from_object(obj, depsgraph) -> tuple[np.ndarray, np.ndarray | None, np
 
 
 def show_mesh(name: str, source_name: str, vertices: np.ndarray, faces: np.ndarray,
-              colours: np.ndarray | None, collection) -> "bpy.types.Object":
-    """Replace the geometry of the preview object ``name`` in place (creating it the first time)."""
+              colours: np.ndarray | None, collection, job_id: str = "") -> "bpy.types.Object":
+    """Replace the geometry of the preview object ``name`` in place (creating it the first time).
+
+    The object remembers its job id (``siren_job``), so a reopened .blend can fetch the result again.
+    """
     obj = bpy.data.objects.get(name)
     if obj is None:
         mesh = bpy.data.meshes.new(name)
         obj = bpy.data.objects.new(name, mesh)
         obj["siren_source"] = source_name
         collection.objects.link(obj)
+    if job_id:
+        obj["siren_job"] = job_id
     mesh = obj.data
     arrays = blender_mesh_arrays(vertices, faces)
     mesh.clear_geometry()

@@ -8,8 +8,10 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty
 
 from . import state
+from .protocol import ProtocolError
+from .protocol.client import NotSent
 from .blender_io import cloud_from_object, show_mesh
-from .properties import MODE_ITEMS, QUALITY_ITEMS
+from .properties import MODE_ITEMS, QUALITY_ITEMS, key_files
 from .settings import MIN_POINTS, job_overrides
 
 TICK_INTERVAL = 0.1
@@ -29,7 +31,7 @@ def apply_updates() -> int:
             continue
         source = bpy.data.objects.get(job.source)
         collection = source.users_collection[0] if source is not None and source.users_collection else bpy.context.scene.collection
-        show_mesh(job.preview, job.source, mesh.vertices, mesh.faces, mesh.colours, collection)
+        show_mesh(job.preview, job.source, mesh.vertices, mesh.faces, mesh.colours, collection, job.job)
         shown += 1
     return shown
 
@@ -57,7 +59,7 @@ class SIREN_OT_connect(bpy.types.Operator):
     bl_description = "Connect to the backend at the address above"
 
     def execute(self, context):
-        session = state.session_for(context.scene.siren.address)
+        session = state.session_for(context.scene.siren.address, *key_files(context))
         if not session.wait_connected():
             self.report({"ERROR"}, session.message)
             return {"CANCELLED"}
@@ -88,7 +90,7 @@ class SIREN_OT_start_backend(bpy.types.Operator):
         except ValueError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        session = state.session_for(settings.address)
+        session = state.session_for(settings.address, *key_files(context))
         session.connect_timeout = 30.0  # a fresh backend imports torch first
         connected = session.wait_connected()
         session.connect_timeout = 3.0
@@ -118,7 +120,7 @@ class SIREN_OT_reconstruct(bpy.types.Operator):
         if not sources:
             self.report({"ERROR"}, "select one or more mesh or point cloud objects to reconstruct")
             return {"CANCELLED"}
-        session = state.session_for(settings.address)
+        session = state.session_for(settings.address, *key_files(context))
         if session.status != "connected" and not session.wait_connected():
             self.report({"ERROR"}, session.message)
             return {"CANCELLED"}
@@ -130,7 +132,10 @@ class SIREN_OT_reconstruct(bpy.types.Operator):
             if len(points) < MIN_POINTS:
                 self.report({"WARNING"}, f"{obj.name}: {len(points)} points, at least {MIN_POINTS} are needed; skipped")
                 continue
-            jobs.append(session.submit(obj.name, points, normals, colours, overrides))
+            try:
+                jobs.append(session.submit(obj.name, points, normals, colours, overrides))
+            except (NotSent, ProtocolError) as exc:  # unreachable, or over the backend's size limit
+                self.report({"ERROR"}, f"{obj.name}: {exc}")
         if not jobs:
             self.report({"ERROR"}, "nothing to reconstruct: every selected object has too few points")
             return {"CANCELLED"}
@@ -183,5 +188,40 @@ class SIREN_OT_apply(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class SIREN_OT_resubmit(bpy.types.Operator):
+    bl_idname = "siren.resubmit"
+    bl_label = "Resubmit"
+    bl_description = "Run again the jobs a restarted backend lost; their preview objects are kept"
+
+    @classmethod
+    def poll(cls, context):
+        return state.session is not None and bool(state.session.interrupted_jobs())
+
+    def execute(self, context):
+        resent = state.session.resubmit()
+        self.report({"INFO"}, f"resubmitted {len(resent)} job(s)")
+        return {"FINISHED"}
+
+
+class SIREN_OT_fetch_result(bpy.types.Operator):
+    bl_idname = "siren.fetch_result"
+    bl_label = "Fetch Result"
+    bl_description = "Get the finished mesh of the selected previews' jobs from the backend again (kept there for days)"
+
+    def execute(self, context):
+        previews = [obj for obj in context.selected_objects if obj.get("siren_job")]
+        if not previews:
+            self.report({"ERROR"}, "select a SIREN preview object (one that has a job id)")
+            return {"CANCELLED"}
+        session = state.session_for(context.scene.siren.address, *key_files(context))
+        if session.status != "connected" and not session.wait_connected():
+            self.report({"ERROR"}, session.message)
+            return {"CANCELLED"}
+        for obj in previews:
+            session.fetch(obj.get("siren_source", obj.name), obj.name, obj["siren_job"])
+        self.report({"INFO"}, f"asked for {len(previews)} result(s)")
+        return {"FINISHED"}
+
+
 CLASSES = (SIREN_OT_connect, SIREN_OT_disconnect, SIREN_OT_start_backend, SIREN_OT_reconstruct,
-           SIREN_OT_cancel, SIREN_OT_apply)
+           SIREN_OT_cancel, SIREN_OT_apply, SIREN_OT_resubmit, SIREN_OT_fetch_result)

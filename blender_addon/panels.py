@@ -49,6 +49,10 @@ class SIREN_PT_main(bpy.types.Panel):
                 line.label(text=f"{job.source}: {job.describe()}", icon="TIME" if job.active else "CHECKMARK")
             if any(job.status == "done" for job in session.jobs.values()):
                 layout.operator("siren.apply", icon="CHECKMARK")
+            if session.interrupted_jobs():
+                layout.operator("siren.resubmit", icon="FILE_REFRESH")
+        if any(obj.get("siren_job") for obj in context.selected_objects):
+            layout.operator("siren.fetch_result", icon="IMPORT")
 
 
 def draw_status(self, context) -> None:

@@ -30,7 +30,36 @@ class SirenSettings(bpy.types.PropertyGroup):
     seed: IntProperty(name="Seed", default=-1, min=-1, description="-1: the engine's default")
 
 
+class SirenPreferences(bpy.types.AddonPreferences):
+    """Key files for a CURVE backend: kept in Blender's preferences, never in a .blend file."""
+
+    bl_idname = __package__
+
+    server_key_file: StringProperty(
+        name="Backend Public Key", subtype="FILE_PATH", default="",
+        description="The backend's public key file (server.key from 'siren-recon keys generate'); empty: no CURVE",
+    )
+    client_key_file: StringProperty(
+        name="Your Secret Key", subtype="FILE_PATH", default="",
+        description="Your secret key file (NAME.key_secret), for a backend started with --allowed-clients",
+    )
+
+    def draw(self, context):
+        self.layout.prop(self, "server_key_file")
+        self.layout.prop(self, "client_key_file")
+
+
+def key_files(context) -> tuple[str, str]:
+    """(server public key file, client secret key file) from the add-on's preferences."""
+    addon = context.preferences.addons.get(__package__)
+    if addon is None:
+        return "", ""
+    prefs = addon.preferences
+    return bpy.path.abspath(prefs.server_key_file), bpy.path.abspath(prefs.client_key_file)
+
+
 def register() -> None:
+    bpy.utils.register_class(SirenPreferences)
     bpy.utils.register_class(SirenSettings)
     bpy.types.Scene.siren = PointerProperty(type=SirenSettings)
 
@@ -38,3 +67,4 @@ def register() -> None:
 def unregister() -> None:
     del bpy.types.Scene.siren
     bpy.utils.unregister_class(SirenSettings)
+    bpy.utils.unregister_class(SirenPreferences)

@@ -25,7 +25,7 @@ from .protocol import (
 )
 from .protocol.client import Client, ConnectionEvent
 
-ACTIVE = ("submitting", "queued", "running")
+ACTIVE = ("submitting", "queued", "running", "fetching")
 
 
 @dataclass
@@ -40,7 +40,8 @@ class JobState:
     """Name of the preview object (``<source>_siren``)."""
     job: str = ""
     status: str = "submitting"
-    """``submitting``, ``queued``, ``running``, ``done``, ``failed`` or ``cancelled``."""
+    """``submitting``, ``queued``, ``running``, ``fetching`` (a kept result asked for again),
+    ``done``, ``failed``, ``cancelled`` or ``interrupted`` (its backend restarted: resubmittable)."""
     iteration: int = 0
     total: int = 0
     loss: float = math.nan
@@ -69,6 +70,10 @@ class Session:
     address: str
     connect_timeout: float = 3.0
     heartbeat_timeout: float = 5.0
+    server_key_file: str = ""
+    """The backend's public key file for a CURVE backend (a file, never stored in the .blend)."""
+    client_key_file: str = ""
+    """This user's secret key file, when the backend only lets listed keys in."""
     status: str = "disconnected"
     """``disconnected``, ``connecting``, ``connected``, ``unreachable`` or ``lost``."""
     message: str = ""
@@ -82,7 +87,8 @@ class Session:
         if self.client is not None:
             return
         self.client = Client(address=self.address, client_name="siren-recon-blender",
-                             heartbeat_timeout=self.heartbeat_timeout)
+                             heartbeat_timeout=self.heartbeat_timeout, server_key_file=self.server_key_file,
+                             client_key_file=self.client_key_file)
         self.client.connect()
         self.status, self.message = "connecting", f"connecting to {self.address}"
         self._connect_started = time.monotonic()
@@ -123,6 +129,37 @@ class Session:
         self.jobs[request] = state
         return state
 
+    def fetch(self, source: str, preview: str, job_id: str) -> JobState:
+        """Ask the backend again for the kept final mesh of ``job_id`` (a reopened .blend, a drop)."""
+        if self.client is None:
+            raise RuntimeError("not connected")
+        request = self.client.fetch_result(job_id)
+        state = JobState(request=request, source=source, preview=preview, job=job_id, status="fetching",
+                         message="fetching the kept result")
+        for key, old in list(self.jobs.items()):
+            if old.job == job_id:
+                del self.jobs[key]
+        self.jobs[request] = state
+        return state
+
+    def interrupted_jobs(self) -> list[JobState]:
+        return [job for job in self.jobs.values() if job.status == "interrupted"]
+
+    def resubmit(self) -> list[JobState]:
+        """Send the jobs a restarted backend lost again; each keeps its preview object."""
+        if self.client is None:
+            return []
+        by_job = {job.job: job for job in self.interrupted_jobs()}
+        resent = []
+        for request, old in self.client.resubmit(list(by_job)).items():
+            job = by_job[old]
+            del self.jobs[job.request]
+            job.request, job.job, job.status, job.message = request, "", "submitting", "resubmitted"
+            job.iteration, job.shown_iteration = 0, -1
+            self.jobs[request] = job
+            resent.append(job)
+        return resent
+
     def cancel(self, state: JobState) -> None:
         if self.client is not None and state.active and state.job:
             self.client.cancel(state.job)
@@ -159,6 +196,8 @@ class Session:
         if event.TYPE == "welcome":
             self.status, self.device = "connected", event.device
             self.message = f"connected: {event.device}, {event.queue_length} queued"
+            if self.interrupted_jobs():
+                self.message += f"; the backend restarted: {len(self.interrupted_jobs())} job(s) can be resubmitted"
             return None
         if isinstance(event, JobAccepted):
             job = self.jobs.get(event.parent)
@@ -196,10 +235,15 @@ class Session:
         elif event.kind == "restored":
             self.status, self.message = "connected", f"connected: {self.device}"
         elif event.kind == "restarted":
-            self.status, self.message = "connected", "the backend restarted: its earlier jobs are gone"
-            for job in self.jobs.values():
-                if job.active:
-                    job.status, job.message = "failed", "the backend restarted and lost this job"
+            unfinished = self.client.unfinished if self.client is not None else {}
+            lost = [job for job in self.jobs.values() if job.job in unfinished or job.active]
+            for job in lost:
+                if job.job in unfinished:
+                    job.status, job.message = "interrupted", "the backend restarted: Resubmit runs it again"
+                else:
+                    job.status, job.message = "failed", "the backend restarted and lost this request"
+            self.status = "connected"
+            self.message = f"the backend restarted; {sum(j.status == 'interrupted' for j in lost)} job(s) can be resubmitted"
 
     def take_mesh(self, job: JobState) -> MeshUpdate | None:
         """The newest unseen mesh of ``job`` (then forgotten), or ``None``."""

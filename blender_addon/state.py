@@ -9,14 +9,15 @@ session: Session | None = None
 local_backend = LocalBackend()
 
 
-def session_for(address: str) -> Session:
-    """The session for ``address``; a different address replaces (and disconnects) the old one."""
+def session_for(address: str, server_key_file: str = "", client_key_file: str = "") -> Session:
+    """The session for ``address`` and key files; other settings replace (and disconnect) the old one."""
     global session
-    if session is not None and session.address != address:
-        session.disconnect("address changed")
+    wanted = (address, server_key_file, client_key_file)
+    if session is not None and (session.address, session.server_key_file, session.client_key_file) != wanted:
+        session.disconnect("address or keys changed")
         session = None
     if session is None:
-        session = Session(address=address)
+        session = Session(address=address, server_key_file=server_key_file, client_key_file=client_key_file)
     return session
 
 

@@ -142,3 +142,50 @@ def test_local_backend_starts_and_stops(tmp_path):
     assert not backend.running and process.returncode == 0  # it shut down cleanly on SIGTERM
     with pytest.raises(ValueError, match="could not start"):
         backend.start("/nonexistent/siren-recon serve", "tcp://127.0.0.1:1")
+
+
+def run_until(session: Session, condition, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        session.tick(budget=0.005, wait_ms=20)
+        assert time.monotonic() < deadline, [j.status for j in session.jobs.values()]
+
+
+def test_a_restarted_backend_offers_resubmit_and_a_kept_result_can_be_fetched(tmp_path):
+    port = free_port()
+    first = start_backend(port, tmp_path / "first.txt")
+    points, normals = sphere_cloud(600, radius=1.5)
+    session = Session(address=f"tcp://127.0.0.1:{port}", heartbeat_timeout=1.5)
+    second = None
+    try:
+        assert session.wait_connected(20)
+        job = session.submit("Sphere", points, normals, None, {**SMALL, "train.iterations": 100_000})
+        run_until(session, lambda: job.status == "running" and job.iteration > 0)
+        first.kill()
+        first.wait()
+        second = start_backend(port, tmp_path / "second.txt", "--results-dir", str(tmp_path / "kept"))
+        run_until(session, lambda: job.status == "interrupted", 30)
+        assert session.interrupted_jobs() == [job] and "resubmit" in session.message
+        session.client.unfinished[job.job].overrides["train.iterations"] = 60  # shorter the second time
+        assert session.resubmit() == [job]
+        run_until(session, lambda: job.status == "done")
+        assert job.preview == "Sphere_siren" and job.job
+        finished_id, faces = job.job, len(session.take_mesh(job).faces)
+        session.disconnect()
+        # "the .blend is reopened": a new session asks for the result by the id the object kept
+        again = Session(address=f"tcp://127.0.0.1:{port}")
+        assert again.wait_connected(20)
+        fetched = again.fetch("Sphere", "Sphere_siren", finished_id)
+        run_until(again, lambda: not fetched.active, 30)
+        mesh = again.take_mesh(fetched)
+        assert fetched.status == "done" and mesh.final and len(mesh.faces) == faces
+        missing = again.fetch("Other", "Other_siren", "f" * 32)
+        run_until(again, lambda: not missing.active, 30)
+        assert missing.status == "failed" and "unknown_job" in missing.message
+        again.disconnect()
+    finally:
+        session.disconnect()
+        for process in (first, second):
+            if process is not None:
+                process.kill()
+                process.wait()

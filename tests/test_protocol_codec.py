@@ -220,3 +220,19 @@ def test_job_list_records_round_trip():
 
     listing = JobList(jobs=[JobSummary(job="a", tag="x", state="running", iteration=5, total=10)])
     assert decode(frames_of(listing)).jobs == listing.jobs
+
+
+def test_decoder_fuzz_run_has_no_crashes(tmp_path):
+    """The fuzz script (scripts/fuzz_protocol.py) on 5,000 damaged messages: errors, never crashes."""
+    import json
+    import subprocess
+    import sys
+
+    from .shapes import REPO
+
+    out = tmp_path / "fuzz.json"
+    run = subprocess.run([sys.executable, "scripts/fuzz_protocol.py", "--count", "5000", "--seed", "3", "--json", str(out)],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    figures = json.loads(out.read_text())
+    assert run.returncode == 0 and figures["crashes"] == 0, run.stderr
+    assert figures["outcomes"]["decoded"] > 0 and figures["outcomes"]["malformed"] > 0
