@@ -140,7 +140,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=4, help="jobs per client")
-    parser.add_argument("--cancel-rate", type=float, default=0.05, help="chance per client-second of a cancel")
+    parser.add_argument("--cancel-rate", type=float, default=0.01, help="chance per client-second of a cancel")
     parser.add_argument("--drop-rate", type=float, default=0.05, help="chance per client-second of a link drop")
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--port", type=int, default=5791)

@@ -129,6 +129,13 @@ class UnorientedLossConfig:
     """``|div|`` is clamped to ``[low, high]``: below ``low`` no push (a hinge), and"""
     divergence_clamp_high: float = 50.0
     """above ``high`` no single point dominates."""
+    refine_share: float = 0.5
+    """Share of ``train.iterations`` given to the refinement stage (0: DiGS alone). The DiGS
+    fit is smooth but consistently oriented; the refinement orients the normal directions
+    estimated from each point's neighbours by its gradient and fits a fresh SIREN to them with the
+    oriented loss, which recovers the edges and detail DiGS rounds off (see ``pipeline``)."""
+    direction_neighbours: int = 30
+    """Neighbours whose spread gives each point's normal direction for the refinement."""
 
 
 @dataclass
@@ -249,6 +256,8 @@ def validate_config(config: ReconstructionConfig) -> None:
          "unoriented.divergence needs 0 <= hold_until <= zero_at <= 1"),
         (0 <= config.unoriented.divergence_clamp_low < config.unoriented.divergence_clamp_high,
          "unoriented divergence clamps need 0 <= low < high"),
+        (0 <= config.unoriented.refine_share < 1, "unoriented.refine_share must be in [0, 1)"),
+        (config.unoriented.direction_neighbours >= 3, "unoriented.direction_neighbours must be >= 3"),
         (config.preview.first_iteration >= 1, "preview.first_iteration must be >= 1"),
         (config.preview.growth > 1, "preview.growth must be > 1"),
         (8 <= config.preview.min_resolution <= config.preview.max_resolution,

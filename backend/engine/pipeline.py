@@ -7,6 +7,7 @@ backend server all call :func:`reconstruct_points` or :func:`train_field`.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -16,8 +17,10 @@ from .config import ReconstructionConfig
 from .device import resolve_device
 from .errors import InputError
 from .events import MeshEvent, ProgressEvent, ReconstructionResult
+from .derivatives import sdf_and_gradient
 from .geometric_init import sphere_init
 from .model import Siren
+from .normal_estimation import estimate_directions
 from .normalization import Normalization
 from .sampling import PointSampler
 from .sdf_field import SdfField, mesh_bounds, support_subsample
@@ -25,6 +28,9 @@ from .trainer import train
 from .validation import validate_normals, validate_points
 
 MeshCallback = Callable[[MeshEvent], None]
+
+ORIENT_CHUNK = 65_536
+"""Points whose gradients are evaluated at once when orienting the estimated normals."""
 
 
 def choose_mode(requested: str, has_normals: bool) -> str:
@@ -53,7 +59,15 @@ def train_field(
     on_mesh: MeshCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> tuple[SdfField, dict[str, float]]:
-    """Train a field on the cloud; preview meshes go to ``on_mesh`` with ``final=False``."""
+    """Train a field on the cloud; preview meshes go to ``on_mesh`` with ``final=False``.
+
+    Unoriented input trains in two stages when ``unoriented.refine_share > 0``: first DiGS
+    (divergence penalty, geometric init) for the rest of the iterations, which settles a
+    consistent inside and outside but rounds off detail; then the normal directions estimated
+    from each point's neighbours are given the sign of that field's gradient, and a fresh SIREN
+    is fitted to the cloud with these normals and the oriented loss. Progress counts across both
+    stages and always reports the mode as ``unoriented``.
+    """
     config = config or ReconstructionConfig()
     pts = validate_points(points)
     nrm = validate_normals(normals, len(pts)) if normals is not None else None
@@ -64,32 +78,68 @@ def train_field(
     normalization = Normalization.fit(pts)
     unit = normalization.to_unit(pts)
     bounds = mesh_bounds(unit, config.mesh.padding)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.train.seed)
-        model = Siren(config.model)
-        init = resolve_init(config.model.init, mode)
-        if init != "siren":
-            sphere_init(model, config.model.init_radius, init == "mfgi")
-    model.to(device)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(config.train.seed)
-    sampler = PointSampler(
-        torch.as_tensor(unit, dtype=torch.float32, device=device),
-        torch.as_tensor(nrm, dtype=torch.float32, device=device) if nrm is not None else None,
-        config.sampling,
-        generator,
-    )
-    field = SdfField(model, normalization, config, mode, bounds, support_subsample(unit, config.train.seed))
+    support = support_subsample(unit, config.train.seed)
+    total = config.train.iterations
+    refine = mode == "unoriented" and config.unoriented.refine_share > 0 and total >= 2
+    second = int(round(total * config.unoriented.refine_share)) if refine else 0
+    second = min(max(second, 1), total - 1) if refine else 0
+    stages = [(mode, total - second, nrm if mode == "oriented" else None)]
 
-    def preview(iteration: int, resolution: int) -> None:
-        if on_mesh is None:
-            return
-        vertices, faces = field.mesh(resolution)
-        on_mesh(MeshEvent(iteration, resolution, vertices, faces, final=False))
+    def stage(index: int, stage_mode: str, iterations: int, stage_normals: np.ndarray | None,
+              offset: int) -> tuple[SdfField, dict[str, float]]:
+        stage_config = replace(config, train=replace(config.train, iterations=iterations))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.train.seed + index)
+            model = Siren(config.model)
+            init = resolve_init(config.model.init if index == 0 else "auto", stage_mode)
+            if init != "siren":
+                sphere_init(model, config.model.init_radius, init == "mfgi")
+        model.to(device)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(config.train.seed + index)
+        sampler = PointSampler(
+            torch.as_tensor(unit, dtype=torch.float32, device=device),
+            torch.as_tensor(stage_normals, dtype=torch.float32, device=device) if stage_normals is not None else None,
+            config.sampling,
+            generator,
+        )
+        field = SdfField(model, normalization, config, mode, bounds, support)
 
-    losses = train(model, sampler, config, mode, on_progress, preview if on_mesh else None, should_cancel)
-    model.eval()
+        def progress(event: ProgressEvent) -> None:
+            if on_progress is not None:
+                done = event.iteration + offset
+                on_progress(replace(event, iteration=done, total=total, mode=mode,
+                                    eta_seconds=(total - done) / max(event.iterations_per_second, 1e-9)))
+
+        def preview(iteration: int, resolution: int) -> None:
+            if on_mesh is not None:
+                vertices, faces = field.mesh(resolution)
+                on_mesh(MeshEvent(iteration + offset, resolution, vertices, faces, final=False))
+
+        losses = train(model, sampler, stage_config, stage_mode, progress, preview if on_mesh else None, should_cancel)
+        model.eval()
+        return field, losses
+
+    field, losses = stage(0, *stages[0], offset=0)
+    if refine:
+        oriented = orient_directions(field.model, unit, config.unoriented.direction_neighbours, device)
+        # A fresh SIREN, not the DiGS network: measured on fandisk (unoriented, 2,000 steps),
+        # continuing the geometric-init network reached Chamfer 2.20e-3, a fresh one 0.35e-3.
+        field, losses = stage(1, "oriented", second, oriented, offset=total - second)
     return field, losses
+
+
+def orient_directions(model: torch.nn.Module, unit: np.ndarray, neighbours: int, device: torch.device) -> np.ndarray:
+    """Normal directions estimated from the neighbours, each given the sign of ``grad f`` there."""
+    directions = estimate_directions(unit, neighbours)
+    grads = []
+    for start in range(0, len(unit), ORIENT_CHUNK):
+        x = torch.as_tensor(unit[start : start + ORIENT_CHUNK], dtype=torch.float32, device=device)
+        _, grad = sdf_and_gradient(model, x, create_graph=False)
+        grads.append(grad.detach().cpu().numpy())
+    sign = np.sign(np.einsum("ij,ij->i", np.concatenate(grads), directions))
+    sign[sign == 0] = 1.0
+    return (directions * sign[:, None]).astype(np.float32)
 
 
 def reconstruct_points(
