@@ -82,12 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     security.add_argument("--insecure", action="store_true",
                           help="allow a non-loopback --bind without CURVE (anyone who can reach it can submit jobs)")
     limits = serve.add_argument_group("limits")
-    limits.add_argument("--max-message-mb", type=float, default=256.0, help="largest request, MiB (default 256)")
-    limits.add_argument("--max-points", type=int, default=5_000_000, help="most points in one job (default 5,000,000)")
-    limits.add_argument("--max-queued-jobs", type=int, default=32, help="most unfinished jobs per client (default 32)")
+    limits.add_argument("--max-message-mb", type=float, default=None, help="largest request, MiB (default 256)")
+    limits.add_argument("--max-points", type=int, default=None, help="most points in one job (default 5,000,000)")
+    limits.add_argument("--max-queued-jobs", type=int, default=None, help="most unfinished jobs per client (default 32)")
+    limits.add_argument("--send-hwm", type=int, default=None,
+                        help="messages ZeroMQ queues per client before the backend holds them back itself (default 64)")
     limits.add_argument("--results-dir", help="keep finished meshes here for clients that reconnect (default: a user cache folder)")
-    limits.add_argument("--results-max-mb", type=float, default=2048.0, help="size bound of the results folder, MiB")
-    limits.add_argument("--results-max-age-hours", type=float, default=72.0, help="age bound of kept results, hours")
+    limits.add_argument("--results-max-mb", type=float, default=None, help="size bound of the results folder, MiB (default 2048)")
+    limits.add_argument("--results-max-age-hours", type=float, default=None, help="age bound of kept results, hours (default 72)")
     execution = serve.add_argument_group("execution")
     execution.add_argument("--executor", choices=("local", "ray"), default="local",
                            help="local: train in this process (default); ray: run each job as a Ray task")

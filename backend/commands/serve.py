@@ -26,17 +26,22 @@ def default_results_dir() -> Path:
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
-    """The ``serve`` flags as a :class:`ServerConfig`."""
+    """The ``serve`` flags as a :class:`ServerConfig`; flags left out keep its defaults."""
+    optional = {
+        "max_message_bytes": None if args.max_message_mb is None else int(args.max_message_mb * 2**20),
+        "max_points": args.max_points,
+        "max_queued_jobs": args.max_queued_jobs,
+        "send_high_water_mark": args.send_hwm,
+        "results_max_bytes": None if args.results_max_mb is None else int(args.results_max_mb * 2**20),
+        "results_max_age": None if args.results_max_age_hours is None else args.results_max_age_hours * 3600.0,
+    }
     return ServerConfig(
         bind=args.bind, device=args.device, heartbeat_timeout=args.heartbeat_timeout,
-        max_message_bytes=int(args.max_message_mb * 2**20), max_points=args.max_points,
-        max_queued_jobs=args.max_queued_jobs, curve_secret_key=args.curve_secret_key or "",
-        allowed_clients=args.allowed_clients or "", insecure=args.insecure,
-        results_dir=str(args.results_dir or default_results_dir()),
-        results_max_bytes=int(args.results_max_mb * 2**20), results_max_age=args.results_max_age_hours * 3600.0,
+        curve_secret_key=args.curve_secret_key or "", allowed_clients=args.allowed_clients or "",
+        insecure=args.insecure, results_dir=str(args.results_dir or default_results_dir()),
         executor=args.executor, ray_address=args.ray_address, ray_concurrent_jobs=args.ray_concurrent_jobs,
         ray_cpus_per_job=args.ray_cpus_per_job, ray_on_worker_lost=args.ray_on_worker_lost,
-        ray_retries=args.ray_retries,
+        ray_retries=args.ray_retries, **{k: v for k, v in optional.items() if v is not None},
     )
 
 
