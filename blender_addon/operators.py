@@ -46,6 +46,15 @@ def timer_tick() -> float:
     return TICK_INTERVAL
 
 
+def connected_session(operator, context):
+    """The session for the panel's address and key files, connected; ``None`` (reported) if not."""
+    session = state.session_for(context.scene.siren.address, *key_files(context))
+    if session.status != "connected" and not session.wait_connected():
+        operator.report({"ERROR"}, session.message)
+        return None
+    return session
+
+
 def source_objects(context) -> list:
     return [
         obj for obj in context.selected_objects
@@ -120,9 +129,8 @@ class SIREN_OT_reconstruct(bpy.types.Operator):
         if not sources:
             self.report({"ERROR"}, "select one or more mesh or point cloud objects to reconstruct")
             return {"CANCELLED"}
-        session = state.session_for(settings.address, *key_files(context))
-        if session.status != "connected" and not session.wait_connected():
-            self.report({"ERROR"}, session.message)
+        session = connected_session(self, context)
+        if session is None:
             return {"CANCELLED"}
         overrides = job_overrides(mode, quality, settings.iterations, settings.resolution, settings.seed)
         depsgraph = context.evaluated_depsgraph_get()
@@ -213,9 +221,8 @@ class SIREN_OT_fetch_result(bpy.types.Operator):
         if not previews:
             self.report({"ERROR"}, "select a SIREN preview object (one that has a job id)")
             return {"CANCELLED"}
-        session = state.session_for(context.scene.siren.address, *key_files(context))
-        if session.status != "connected" and not session.wait_connected():
-            self.report({"ERROR"}, session.message)
+        session = connected_session(self, context)
+        if session is None:
             return {"CANCELLED"}
         for obj in previews:
             session.fetch(obj.get("siren_source", obj.name), obj.name, obj["siren_job"])
