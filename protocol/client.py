@@ -326,11 +326,14 @@ def reconstruct_remote(
     server_key_file: str = "",
     client_key_file: str = "",
     detached: bool = False,
+    lost_grace: float = 60.0,
 ) -> RemoteResult:
     """Reconstruct on a backend and wait for the final mesh (blocking, for scripts).
 
+    A backend that stops answering is waited for ``lost_grace`` seconds (a Wi-Fi drop): the
+    client keeps its routing id, so what the backend sent meanwhile arrives when it is back.
     Raises :class:`RemoteError` when the backend refuses the job, the job fails or is
-    cancelled, or the backend is lost or restarted; :class:`TimeoutError` after ``timeout``
+    cancelled, the backend stays lost longer than that, or restarts; :class:`TimeoutError` after ``timeout``
     seconds, or ``connect_timeout`` seconds without a welcome.
     """
     client = Client(address=address, heartbeat_timeout=max(5.0, connect_timeout),
@@ -340,12 +343,18 @@ def reconstruct_remote(
     request = client.submit(points, normals, colours, overrides, tag, detached)
     job = ""
     last_mesh: MeshUpdate | None = None
+    lost_since: float | None = None
     try:
         while True:
             for event in client.poll(100):
                 if isinstance(event, ConnectionEvent):
-                    if event.kind in ("lost", "restarted"):
-                        raise RemoteError(f"backend_{event.kind}", f"the backend at {address} was {event.kind}: {event.detail}")
+                    if event.kind == "restarted":
+                        raise RemoteError("backend_restarted", f"the backend at {address} restarted: {event.detail}")
+                    if event.kind == "lost":
+                        lost_since = time.monotonic()
+                        log.warning("the backend at %s stopped answering; waiting up to %g s", address, lost_grace)
+                    elif event.kind == "restored":
+                        lost_since = None
                 elif isinstance(event, Error) and event.parent in (request, "") and not job:
                     raise RemoteError(event.code, event.message)
                 elif isinstance(event, JobAccepted) and event.parent == request:
@@ -367,6 +376,8 @@ def reconstruct_remote(
                 elif isinstance(event, JobCancelled):
                     raise RemoteError("cancelled", event.reason or "the job was cancelled")
             elapsed = time.monotonic() - started
+            if lost_since is not None and time.monotonic() - lost_since > lost_grace:
+                raise RemoteError("backend_lost", f"the backend at {address} has not answered for {lost_grace:g} s")
             if client.welcome is None and elapsed > connect_timeout:
                 raise TimeoutError(f"no backend answered at {address} within {connect_timeout:g} s")
             if timeout is not None and elapsed > timeout:

@@ -227,3 +227,36 @@ def test_determinism_same_cloud_config_and_seed_give_the_same_mesh_on_cpu():
     assert np.array_equal(first.vertices, second.vertices) and np.array_equal(first.faces, second.faces)
     other = reconstruct_points(points, normals, small_config(train__iterations=80, train__seed=1))
     assert len(other.vertices) != len(first.vertices) or not np.array_equal(other.vertices, first.vertices)
+
+
+def test_reconstruct_remote_waits_out_a_frozen_backend(tmp_path):
+    import threading
+
+    from protocol.client import reconstruct_remote
+
+    port = free_port()
+    backend = start_backend(port, tmp_path / "backend.txt")
+    points, normals = sphere_cloud(500)
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = reconstruct_remote(points, normals, address=f"tcp://127.0.0.1:{port}",
+                                                   overrides={**JOB, "train.iterations": 150}, timeout=200,
+                                                   connect_timeout=2.0, lost_grace=30.0)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    try:
+        thread.start()
+        wait_for_log(tmp_path / "backend.txt", "started:", 60)
+        backend.send_signal(signal.SIGSTOP)
+        time.sleep(7.0)  # past the client's 5 s timeout: it reports the backend lost, and waits
+        backend.send_signal(signal.SIGCONT)
+        thread.join(timeout=200)
+    finally:
+        backend.kill()
+        backend.wait()
+    assert "error" not in outcome, outcome.get("error")
+    assert len(outcome["result"].faces) > 0
