@@ -35,7 +35,7 @@ from backend.engine.derivatives import divergence, sdf_and_gradient  # noqa: E40
 from backend.engine.device import resolve_device  # noqa: E402
 from backend.engine.losses import oriented_loss, unoriented_loss  # noqa: E402
 from backend.engine.meshing import extract_mesh  # noqa: E402
-from backend.engine.model import Siren  # noqa: E402
+from backend.engine.model import FoldedSiren, Siren  # noqa: E402
 from backend.engine.pipeline import train_field  # noqa: E402
 from backend.engine.sampling import Batch  # noqa: E402
 from backend.engine.trainer import compute_loss  # noqa: E402
@@ -121,10 +121,12 @@ def mesh_table(device: torch.device, resolutions: list[int]) -> list[dict]:
     rows = []
     for resolution in resolutions:
         timings, meshes = {}, {}
-        for name, band in (("dense", False), ("band", True)):
+        # the reference: every grid point through the network as trained; the engine: the
+        # narrow band through the evaluation-only folded network (model.FoldedSiren)
+        for name, band, evaluate in (("dense", False, field.model), ("band", True, FoldedSiren(field.model))):
             synchronise(device)
             started = time.perf_counter()
-            meshes[name] = extract_mesh(field.model, lo, hi, resolution, 1 << 18, device, band=band)
+            meshes[name] = extract_mesh(evaluate, lo, hi, resolution, 1 << 18, device, band=band)
             synchronise(device)
             timings[name] = time.perf_counter() - started
         voxel = float((hi - lo).max()) / (resolution - 1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 import torch
 
 from backend.engine.config import ModelConfig
@@ -54,3 +56,16 @@ def test_autograd_gradient_matches_finite_differences():
             step[axis] = eps
             numeric[:, axis] = (model(x + step) - model(x - step)) / (2 * eps)
     assert torch.allclose(grad, numeric, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("hidden_layers", [0, 2])
+def test_folded_evaluation_equals_the_network(hidden_layers):
+    from backend.engine.model import FoldedSiren
+
+    model = Siren(ModelConfig(hidden_features=48, hidden_layers=hidden_layers))
+    x = torch.rand(5000, 3) * 2 - 1
+    with torch.no_grad():
+        expected = model(x)
+    got = FoldedSiren(model)(x)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)

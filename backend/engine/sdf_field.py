@@ -11,7 +11,7 @@ from scipy.spatial import cKDTree
 
 from .config import ReconstructionConfig
 from .meshing import drop_unsupported_components, extract_mesh, remove_small_components, trim_far_faces
-from .model import Siren
+from .model import FoldedSiren, Siren
 from .normalization import Normalization
 
 SUPPORT_POINTS = 50_000
@@ -49,22 +49,18 @@ class SdfField:
         """Signed distance at points given in input coordinates, in input units."""
         chunk = chunk_points or self.config.mesh.chunk_points
         unit = torch.as_tensor(self.normalization.to_unit(points), dtype=torch.float32, device=self.device)
-        values = [self.model(unit[i : i + chunk]) for i in range(0, len(unit), chunk)]
+        evaluate = FoldedSiren(self.model)
+        values = [evaluate(unit[i : i + chunk]) for i in range(0, len(unit), chunk)]
         out = torch.cat(values) if values else unit[:, 0]
         return out.cpu().numpy().astype(np.float64) / self.normalization.scale
 
     def mesh_unit(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Cleaned marching-cubes mesh in unit coordinates (float64 vertices, int64 faces)."""
         mesh_cfg = self.config.mesh
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            verts, faces = extract_mesh(
-                self.model, np.array(self.bounds[0]), np.array(self.bounds[1]),
-                resolution or mesh_cfg.resolution, mesh_cfg.chunk_points, self.device, mesh_cfg.narrow_band,
-            )
-        finally:
-            self.model.train(was_training)
+        verts, faces = extract_mesh(
+            FoldedSiren(self.model), np.array(self.bounds[0]), np.array(self.bounds[1]),
+            resolution or mesh_cfg.resolution, mesh_cfg.chunk_points, self.device, mesh_cfg.narrow_band,
+        )
         verts, faces = drop_unsupported_components(
             verts, faces, self.support_tree, mesh_cfg.support_distance * self.support_diagonal,
             mesh_cfg.min_supported_share,
