@@ -180,7 +180,7 @@ def main() -> int:
         "--data", default=str(REPO.parent / "shared" / "data"),
         help="folder with meshes/ (and scans/), or a folder of .obj meshes itself",
     )
-    parser.add_argument("--shapes", help="comma-separated mesh names (default: all)")
+    parser.add_argument("--shapes", help="comma-separated mesh names (default: all; '' for none, e.g. with --scans)")
     parser.add_argument("--inputs", default="oriented", help=f"comma-separated of {','.join(INPUTS)}")
     parser.add_argument("--points", type=int, default=20_000)
     parser.add_argument("--samples", type=int, default=100_000, help="surface samples per metric")
@@ -209,7 +209,7 @@ def main() -> int:
         return 0
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-    wanted = args.shapes.split(",") if args.shapes else None
+    wanted = [name for name in args.shapes.split(",") if name] if args.shapes is not None else None
     paths = [p for p in sorted(meshes.glob("*.obj")) if wanted is None or p.stem in wanted]
     missing = sorted(set(wanted or ()) - {p.stem for p in paths})
     if missing:

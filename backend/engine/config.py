@@ -136,6 +136,11 @@ class UnorientedLossConfig:
     oriented loss, which recovers the edges and detail DiGS rounds off (see ``pipeline``)."""
     direction_neighbours: int = 30
     """Neighbours whose spread gives each point's normal direction for the refinement."""
+    refine_sign_prior: float = 1e3
+    """Weight, in the refinement, of agreeing with the DiGS field's sign farther than
+    ``refine_prior_distance`` from every point (no sheets in empty space; see ``sign_prior``)."""
+    refine_prior_distance: float = 0.1
+    """Distance from the cloud (network units: the cloud spans 1.8) beyond which the prior holds."""
 
 
 @dataclass
@@ -258,6 +263,8 @@ def validate_config(config: ReconstructionConfig) -> None:
          "unoriented divergence clamps need 0 <= low < high"),
         (0 <= config.unoriented.refine_share < 1, "unoriented.refine_share must be in [0, 1)"),
         (config.unoriented.direction_neighbours >= 3, "unoriented.direction_neighbours must be >= 3"),
+        (config.unoriented.refine_sign_prior >= 0, "unoriented.refine_sign_prior must be >= 0"),
+        (config.unoriented.refine_prior_distance > 0, "unoriented.refine_prior_distance must be > 0"),
         (config.preview.first_iteration >= 1, "preview.first_iteration must be >= 1"),
         (config.preview.growth > 1, "preview.growth must be > 1"),
         (8 <= config.preview.min_resolution <= config.preview.max_resolution,

@@ -19,10 +19,11 @@ from .errors import InputError
 from .events import MeshEvent, ProgressEvent, ReconstructionResult
 from .derivatives import sdf_and_gradient
 from .geometric_init import sphere_init
-from .model import Siren
+from .model import FoldedSiren, Siren
 from .normal_estimation import estimate_directions
 from .normalization import Normalization
 from .sampling import PointSampler
+from .sign_prior import SignPrior
 from .sdf_field import SdfField, mesh_bounds, support_subsample
 from .trainer import train
 from .validation import validate_normals, validate_points
@@ -86,7 +87,7 @@ def train_field(
     stages = [(mode, total - second, nrm if mode == "oriented" else None)]
 
     def stage(index: int, stage_mode: str, iterations: int, stage_normals: np.ndarray | None,
-              offset: int) -> tuple[SdfField, dict[str, float]]:
+              offset: int, prior: SignPrior | None = None) -> tuple[SdfField, dict[str, float]]:
         stage_config = replace(config, train=replace(config.train, iterations=iterations))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.train.seed + index)
@@ -102,6 +103,7 @@ def train_field(
             torch.as_tensor(stage_normals, dtype=torch.float32, device=device) if stage_normals is not None else None,
             config.sampling,
             generator,
+            prior,
         )
         field = SdfField(model, normalization, config, mode, bounds, support)
 
@@ -125,7 +127,10 @@ def train_field(
         oriented = orient_directions(field.model, unit, config.unoriented.direction_neighbours, device)
         # A fresh SIREN, not the DiGS network: measured on fandisk (unoriented, 2,000 steps),
         # continuing the geometric-init network reached Chamfer 2.20e-3, a fresh one 0.35e-3.
-        field, losses = stage(1, "oriented", second, oriented, offset=total - second)
+        prior = None
+        if config.unoriented.refine_sign_prior > 0:
+            prior = SignPrior.build(FoldedSiren(field.model), unit, config.unoriented.refine_prior_distance, device)
+        field, losses = stage(1, "oriented", second, oriented, offset=total - second, prior=prior)
     return field, losses
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import SamplingConfig
+from .sign_prior import SignPrior
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Batch:
     """(B, 3) uniform in the cube."""
     near: torch.Tensor
     """(M, 3) jittered cloud points."""
+    box_prior: torch.Tensor | None = None
+    """(B,) sign the box points should have (+1, -1, or 0 for none), or ``None``."""
 
 
 class PointSampler:
@@ -44,7 +47,9 @@ class PointSampler:
         normals: torch.Tensor | None,
         config: SamplingConfig,
         generator: torch.Generator,
+        prior: SignPrior | None = None,
     ) -> None:
+        self.prior = prior
         self.points = points
         self.normals = normals
         self.config = config
@@ -62,4 +67,5 @@ class PointSampler:
         near_idx = torch.randint(0, count, (cfg.near_points,), device=device, generator=gen)
         jitter = torch.randn((cfg.near_points, 3), device=device, generator=gen) * cfg.near_sigma
         near = (self.points[near_idx] + jitter).clamp_(-1.0, 1.0)
-        return Batch(surface=surface, normals=normals, box=box, near=near)
+        prior = self.prior.lookup(box) if self.prior is not None else None
+        return Batch(surface=surface, normals=normals, box=box, near=near, box_prior=prior)

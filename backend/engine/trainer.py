@@ -19,6 +19,7 @@ from .derivatives import divergence, forward_jets, sdf_and_gradient
 from .losses import oriented_loss, unoriented_loss
 from .model import Siren
 from .sampling import Batch, PointSampler
+from .sign_prior import sign_prior_term
 
 ProgressCallback = Callable[[ProgressEvent], None]
 PreviewCallback = Callable[[int, int], None]
@@ -81,9 +82,13 @@ def compute_loss(
     if mode == "oriented":
         if batch.normals is None:
             raise ValueError("the oriented loss needs normals")
-        return oriented_loss(
+        terms = oriented_loss(
             f[:s], grad[:s], batch.normals, f[s : s + b], grad[s : s + b], grad[s + b :], config.oriented
         )
+        if batch.box_prior is not None:
+            terms["sign_prior"] = config.unoriented.refine_sign_prior * sign_prior_term(f[s : s + b], batch.box_prior)
+            terms["total"] = terms["total"] + terms["sign_prior"]
+        return terms
     return unoriented_loss(
         f[:s], f[s : s + b], [grad[:s], grad[s:]], div, divergence_weight, config.unoriented
     )
