@@ -107,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("directory")
     generate.add_argument("--name", default="server", help="file name stem (default: server)")
 
+    batch = sub.add_parser("batch", help="reconstruct a folder (or glob) of point clouds on a running backend")
+    batch.add_argument("inputs", help="a folder (its .ply .pcd .xyz .xyzn .pts files) or a glob such as 'scans/*.ply'")
+    batch.add_argument("-o", "--output-dir", required=True, help="meshes go here as NAME.ply; existing ones are skipped")
+    batch.add_argument("--backend", default="tcp://127.0.0.1:5555")
+    batch.add_argument("--iterations", type=int)
+    batch.add_argument("--mode", choices=("auto", "oriented", "unoriented"))
+    batch.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE")
+    batch.add_argument("--server-key", metavar="FILE", help="the backend's public key file, for a CURVE backend")
+    batch.add_argument("--client-key", metavar="FILE", help="this client's secret key file")
+    batch.add_argument("--max-in-flight", type=int, default=4, help="jobs submitted at once (default 4)")
+    batch.add_argument("--connect-timeout", type=float, default=10.0)
+    batch.add_argument("--no-progress", action="store_true")
+
     submit = sub.add_parser("submit", help="reconstruct a file on a running backend")
     submit.add_argument("input")
     submit.add_argument("-o", "--output", required=True)
@@ -153,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .commands.keys import run_keys
 
             return run_keys(args)
+        if args.command == "batch":
+            from .commands.batch import run_batch
+
+            return run_batch(args)
     except ReconstructionError as exc:
         print(f"siren-recon: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

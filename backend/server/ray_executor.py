@@ -1,0 +1,295 @@
+"""The ``ray`` executor: each job runs as a Ray task somewhere on a Ray cluster.
+
+The front end keeps its queue, its sockets and its clients; only the training moves. Each job
+becomes one *streaming generator* task that asks Ray for a GPU (or ``ray_cpus_per_job`` cores on
+a cluster without GPUs), so Ray decides where it runs and holds it until resources are free.
+Inside the task :func:`reconstruct_points` runs in a thread; its progress and preview meshes go
+through a :class:`queue.Queue` and the generator yields them in small batches between training
+steps (each yield carries every event queued by then). The front-end side (:class:`RayExecutor`) turns those batches back into
+:class:`ProgressEvent` / :class:`MeshEvent` calls, so clients see exactly what the local executor
+sends them.
+
+Engine errors come back as records (code, message, class name) rather than as Ray's wrapped
+exceptions, so a ``bad_input`` is still a ``bad_input``. A worker process or node that dies
+mid-job shows up as one of Ray's system errors; the job then fails with ``worker_lost`` or, with
+``ray_on_worker_lost="retry"``, starts again (up to ``ray_retries`` times).
+
+Ray is imported here and nowhere else: the engine and the local executor never need it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import ray
+import ray.exceptions
+
+from ..engine.config import ReconstructionConfig, apply_overrides
+from ..engine.errors import Cancelled, ReconstructionError
+from ..engine.events import MeshEvent, ProgressEvent, ReconstructionResult
+from .jobs import Job
+from .worker import JobRunner
+
+if TYPE_CHECKING:
+    from .server import ServerConfig
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2
+"""How long the runner waits on the task's stream before it looks at ``should_cancel`` again."""
+FORCE_CANCEL_AFTER = 10.0
+"""Seconds a cancelled task may take to stop by itself before its worker process is killed."""
+
+# Records yielded by the task: tuples whose first item names the kind.
+STARTED, PROGRESS, MESH, RESULT, ERROR = "started", "progress", "mesh", "result", "error"
+
+
+class WorkerLost(ReconstructionError):
+    """The Ray worker process or node running a job went away before the job ended."""
+
+    code = "worker_lost"
+
+
+class RemoteError(ReconstructionError):
+    """An engine error raised inside a Ray task, with the code and message it had there."""
+
+    def __init__(self, message: str, code: str, remote_class: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.remote_class = remote_class
+
+
+# -- the task (runs on a Ray worker) ---------------------------------------------------------
+
+def _run_job(points: np.ndarray, normals: np.ndarray | None, config: ReconstructionConfig,
+             threads: int) -> Iterator[list[tuple]]:
+    """Train one job; yield lists of event records until (and including) the result or error.
+
+    The first record says which process runs the job (operators and tests read it from the
+    front end's log). Closing the generator (Ray's cancel) stops the training at its next step.
+    """
+    import torch
+
+    from ..engine.pipeline import reconstruct_points
+
+    yield [(STARTED, {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
+                      "cuda": torch.cuda.is_available()})]
+    if threads > 0 and not torch.cuda.is_available():
+        torch.set_num_threads(threads)
+    events: queue.Queue[tuple] = queue.Queue()
+    stop = threading.Event()
+
+    def on_progress(event: ProgressEvent) -> None:
+        events.put((PROGRESS, dataclasses.asdict(event)))
+
+    def on_mesh(event: MeshEvent) -> None:
+        events.put((MESH, event.iteration, event.resolution, event.vertices, event.faces, event.final))
+
+    def train() -> None:
+        try:
+            result = reconstruct_points(points, normals, config, on_progress=on_progress, on_mesh=on_mesh,
+                                        should_cancel=stop.is_set)
+        except ReconstructionError as exc:
+            events.put((ERROR, exc.code, str(exc), type(exc).__name__))
+        except Exception as exc:  # reported to the front end as the job's failure, not lost
+            log.exception("reconstruction crashed")
+            events.put((ERROR, "internal_error", f"{type(exc).__name__}: {exc}", type(exc).__name__))
+        else:
+            # the final mesh itself already went out as the last MESH record
+            events.put((RESULT, result.mode, result.stats, result.timings))
+
+    thread = threading.Thread(target=train, name="siren-train", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                batch = [events.get(timeout=1.0)]
+            except queue.Empty:
+                continue
+            # whatever else is already there goes along; nothing waits for more (latency)
+            while batch[-1][0] not in (RESULT, ERROR):
+                try:
+                    batch.append(events.get_nowait())
+                except queue.Empty:
+                    break
+            yield batch
+            if batch[-1][0] in (RESULT, ERROR):
+                return
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+# -- the front-end side --------------------------------------------------------------------------
+
+def _repo_root() -> str:
+    return str(Path(__file__).resolve().parents[2])
+
+
+def _init_ray(config: ServerConfig) -> None:
+    """Join ``ray_address`` or start a local Ray, once per process."""
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+    if not config.ray_address:
+        # A local Ray's workers start from a temporary folder: give them this source tree, so
+        # they import the same ``backend`` as the front end even when it is not installed.
+        python_path = os.pathsep.join(p for p in (_repo_root(), os.environ.get("PYTHONPATH", "")) if p)
+        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": python_path}}
+    ray.init(address=config.ray_address or None, **kwargs)
+
+
+def _cluster_gpus() -> int:
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+class RayExecutor:
+    """Runs jobs as Ray tasks; :meth:`run` is a :data:`JobRunner` that any number of worker threads share."""
+
+    def __init__(self, cpus_per_job: int, gpus_per_job: int, on_worker_lost: str = "fail", retries: int = 1) -> None:
+        if on_worker_lost not in ("fail", "retry"):
+            raise ValueError(f"ray_on_worker_lost must be 'fail' or 'retry', not {on_worker_lost!r}")
+        self.cpus_per_job = cpus_per_job
+        self.gpus_per_job = gpus_per_job
+        self.attempts = 1 + (max(0, retries) if on_worker_lost == "retry" else 0)
+        options: dict[str, Any] = {"num_returns": "streaming", "max_retries": 0, "num_cpus": cpus_per_job}
+        if gpus_per_job:
+            options["num_gpus"] = gpus_per_job
+        # our own retry loop decides about lost workers; Ray must not re-run the task by itself
+        self.task = ray.remote(_run_job).options(**options)
+
+    def run(self, job: Job, on_progress: Callable[[ProgressEvent], None], on_mesh: Callable[[MeshEvent], None],
+            should_cancel: Callable[[], bool]) -> ReconstructionResult:
+        """Run ``job`` on the cluster, retrying on a lost worker as configured."""
+        config = apply_overrides(job.config, {"train.device": "auto"})
+        points = ray.put(job.points)
+        normals = None if job.normals is None else ray.put(job.normals)
+        attempt = 1
+        while True:
+            try:
+                return self._attempt(job, points, normals, config, on_progress, on_mesh, should_cancel)
+            except WorkerLost as exc:
+                if attempt >= self.attempts:
+                    raise
+                attempt += 1
+                log.warning("ray job %s: %s; retrying (attempt %d of %d)", job.id, exc, attempt, self.attempts)
+
+    def _attempt(self, job: Job, points: Any, normals: Any, config: ReconstructionConfig,
+                 on_progress: Callable[[ProgressEvent], None], on_mesh: Callable[[MeshEvent], None],
+                 should_cancel: Callable[[], bool]) -> ReconstructionResult:
+        threads = self.cpus_per_job if config.train.threads == 0 else config.train.threads
+        stream = self.task.remote(points, normals, config, threads)
+        submitted = time.monotonic()
+        final: MeshEvent | None = None
+        while True:
+            if should_cancel():
+                self._cancel(job, stream)
+                raise Cancelled("cancelled")
+            ready, _ = ray.wait([stream], timeout=POLL_SECONDS)
+            if not ready:
+                continue
+            try:
+                ref = next(stream)
+            except StopIteration:
+                raise WorkerLost(f"the Ray task of job {job.id} ended without a result") from None
+            try:
+                batch = ray.get(ref)
+            except ray.exceptions.TaskCancelledError as exc:
+                raise Cancelled("cancelled") from exc
+            except ray.exceptions.OutOfMemoryError as exc:
+                raise WorkerLost(f"Ray killed the worker of job {job.id} for lack of memory: {_first_line(exc)}") from exc
+            except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                    ray.exceptions.ObjectLostError, ray.exceptions.LocalRayletDiedError,
+                    ray.exceptions.RaySystemError) as exc:
+                raise WorkerLost(f"the Ray worker running job {job.id} died mid-job ({type(exc).__name__}: "
+                                 f"{_first_line(exc)})") from exc
+            for record in batch:
+                kind = record[0]
+                if kind == STARTED:
+                    info = record[1]
+                    log.info("ray job %s on pid %d (node %s, %s), %.2f s after submit", job.id, info["pid"],
+                             info["node"], "GPU" if info["cuda"] else "CPU", time.monotonic() - submitted)
+                elif kind == PROGRESS:
+                    on_progress(ProgressEvent(**record[1]))
+                elif kind == MESH:
+                    _, iteration, resolution, vertices, faces, is_final = record
+                    event = MeshEvent(iteration, resolution, vertices, faces, is_final)
+                    if is_final:
+                        final = event
+                    on_mesh(event)
+                elif kind == RESULT:
+                    _, mode, stats, timings = record
+                    if final is None:
+                        raise WorkerLost(f"the Ray task of job {job.id} ended without its final mesh")
+                    return ReconstructionResult(final.vertices, final.faces, mode, stats, timings, None)
+                elif kind == ERROR:
+                    _, code, message, remote_class = record
+                    if code == Cancelled.code:
+                        raise Cancelled(message)
+                    raise RemoteError(message, code, remote_class)
+
+    def _cancel(self, job: Job, stream: Any) -> None:
+        """Stop the task: politely first (it ends its training thread), by force if it lingers."""
+        try:
+            ray.cancel(stream)
+        except (ray.exceptions.RayError, ValueError, TypeError) as exc:
+            log.warning("ray job %s: cancel failed: %s", job.id, exc)
+            return
+
+        def make_sure() -> None:
+            ready, _ = ray.wait([stream], timeout=FORCE_CANCEL_AFTER)
+            deadline = time.monotonic() + FORCE_CANCEL_AFTER
+            while ready and time.monotonic() < deadline:
+                try:
+                    ray.get(next(stream))
+                except StopIteration:
+                    return
+                except ray.exceptions.RayError:
+                    return
+                ready, _ = ray.wait([stream], timeout=FORCE_CANCEL_AFTER)
+            log.warning("ray job %s did not stop within %.0f s of its cancel: killing its worker", job.id,
+                        FORCE_CANCEL_AFTER)
+            try:
+                ray.cancel(stream, force=True)
+            except (ray.exceptions.RayError, ValueError, TypeError) as exc:
+                log.warning("ray job %s: forced cancel failed: %s", job.id, exc)
+
+        threading.Thread(target=make_sure, name=f"ray-cancel-{job.id[:8]}", daemon=True).start()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def ray_runners(config: ServerConfig) -> list[tuple[JobRunner, str]]:
+    """Connect to (or start) Ray and return one runner per job the cluster can run at once.
+
+    Jobs ask for one GPU each; a cluster without GPUs gives each ``ray_cpus_per_job`` cores
+    instead. ``ray_concurrent_jobs`` overrides how many jobs the front end hands Ray at once
+    (more than fit just queue inside Ray).
+    """
+    _init_ray(config)
+    gpus = _cluster_gpus()
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    per_job = max(1, config.ray_cpus_per_job)
+    if gpus:
+        executor = RayExecutor(1, 1, config.ray_on_worker_lost, config.ray_retries)
+        fits = gpus
+    else:
+        executor = RayExecutor(per_job, 0, config.ray_on_worker_lost, config.ray_retries)
+        fits = max(1, cpus // per_job)
+    count = config.ray_concurrent_jobs if config.ray_concurrent_jobs > 0 else fits
+    log.info("ray cluster at %s", ray.get_runtime_context().gcs_address)
+    log.info("ray executor: cluster of %d CPUs and %d GPUs, each job asks for %s, %d jobs at once", cpus, gpus,
+             "1 GPU" if gpus else f"{per_job} CPUs", count)
+    return [(executor.run, f"ray-worker-{index}") for index in range(count)]

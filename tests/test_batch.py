@@ -1,0 +1,89 @@
+"""``siren-recon batch`` against a real local-executor backend on 127.0.0.1."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from .live_backend import free_port, start_backend
+from .shapes import REPO, sphere_cloud
+
+o3d = pytest.importorskip("open3d")
+
+SETTINGS = {
+    "model.hidden_features": 64, "model.hidden_layers": 2, "sampling.surface_points": 1500,
+    "sampling.box_points": 1000, "sampling.near_points": 500, "mesh.resolution": 32, "preview.enabled": False,
+}
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    port = free_port()
+    process = start_backend(port, tmp_path_factory.mktemp("batch_backend") / "log.txt")
+    yield f"tcp://127.0.0.1:{port}"
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+def write_cloud(path, points: np.ndarray, normals: np.ndarray) -> None:
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    cloud.normals = o3d.utility.Vector3dVector(normals)
+    o3d.io.write_point_cloud(str(path), cloud)
+
+
+def batch_command(inputs, output, backend: str, *extra: str) -> list[str]:
+    settings = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={value}")]
+    return [sys.executable, "-m", "backend.cli", "batch", str(inputs), "-o", str(output), "--backend", backend,
+            "--no-progress", *settings, *extra]
+
+
+def test_an_interrupted_batch_keeps_its_finished_meshes_and_a_rerun_does_the_rest(backend, tmp_path):
+    inputs, output = tmp_path / "clouds", tmp_path / "meshes"
+    inputs.mkdir()
+    for index, radius in enumerate((1.0, 2.0, 3.0)):
+        write_cloud(inputs / f"sphere{index}.ply", *sphere_cloud(600, radius=radius, seed=index))
+    (inputs / "notes.txt").write_text("not a cloud")
+
+    first = subprocess.Popen(batch_command(inputs, output, backend, "--iterations", "100"), cwd=REPO,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not (output.exists() and any(output.glob("sphere*.ply"))):
+        assert first.poll() is None, first.stderr.read()
+        assert time.monotonic() < deadline, "no mesh appeared"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGINT)
+    _, log = first.communicate(timeout=30)
+    assert first.returncode == 130, log
+    kept = sorted(p.name for p in output.glob("sphere*.ply"))
+    assert 1 <= len(kept) < 3, log
+    assert "cancelled" in log
+    assert not [p for p in output.iterdir() if p.name.startswith(".")]  # no half-written files
+
+    second = subprocess.run(batch_command(inputs, output, backend, "--iterations", "40"), cwd=REPO,
+                            stderr=subprocess.PIPE, text=True, check=False, timeout=180)
+    assert second.returncode == 0, second.stderr
+    assert f"{len(kept)} skipped" in second.stderr
+    assert sorted(p.name for p in output.iterdir()) == ["sphere0.ply", "sphere1.ply", "sphere2.ply"]
+    for index, radius in enumerate((1.0, 2.0, 3.0)):
+        mesh = o3d.io.read_triangle_mesh(str(output / f"sphere{index}.ply"))
+        assert len(mesh.triangles) > 100
+        assert abs(np.median(np.linalg.norm(np.asarray(mesh.vertices), axis=1)) - radius) < 0.1 * radius
+    rows = [line.split() for line in second.stderr.splitlines() if line.startswith("sphere")]
+    assert sorted(row[1] for row in rows) == sorted(["skipped"] * len(kept) + ["done"] * (3 - len(kept)))
+
+
+def test_a_failed_input_gives_status_2_and_names_the_problem(backend, tmp_path):
+    inputs = tmp_path / "clouds"
+    inputs.mkdir()
+    (inputs / "broken.xyz").write_text("1 2\nthree four five\n")
+    result = subprocess.run(batch_command(inputs, tmp_path / "meshes", backend), cwd=REPO,
+                            stderr=subprocess.PIPE, text=True, check=False, timeout=60)
+    assert result.returncode == 2, result.stderr
+    row = next(line for line in result.stderr.splitlines() if line.startswith("broken.xyz"))
+    assert "failed" in row
+    assert not (tmp_path / "meshes" / "broken.ply").exists()
