@@ -139,6 +139,18 @@ def test_reconstruct_selected_shows_a_live_preview_over_the_moved_source(addon, 
     local_z = (world @ local[:3, :3].T + local[:3, 3])[:, 2]
     assert colours[local_z > 0.2, 0].min() > 0.9 and colours[local_z < -0.2, 2].min() > 0.9
     assert max(tick_seconds) < 0.5  # a tick copies at most one mesh per job; most do nothing
+    # the object keeps its job id: after "reopening" (mesh emptied, a new session) the result comes back
+    faces = len(preview.data.polygons)
+    assert len(preview["siren_job"]) == 32
+    preview.data.clear_geometry()
+    state.session.disconnect()
+    state.session = None
+    bpy.ops.object.select_all(action="DESELECT")
+    preview.select_set(True)
+    assert bpy.ops.siren.fetch_result() == {"FINISHED"}
+    fetched = next(iter(state.session.jobs.values()))
+    pump(addon, lambda: fetched.status == "done" and fetched.pending_mesh is None, timeout=30)
+    assert len(bpy.data.objects["Scan_siren"].data.polygons) == faces
     assert bpy.ops.siren.apply() == {"FINISHED"}
     assert "Scan_mesh" in bpy.data.objects and "siren_source" not in bpy.data.objects["Scan_mesh"]
 
