@@ -161,7 +161,9 @@ def test_forward_jets_match_autograd(hidden_layers, width, init):
     f, grad = sdf_and_gradient(model, x)
     lap = divergence(grad, x)
     f2, grad2, lap2 = forward_jets(model, x.detach(), laplacian=True)
-    torch.testing.assert_close(f2, f, rtol=1e-4, atol=1e-5)
+    # the geometric init's output is a difference of sums of about 4 * width (cancellation), so
+    # float32 rounding of two equal formulas differs by ~1e-5 of those sums
+    torch.testing.assert_close(f2, f, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(grad2, grad, rtol=1e-4, atol=1e-4 * float(grad.abs().max()))
     torch.testing.assert_close(lap2, lap, rtol=1e-4, atol=1e-4 * float(lap.abs().max()))
     # and their parameter gradients agree too, so training through either is the same
