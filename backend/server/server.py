@@ -143,6 +143,7 @@ class Server:
         self.queue = FairQueue()
         self.jobs: dict[str, Job] = {}
         self.last_seen: dict[bytes, float] = {}
+        self._last_turn = time.monotonic()  # when the loop last checked on its clients
         self.owners: dict[bytes, str] = {}
         """Each routing id's owner: its CURVE public key, or the routing id itself without CURVE."""
         check_bind(config.bind, bool(config.curve_secret_key), config.insecure, is_loopback(config.bind))
@@ -213,17 +214,10 @@ class Server:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.pull, zmq.POLLIN)
-        last_turn = time.monotonic()
+        self._last_turn = time.monotonic()
         try:
             while not self._stop.is_set():
                 ready = dict(poller.poll(20 if self.outbox else 100))
-                now = time.monotonic()
-                if now - last_turn > self.config.heartbeat_timeout / 2:
-                    # This process was frozen (SIGSTOP, a suspended VM): the silence was ours,
-                    # not the clients', so nobody is reaped for it.
-                    log.warning("the backend was stalled for %.1f s; clients get a fresh heartbeat window", now - last_turn)
-                    self.last_seen = {identity: now for identity in self.last_seen}
-                last_turn = now
                 if self.pull in ready:
                     self._forward_worker_replies()
                 if self.router in ready:
@@ -421,6 +415,14 @@ class Server:
 
     def _reap_silent_clients(self) -> None:
         now = time.monotonic()
+        if now - self._last_turn > self.config.heartbeat_timeout / 2:
+            # This process was frozen (SIGSTOP, a suspended VM) somewhere in the last turn of the
+            # loop: the silence was ours, not the clients', so nobody is reaped for it. The check
+            # sits here, on the same clock reading as the reaping, so no freeze can fall between.
+            log.warning("the backend was stalled for %.1f s; clients get a fresh heartbeat window",
+                        now - self._last_turn)
+            self.last_seen = {identity: now for identity in self.last_seen}
+        self._last_turn = now
         for identity, seen in list(self.last_seen.items()):
             if now - seen <= self.config.heartbeat_timeout:
                 continue
