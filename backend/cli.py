@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     batch = sub.add_parser("batch", help="reconstruct a folder (or glob) of point clouds on a running backend")
     batch.add_argument("inputs", help="a folder (its .ply .pcd .xyz .xyzn .pts files) or a glob such as 'scans/*.ply'")
     batch.add_argument("-o", "--output-dir", required=True, help="meshes go here as NAME.ply; existing ones are skipped")
+    batch.add_argument("--format", default="ply", choices=("ply", "obj", "stl", "glb", "gltf", "off"),
+                       help="mesh file type, the extension of each output (default ply)")
     batch.add_argument("--backend", default="tcp://127.0.0.1:5555")
     batch.add_argument("--iterations", type=int)
     batch.add_argument("--mode", choices=("auto", "oriented", "unoriented"))

@@ -87,3 +87,17 @@ def test_a_failed_input_gives_status_2_and_names_the_problem(backend, tmp_path):
     row = next(line for line in result.stderr.splitlines() if line.startswith("broken.xyz"))
     assert "failed" in row
     assert not (tmp_path / "meshes" / "broken.ply").exists()
+
+
+def test_format_sets_the_extension_and_a_rerun_skips_it(backend, tmp_path):
+    inputs, output = tmp_path / "clouds", tmp_path / "meshes"
+    inputs.mkdir()
+    write_cloud(inputs / "ball.ply", *sphere_cloud(400, radius=1.5))
+    first = subprocess.run(batch_command(inputs, output, backend, "--iterations", "30", "--format", "off"), cwd=REPO,
+                           stderr=subprocess.PIPE, text=True, check=False, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert [p.name for p in output.iterdir()] == ["ball.off"]
+    assert len(o3d.io.read_triangle_mesh(str(output / "ball.off")).triangles) > 100
+    again = subprocess.run(batch_command(inputs, output, backend, "--format", "off"), cwd=REPO,
+                           stderr=subprocess.PIPE, text=True, check=False, timeout=60)
+    assert again.returncode == 0 and "1 point clouds, 1 skipped" in again.stderr, again.stderr

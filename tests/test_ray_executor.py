@@ -18,8 +18,12 @@ import torch
 
 pytest.importorskip("ray")
 
-from backend.engine.metrics import compare_meshes
-from backend.engine.pipeline import reconstruct_points
+import ray.exceptions
+
+from backend.engine.errors import Cancelled, InputError
+from backend.server.jobs import Job
+from backend.server.ray_executor import WorkerLost, _job_error, cpus_per_job
+from backend.server.worker import run_in_process
 from protocol import JobCancelled, JobDone, JobFailed, MeshUpdate, Progress
 from protocol.client import Client
 
@@ -67,13 +71,19 @@ def ray_pid(log, job: str, timeout: float = 60.0, after: int = 0) -> int:
     raise AssertionError(f"no Ray pid logged for job {job}")
 
 
-def local_mesh(points: np.ndarray, normals: np.ndarray):
+def local_meshes(points: np.ndarray, normals: np.ndarray | None, overrides: dict = JOB) -> list:
+    """Every mesh (previews, then the final one) the ``local`` executor's runner makes of this job."""
     threads = torch.get_num_threads()
+    config = small_config(**{k.replace(".", "__"): v for k, v in overrides.items()}, train__device="cpu")
+    job = Job(id="local", client=b"", owner="", result_owner="", tag="", detached=False,
+              points=points.astype(np.float32), normals=None if normals is None else normals.astype(np.float32),
+              colours=None, config=config)
+    meshes: list = []
     try:
-        config = small_config(**{k.replace(".", "__"): v for k, v in JOB.items()})
-        return reconstruct_points(points.astype(np.float32), normals.astype(np.float32), config)
+        run_in_process(job, lambda event: None, meshes.append, lambda: False)
     finally:
         torch.set_num_threads(threads)
+    return meshes
 
 
 def test_two_clients_get_previews_and_the_local_mesh(ray_backend):
@@ -100,10 +110,52 @@ def test_two_clients_get_previews_and_the_local_mesh(ray_backend):
         assert progress[-1].iteration == 80 and progress[-1].mode == "oriented"
         done = next(e for e in events if isinstance(e, JobDone))
         assert done.timings["train"] > 0 and done.stats["faces"] == len(meshes[-1].faces)
-        local = local_mesh(points, normals)
-        if not (np.array_equal(local.vertices, meshes[-1].vertices) and np.array_equal(local.faces, meshes[-1].faces)):
-            score = compare_meshes(meshes[-1].vertices, meshes[-1].faces, local.vertices, local.faces, samples=20_000)
-            assert score.chamfer_l1 < 1e-3
+        # same cloud, settings and seed on the same device (CPU): bit for bit what the local
+        # executor makes, previews included
+        local = local_meshes(points, normals)
+        assert [(m.iteration, m.resolution, m.final) for m in meshes] == [
+            (m.iteration, m.resolution, m.final) for m in local]
+        for remote, mine in zip(meshes, local):
+            np.testing.assert_array_equal(remote.vertices, mine.vertices)
+            np.testing.assert_array_equal(remote.faces, mine.faces)
+
+
+def test_an_engine_error_on_the_worker_keeps_its_code_and_message(ray_backend):
+    """Mode ``oriented`` without normals passes the front end's checks and fails inside the engine."""
+    address, _ = ray_backend
+    points, _ = sphere_cloud(300)
+    overrides = {**JOB, "mode": "oriented"}
+    with pytest.raises(InputError) as local:
+        local_meshes(points, None, overrides)
+    with Client(address=address) as client:
+        client.submit(points, None, overrides=overrides, tag="no normals")
+        events = collect(client, finished(JobFailed), timeout=60)
+    failed = next(e for e in events if isinstance(e, JobFailed))
+    assert (failed.code, failed.message) == (local.value.code, str(local.value)) == (
+        "missing_normals", "mode 'oriented' needs normals, and this cloud has none")
+
+
+def test_ray_errors_are_told_apart():
+    """Lost workers (also wrapped in a RayTaskError) are ``worker_lost``; other task crashes say their cause."""
+    crashed = _job_error("j1", ray.exceptions.WorkerCrashedError())
+    assert isinstance(crashed, WorkerLost) and crashed.code == "worker_lost" and "j1" in str(crashed)
+    wrapped = _job_error("j2", ray.exceptions.RayTaskError("_run_job", "Traceback ...", ray.exceptions.NodeDiedError("node 7 died")))
+    assert isinstance(wrapped, WorkerLost) and "NodeDiedError: node 7 died" in str(wrapped)
+    owner = _job_error("j3", ray.exceptions.OwnerDiedError("00" * 28, None, "here"))
+    assert isinstance(owner, WorkerLost)
+    crash = _job_error("j4", ray.exceptions.RayTaskError("_run_job", "Traceback\n  ...\nModuleNotFoundError",
+                                                         ModuleNotFoundError("No module named 'torch'")))
+    assert crash.code == "internal_error"
+    assert str(crash) == "the Ray task of job j4 failed: ModuleNotFoundError: No module named 'torch'"
+    assert isinstance(_job_error("j5", ray.exceptions.TaskCancelledError()), Cancelled)
+
+
+def test_cpus_per_job_never_asks_for_more_than_a_node_has():
+    # a task asking for more CPUs than any node has would wait in Ray forever
+    assert cpus_per_job(4, 2) == 2
+    assert cpus_per_job(1, 16) == 1
+    assert cpus_per_job(0, 16) == 1
+    assert cpus_per_job(3, 0) == 3  # node sizes unknown: as asked
 
 
 def test_cancel_reaches_the_running_task(ray_backend):
@@ -118,11 +170,20 @@ def test_cancel_reaches_the_running_task(ray_backend):
         client.cancel(job)
         events += collect(client, lambda ev: any(isinstance(e, JobCancelled) and e.job == job for e in ev), timeout=10)
         assert time.monotonic() - sent < 3.0
-        # the task itself stops: no more progress of the job arrives
+        # the task itself stops: no more progress of the job arrives, and its Ray worker (kept
+        # alive by Ray for the next task) goes idle instead of training on
         time.sleep(1.5)
         events = client.poll(200)
         assert not any(isinstance(e, Progress) and e.job == job for e in events)
-    assert pid > 0
+        before = cpu_seconds(pid)
+        time.sleep(1.0)
+        assert cpu_seconds(pid) - before < 0.3
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_a_killed_worker_fails_the_job_with_worker_lost(ray_backend):
@@ -146,6 +207,7 @@ def test_a_killed_worker_is_retried_with_retry(ray_backend, tmp_path, monkeypatc
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     _, first_log = ray_backend
     cluster = re.search(r"ray cluster at (\S+)", Path(first_log).read_text()).group(1)
+    assert cluster.startswith("127.0.0.1:")  # the backend's private Ray stays on loopback
     port = free_port()
     log = tmp_path / "log.txt"
     process = start_backend(port, log, "--executor", "ray", "--ray-address", cluster, "--ray-cpus-per-job", "1",

@@ -34,7 +34,7 @@ from protocol import (
 from protocol.client import Client, ConnectionEvent
 
 from ..engine.errors import ConfigError, InputError, ReconstructionError
-from ..open3d_mode import read_point_cloud, write_mesh
+from ..open3d_mode import MESH_FORMATS, read_point_cloud, write_mesh
 
 log = logging.getLogger("siren-recon.batch")
 
@@ -76,12 +76,16 @@ def find_inputs(spec: str) -> list[Path]:
     return sorted(found)
 
 
-def plan(inputs: list[Path], output_dir: Path) -> list[Item]:
-    """One item per input; two inputs that would write the same mesh are refused up front."""
+def plan(inputs: list[Path], output_dir: Path, extension: str = "ply") -> list[Item]:
+    """One item per input, its mesh ``output_dir/STEM.extension``; two inputs that would write the
+    same mesh are refused up front."""
+    suffix = "." + extension.lower().lstrip(".")
+    if suffix not in MESH_FORMATS:
+        raise ConfigError(f"unknown mesh format {extension!r}; use one of {', '.join(f[1:] for f in MESH_FORMATS)}")
     items: list[Item] = []
     by_output: dict[Path, Path] = {}
     for source in inputs:
-        output = output_dir / f"{source.stem}.ply"
+        output = output_dir / f"{source.stem}{suffix}"
         if output in by_output:
             raise ConfigError(f"{by_output[output]} and {source} would both be written to {output}; rename one")
         by_output[output] = source
@@ -96,7 +100,7 @@ def write_atomically(path: Path, item: Item) -> None:
     """Write the final mesh under a temporary name in the same folder, then rename it into place."""
     if item.final is None:
         raise ReconstructionError(f"the backend finished {item.source.name} without sending its mesh")
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".ply", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(handle)
     try:
         write_mesh(temporary, item.final.vertices, item.final.faces)
@@ -237,7 +241,7 @@ def run_batch(args: argparse.Namespace) -> int:
     """The ``batch`` command; 0 when every input has its mesh, 2 when some failed, 130 on Ctrl-C."""
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    items = plan(find_inputs(args.inputs), output_dir)
+    items = plan(find_inputs(args.inputs), output_dir, args.format)
     skipped = sum(item.status == SKIPPED for item in items)
     print(f"{len(items)} point clouds, {skipped} skipped (mesh already in {output_dir}), "
           f"{len(items) - skipped} to do on {args.backend}", file=sys.stderr, flush=True)

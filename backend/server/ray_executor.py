@@ -20,6 +20,7 @@ Ray is imported here and nowhere else: the engine and the local executor never n
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import os
 import queue
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import ray
 import ray.exceptions
+from ray._private import ray_constants  # see _loopback_only
 
 from ..engine.config import ReconstructionConfig, apply_overrides
 from ..engine.errors import Cancelled, ReconstructionError
@@ -135,10 +137,44 @@ def _repo_root() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's own switch for a cluster of one machine; ``0`` makes every Ray process use 127.0.0.1."""
+
+
+def _is_loopback_address(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]") if address else ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_only() -> None:
+    """Keep a one-machine Ray on 127.0.0.1.
+
+    On Linux Ray otherwise advertises the machine's network address for every node, also for a
+    private Ray started by this process (``ray.init(_node_ip_address="127.0.0.1")`` is turned
+    back into that address), and its GCS, raylet and workers listen on all interfaces. Ray's
+    single-machine mode (the default on macOS and Windows) binds and connects on loopback only;
+    its switch is read from the environment when Ray is imported, so it is set both for the
+    processes Ray starts from here and for this one.
+    """
+    os.environ[SINGLE_MACHINE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def _init_ray(config: ServerConfig) -> None:
-    """Join ``ray_address`` or start a local Ray, once per process."""
+    """Join ``ray_address`` or start a private Ray on loopback, once per process.
+
+    A loopback ``ray_address`` (another backend's private Ray on this machine) is joined in the
+    same single-machine mode, since a driver looks for its raylet at its own node address.
+    """
     if ray.is_initialized():
         return
+    if not config.ray_address or _is_loopback_address(config.ray_address):
+        _loopback_only()
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
     if not config.ray_address:
         # A local Ray's workers start from a temporary folder: give them this source tree, so
@@ -203,15 +239,8 @@ class RayExecutor:
                 raise WorkerLost(f"the Ray task of job {job.id} ended without a result") from None
             try:
                 batch = ray.get(ref)
-            except ray.exceptions.TaskCancelledError as exc:
-                raise Cancelled("cancelled") from exc
-            except ray.exceptions.OutOfMemoryError as exc:
-                raise WorkerLost(f"Ray killed the worker of job {job.id} for lack of memory: {_first_line(exc)}") from exc
-            except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                    ray.exceptions.ObjectLostError, ray.exceptions.LocalRayletDiedError,
-                    ray.exceptions.RaySystemError) as exc:
-                raise WorkerLost(f"the Ray worker running job {job.id} died mid-job ({type(exc).__name__}: "
-                                 f"{_first_line(exc)})") from exc
+            except ray.exceptions.RayError as exc:
+                raise _job_error(job.id, exc) from exc
             for record in batch:
                 kind = record[0]
                 if kind == STARTED:
@@ -224,12 +253,16 @@ class RayExecutor:
                     _, iteration, resolution, vertices, faces, is_final = record
                     event = MeshEvent(iteration, resolution, vertices, faces, is_final)
                     if is_final:
+                        # held until the result record: a worker lost in between (and the job
+                        # retried) must not have sent a final mesh already
                         final = event
-                    on_mesh(event)
+                    else:
+                        on_mesh(event)
                 elif kind == RESULT:
                     _, mode, stats, timings = record
                     if final is None:
                         raise WorkerLost(f"the Ray task of job {job.id} ended without its final mesh")
+                    on_mesh(final)
                     return ReconstructionResult(final.vertices, final.faces, mode, stats, timings, None)
                 elif kind == ERROR:
                     _, code, message, remote_class = record
@@ -266,9 +299,54 @@ class RayExecutor:
         threading.Thread(target=make_sure, name=f"ray-cancel-{job.id[:8]}", daemon=True).start()
 
 
+LOST_WORKER_ERRORS: tuple[type[BaseException], ...] = (
+    ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError,
+    ray.exceptions.LocalRayletDiedError, ray.exceptions.RaySystemError, ray.exceptions.RayActorError,
+)
+"""Ray's ways of saying the process or machine running a task went away (``OwnerDiedError`` and
+``ObjectReconstructionFailedError`` are :class:`ObjectLostError` subclasses, ``ActorDiedError`` a
+:class:`RayActorError`)."""
+
+
+def _job_error(job: str, exc: BaseException) -> ReconstructionError:
+    """What a Ray error raised while reading a job's stream means for the job.
+
+    A lost worker or node becomes :class:`WorkerLost` (failed or retried by the caller), also
+    when Ray hands it over wrapped in a :class:`RayTaskError`. Anything else the task raised
+    outside the engine (say ``torch`` missing on a node) fails the job with ``internal_error``
+    and the first line of the real cause, not Ray's multi-line wrapper.
+    """
+    cause = exc
+    if isinstance(exc, ray.exceptions.RayTaskError) and getattr(exc, "cause", None) is not None:
+        cause = exc.cause
+    if isinstance(cause, ray.exceptions.TaskCancelledError):
+        return Cancelled("cancelled")
+    if isinstance(cause, ReconstructionError):
+        return RemoteError(str(cause), cause.code, type(cause).__name__)
+    if isinstance(cause, ray.exceptions.OutOfMemoryError):
+        return WorkerLost(f"Ray killed the worker of job {job} for lack of memory: {_first_line(cause)}")
+    if isinstance(cause, LOST_WORKER_ERRORS):
+        return WorkerLost(f"the Ray worker running job {job} died mid-job ({type(cause).__name__}: "
+                          f"{_first_line(cause)})")
+    return RemoteError(f"the Ray task of job {job} failed: {type(cause).__name__}: {_first_line(cause)}",
+                       "internal_error", type(cause).__name__)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _largest_node_cpus() -> int:
+    """CPUs of the biggest live node: a task asking for more could never be placed (Ray would hold it forever)."""
+    sizes = [int(node.get("Resources", {}).get("CPU", 0)) for node in ray.nodes() if node.get("Alive")]
+    return max(sizes, default=0)
+
+
+def cpus_per_job(requested: int, largest_node: int) -> int:
+    """``requested`` cores, at least 1 and at most what the largest node has (when that is known)."""
+    wanted = max(1, requested)
+    return min(wanted, largest_node) if largest_node > 0 else wanted
 
 
 def ray_runners(config: ServerConfig) -> list[tuple[JobRunner, str]]:
@@ -281,7 +359,10 @@ def ray_runners(config: ServerConfig) -> list[tuple[JobRunner, str]]:
     _init_ray(config)
     gpus = _cluster_gpus()
     cpus = int(ray.cluster_resources().get("CPU", 0))
-    per_job = max(1, config.ray_cpus_per_job)
+    per_job = cpus_per_job(config.ray_cpus_per_job, _largest_node_cpus())
+    if not gpus and per_job != config.ray_cpus_per_job:
+        log.warning("ray_cpus_per_job %d: no node of the cluster has that many CPUs; each job asks for %d",
+                    config.ray_cpus_per_job, per_job)
     if gpus:
         executor = RayExecutor(1, 1, config.ray_on_worker_lost, config.ray_retries)
         fits = gpus
