@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .config import ReconstructionConfig
+from .config import ReconstructionConfig, UnorientedLossConfig
 from .device import resolve_device
 from .errors import InputError
 from .events import MeshEvent, ProgressEvent, ReconstructionResult
@@ -22,6 +22,7 @@ from .geometric_init import sphere_init
 from .model import FoldedSiren, Siren
 from .normal_estimation import estimate_directions
 from .normalization import Normalization
+from .orientation import propagate_signs
 from .sampling import PointSampler
 from .sign_prior import SignPrior
 from .sdf_field import SdfField, mesh_bounds, support_subsample
@@ -124,7 +125,7 @@ def train_field(
 
     field, losses = stage(0, *stages[0], offset=0)
     if refine:
-        oriented = orient_directions(field.model, unit, config.unoriented.direction_neighbours, device)
+        oriented = orient_directions(field.model, unit, config.unoriented, device)
         # A fresh SIREN, not the DiGS network: measured on fandisk (unoriented, 2,000 steps),
         # continuing the geometric-init network reached Chamfer 2.20e-3, a fresh one 0.35e-3.
         prior = None
@@ -134,16 +135,26 @@ def train_field(
     return field, losses
 
 
-def orient_directions(model: torch.nn.Module, unit: np.ndarray, neighbours: int, device: torch.device) -> np.ndarray:
-    """Normal directions estimated from the neighbours, each given the sign of ``grad f`` there."""
-    directions = estimate_directions(unit, neighbours)
+def orient_directions(model: torch.nn.Module, unit: np.ndarray, config: UnorientedLossConfig,
+                      device: torch.device) -> np.ndarray:
+    """Normal directions estimated from the neighbours, signed so that ``grad f`` agrees with them.
+
+    With ``orientation="propagate"`` the gradient only votes, once per connected piece of the
+    cloud, on signs made consistent along the neighbour graph; with ``"gradient"`` it decides
+    each point's sign alone.
+    """
+    directions = estimate_directions(unit, config.direction_neighbours)
     grads = []
     for start in range(0, len(unit), ORIENT_CHUNK):
         x = torch.as_tensor(unit[start : start + ORIENT_CHUNK], dtype=torch.float32, device=device)
         _, grad = sdf_and_gradient(model, x, create_graph=False)
         grads.append(grad.detach().cpu().numpy())
-    sign = np.sign(np.einsum("ij,ij->i", np.concatenate(grads), directions))
-    sign[sign == 0] = 1.0
+    votes = np.einsum("ij,ij->i", np.concatenate(grads), directions)
+    if config.orientation == "propagate":
+        sign, pieces = propagate_signs(unit, directions, config.orientation_neighbours)
+        sign = sign * np.where(np.bincount(pieces, weights=sign * votes) < 0, -1.0, 1.0)[pieces]
+    else:
+        sign = np.where(votes < 0, -1.0, 1.0)
     return (directions * sign[:, None]).astype(np.float32)
 
 
