@@ -188,15 +188,28 @@ def test_estimated_directions_are_normals_up_to_sign_and_the_field_orients_them(
     from backend.engine.pipeline import orient_directions
 
     points, normals = sphere_cloud(3000, radius=0.6, seed=4)
-    directions = estimate_directions(points, 30)
+    directions, variation = estimate_directions(points, 30)
     assert np.allclose(np.linalg.norm(directions, axis=1), 1.0, atol=1e-5)
     assert np.abs(np.einsum("ij,ij->i", directions, normals)).min() > 0.95
+    assert float(variation.max()) < 0.02  # a smooth, densely sampled surface
     model = Siren(ModelConfig(hidden_features=32, hidden_layers=1))
     sphere_init(model, 0.5, multi_frequency=False)
     for orientation in ORIENTATIONS:
-        config = UnorientedLossConfig(orientation=orientation)
+        config = UnorientedLossConfig(orientation=orientation, rough_normal_share=0.0)
         oriented = orient_directions(model, points.astype(np.float32), config, torch.device("cpu"))
         assert np.einsum("ij,ij->i", oriented, normals).min() > 0.95  # every one outward, like the field
+
+
+def test_surface_variation_is_zero_on_a_plane_and_a_third_in_a_blob():
+    from backend.engine.normal_estimation import estimate_directions
+
+    rng = np.random.default_rng(3)
+    plane = np.c_[rng.uniform(-1, 1, (2000, 2)), np.zeros(2000)]
+    directions, variation = estimate_directions(plane, 30)
+    assert float(variation.max()) < 1e-9
+    assert np.abs(directions[:, 2]).min() > 0.999
+    _, variation = estimate_directions(rng.normal(size=(2000, 3)), 30)
+    assert 0.15 < float(np.median(variation)) <= 1 / 3
 
 
 class CapInvertedSphere(torch.nn.Module):
@@ -219,11 +232,60 @@ def test_propagated_signs_outvote_a_field_inverted_on_a_patch():
     points, normals = sphere_cloud(3000, radius=0.6, seed=6)
     field = CapInvertedSphere(0.6, 0.4)
     cpu = torch.device("cpu")
-    by_gradient = orient_directions(field, points.astype(np.float32), UnorientedLossConfig(orientation="gradient"), cpu)
+    by_gradient = orient_directions(field, points.astype(np.float32), UnorientedLossConfig(orientation="gradient", rough_normal_share=0.0),
+                                      cpu)
     wrong = float(np.mean(np.einsum("ij,ij->i", by_gradient, normals) < 0))
     assert 0.1 < wrong < 0.25  # the cap: about 1/6 of the sphere
-    propagated = orient_directions(field, points.astype(np.float32), UnorientedLossConfig(), cpu)
+    propagated = orient_directions(field, points.astype(np.float32),
+                                   UnorientedLossConfig(drop_disputed_normals=False, rough_normal_share=0.0), cpu)
     assert np.einsum("ij,ij->i", propagated, normals).min() > 0.9
+
+
+def test_points_whose_gradient_disputes_the_propagated_sign_get_no_normal():
+    from backend.engine.pipeline import orient_directions
+
+    points, normals = sphere_cloud(3000, radius=0.6, seed=6)
+    field = CapInvertedSphere(0.6, 0.4)
+    cpu = torch.device("cpu")
+    by_gradient = orient_directions(field, points.astype(np.float32), UnorientedLossConfig(orientation="gradient", rough_normal_share=0.0),
+                                      cpu)
+    gradient_wrong = np.einsum("ij,ij->i", by_gradient, normals) < 0
+    kept = orient_directions(field, points.astype(np.float32), UnorientedLossConfig(rough_normal_share=0.0), cpu)
+    dropped = np.linalg.norm(kept, axis=1) == 0
+    assert np.array_equal(dropped, gradient_wrong)  # exactly the inverted cap
+    assert np.einsum("ij,ij->i", kept[~dropped], normals[~dropped]).min() > 0.9
+
+
+def test_the_roughest_neighbourhoods_get_no_normal():
+    from backend.engine.geometric_init import sphere_init
+    from backend.engine.model import Siren
+    from backend.engine.config import ModelConfig
+    from backend.engine.pipeline import orient_directions
+
+    points, normals = sphere_cloud(3000, radius=0.6, seed=8)
+    rng = np.random.default_rng(8)
+    noisy = points[:, 0] > 0.45  # a patch with noise far above the sampling spacing
+    points[noisy] += rng.normal(scale=0.03, size=(int(noisy.sum()), 3))
+    model = Siren(ModelConfig(hidden_features=32, hidden_layers=1))
+    sphere_init(model, 0.6, multi_frequency=False)
+    share = float(noisy.mean())
+    config = UnorientedLossConfig(rough_normal_share=share, drop_disputed_normals=False)
+    oriented = orient_directions(model, points.astype(np.float32), config, torch.device("cpu"))
+    dropped = np.linalg.norm(oriented, axis=1) == 0
+    assert abs(dropped.mean() - share) < 0.01
+    assert (dropped & noisy).sum() > 0.8 * noisy.sum()  # mostly the noisy patch
+    assert np.einsum("ij,ij->i", oriented[~dropped & ~noisy], normals[~dropped & ~noisy]).min() > 0.95
+
+
+def test_normal_term_leaves_out_points_with_no_normal():
+    gen = torch.Generator().manual_seed(1)
+    grad = torch.randn(50, 3, generator=gen, requires_grad=True)
+    normals = torch.nn.functional.normalize(torch.randn(50, 3, generator=gen), dim=1)
+    normals[:20] = 0.0
+    value = normal_term(grad, normals)
+    torch.testing.assert_close(value, normal_term(grad[20:], normals[20:]))
+    value.backward()
+    assert float(grad.grad[:20].abs().max()) == 0.0 and float(grad.grad[20:].abs().max()) > 0.0
 
 
 def test_propagation_makes_each_piece_consistent_and_labels_the_pieces():
@@ -233,7 +295,7 @@ def test_propagation_makes_each_piece_consistent_and_labels_the_pieces():
     unit, _ = sphere_cloud(2000, radius=1.0, seed=7)
     points = np.concatenate([unit * 0.5, unit * 0.3 + [2.0, 0.0, 0.0]])  # two spheres, far apart
     outward = np.concatenate([unit, unit])
-    directions = estimate_directions(points, 20)
+    directions, _ = estimate_directions(points, 20)
     signs, pieces = propagate_signs(points, directions, 15)
     assert set(np.unique(signs)) <= {-1.0, 1.0}
     assert len(np.unique(pieces[:2000])) == 1 and len(np.unique(pieces[2000:])) == 1

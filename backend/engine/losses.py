@@ -22,10 +22,12 @@ def normal_term(grad_surface: torch.Tensor, normals: torch.Tensor, directions_on
     """Mean ``1 - cos(grad f, n)``: the gradient points along the given outward normal.
 
     With ``directions_only`` it is ``1 - |cos|``: the gradient is parallel to the normal,
-    whichever way the normal points.
+    whichever way the normal points. A zero normal means "no normal known here" (the unoriented
+    refinement leaves the points whose sign is disputed so): such points are left out of the mean.
     """
     cos = F.cosine_similarity(grad_surface, normals, dim=-1)
-    return (1.0 - (cos.abs() if directions_only else cos)).mean()
+    known = (normals != 0).any(dim=-1).to(cos.dtype)
+    return ((1.0 - (cos.abs() if directions_only else cos)) * known).sum() / known.sum().clamp(min=1.0)
 
 
 def eikonal_term(*grads: torch.Tensor) -> torch.Tensor:

@@ -66,8 +66,9 @@ def train_field(
     Unoriented input trains in two stages when ``unoriented.refine_share > 0``: first DiGS
     (divergence penalty, geometric init) for the rest of the iterations, which settles a
     consistent inside and outside but rounds off detail; then the normal directions estimated
-    from each point's neighbours are given the sign of that field's gradient, and a fresh SIREN
-    is fitted to the cloud with these normals and the oriented loss. Progress counts across both
+    from each point's neighbours are signed (consistently along the neighbour graph, the side
+    chosen by that field's gradient; see :func:`orient_directions`), and a fresh SIREN is fitted
+    to the cloud with these normals and the oriented loss. Progress counts across both
     stages and always reports the mode as ``unoriented``.
     """
     config = config or ReconstructionConfig()
@@ -141,9 +142,11 @@ def orient_directions(model: torch.nn.Module, unit: np.ndarray, config: Unorient
 
     With ``orientation="propagate"`` the gradient only votes, once per connected piece of the
     cloud, on signs made consistent along the neighbour graph; with ``"gradient"`` it decides
-    each point's sign alone.
+    each point's sign alone. A zero normal, no normal term there, goes to the points whose
+    gradient contradicts their propagated sign (``drop_disputed_normals``) and to the share
+    ``rough_normal_share`` of the points with the roughest neighbourhoods.
     """
-    directions = estimate_directions(unit, config.direction_neighbours)
+    directions, variation = estimate_directions(unit, config.direction_neighbours)
     grads = []
     for start in range(0, len(unit), ORIENT_CHUNK):
         x = torch.as_tensor(unit[start : start + ORIENT_CHUNK], dtype=torch.float32, device=device)
@@ -153,8 +156,12 @@ def orient_directions(model: torch.nn.Module, unit: np.ndarray, config: Unorient
     if config.orientation == "propagate":
         sign, pieces = propagate_signs(unit, directions, config.orientation_neighbours)
         sign = sign * np.where(np.bincount(pieces, weights=sign * votes) < 0, -1.0, 1.0)[pieces]
+        if config.drop_disputed_normals:
+            sign[sign * votes < 0] = 0.0
     else:
         sign = np.where(votes < 0, -1.0, 1.0)
+    if config.rough_normal_share > 0:
+        sign[variation > np.quantile(variation, 1.0 - config.rough_normal_share)] = 0.0
     return (directions * sign[:, None]).astype(np.float32)
 
 
