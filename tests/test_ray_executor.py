@@ -22,7 +22,7 @@ import ray.exceptions
 
 from backend.engine.errors import Cancelled, InputError
 from backend.server.jobs import Job
-from backend.server.ray_executor import WorkerLost, _job_error, cpus_per_job
+from backend.server.ray_executor import WorkerLost, _is_loopback_address, _job_error, cpus_per_job
 from backend.server.worker import run_in_process
 from protocol import JobCancelled, JobDone, JobFailed, MeshUpdate, Progress
 from protocol.client import Client
@@ -156,6 +156,14 @@ def test_cpus_per_job_never_asks_for_more_than_a_node_has():
     assert cpus_per_job(1, 16) == 1
     assert cpus_per_job(0, 16) == 1
     assert cpus_per_job(3, 0) == 3  # node sizes unknown: as asked
+
+
+@pytest.mark.parametrize("address, loopback", [
+    ("127.0.0.1:6379", True), ("localhost:6379", True), ("[::1]:6379", True), ("127.0.0.2:10001", True),
+    ("10.0.0.7:6379", False), ("head.example:6379", False), ("", False),
+])
+def test_only_a_loopback_ray_address_joins_in_single_machine_mode(address, loopback):
+    assert _is_loopback_address(address) is loopback
 
 
 def test_cancel_reaches_the_running_task(ray_backend):

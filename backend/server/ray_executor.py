@@ -20,7 +20,6 @@ Ray is imported here and nowhere else: the engine and the local executor never n
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import os
 import queue
@@ -39,6 +38,7 @@ from ..engine.config import ReconstructionConfig, apply_overrides
 from ..engine.errors import Cancelled, ReconstructionError
 from ..engine.events import MeshEvent, ProgressEvent, ReconstructionResult
 from .jobs import Job
+from .server import is_loopback_host
 from .worker import JobRunner
 
 if TYPE_CHECKING:
@@ -142,13 +142,8 @@ SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def _is_loopback_address(address: str) -> bool:
-    host = address.rsplit(":", 1)[0].strip("[]") if address else ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """Whether a Ray address ``host:port`` is on this machine's loopback."""
+    return is_loopback_host(address.rsplit(":", 1)[0].strip("[]") if address else "")
 
 
 def _loopback_only() -> None:

@@ -114,7 +114,11 @@ def is_loopback(endpoint: str) -> bool:
     """Whether a ZeroMQ endpoint only listens on this machine."""
     if endpoint.startswith(("ipc://", "inproc://")):
         return True
-    host = urlparse(endpoint).hostname or ""
+    return is_loopback_host(urlparse(endpoint).hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a host name or IP address (no port) is this machine's loopback."""
     if host == "localhost":
         return True
     try:
