@@ -226,31 +226,27 @@ class CapInvertedSphere(torch.nn.Module):
         return (x.norm(dim=-1) - self.radius) * torch.tanh(10 * (self.cap - x[:, 2]))
 
 
-def test_propagated_signs_outvote_a_field_inverted_on_a_patch():
+def orient_on_cap_inverted_sphere(**settings) -> tuple[np.ndarray, np.ndarray]:
+    """Directions oriented against :class:`CapInvertedSphere` (no rough share dropped), and the true normals."""
     from backend.engine.pipeline import orient_directions
 
     points, normals = sphere_cloud(3000, radius=0.6, seed=6)
-    field = CapInvertedSphere(0.6, 0.4)
-    cpu = torch.device("cpu")
-    by_gradient = orient_directions(field, points.astype(np.float32), UnorientedLossConfig(orientation="gradient", rough_normal_share=0.0),
-                                      cpu)
+    config = UnorientedLossConfig(rough_normal_share=0.0, **settings)
+    return orient_directions(CapInvertedSphere(0.6, 0.4), points.astype(np.float32), config, torch.device("cpu")), normals
+
+
+def test_propagated_signs_outvote_a_field_inverted_on_a_patch():
+    by_gradient, normals = orient_on_cap_inverted_sphere(orientation="gradient")
     wrong = float(np.mean(np.einsum("ij,ij->i", by_gradient, normals) < 0))
     assert 0.1 < wrong < 0.25  # the cap: about 1/6 of the sphere
-    propagated = orient_directions(field, points.astype(np.float32),
-                                   UnorientedLossConfig(drop_disputed_normals=False, rough_normal_share=0.0), cpu)
+    propagated, _ = orient_on_cap_inverted_sphere(drop_disputed_normals=False)
     assert np.einsum("ij,ij->i", propagated, normals).min() > 0.9
 
 
 def test_points_whose_gradient_disputes_the_propagated_sign_get_no_normal():
-    from backend.engine.pipeline import orient_directions
-
-    points, normals = sphere_cloud(3000, radius=0.6, seed=6)
-    field = CapInvertedSphere(0.6, 0.4)
-    cpu = torch.device("cpu")
-    by_gradient = orient_directions(field, points.astype(np.float32), UnorientedLossConfig(orientation="gradient", rough_normal_share=0.0),
-                                      cpu)
+    by_gradient, normals = orient_on_cap_inverted_sphere(orientation="gradient")
     gradient_wrong = np.einsum("ij,ij->i", by_gradient, normals) < 0
-    kept = orient_directions(field, points.astype(np.float32), UnorientedLossConfig(rough_normal_share=0.0), cpu)
+    kept, _ = orient_on_cap_inverted_sphere()
     dropped = np.linalg.norm(kept, axis=1) == 0
     assert np.array_equal(dropped, gradient_wrong)  # exactly the inverted cap
     assert np.einsum("ij,ij->i", kept[~dropped], normals[~dropped]).min() > 0.9
