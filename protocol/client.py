@@ -78,7 +78,7 @@ class ConnectionEvent:
     """Something that happened to the link rather than to a job.
 
     ``kind`` is ``connected`` (first welcome), ``lost`` (nothing heard for the heartbeat
-    timeout), ``restored`` (heard again, same backend) or ``restarted`` (heard again from a
+    timeout after the welcome), ``restored`` (heard again, same backend) or ``restarted`` (heard again from a
     backend with a new session id: jobs of the old session are gone).
     """
 
@@ -243,7 +243,10 @@ class Client:
             self._track(message)
             out.append(message)
         now = time.monotonic()
-        if not self.lost and now - self._last_heard > self.heartbeat_timeout:
+        # Lost means heard once and then silent. Before the first welcome a backend may still be
+        # starting (importing torch takes seconds on a busy machine): callers wait for it with
+        # their connect timeout instead.
+        if self.welcome is not None and not self.lost and now - self._last_heard > self.heartbeat_timeout:
             self.lost = True
             out.append(ConnectionEvent("lost", self.session, f"no message for {self.heartbeat_timeout:g} s"))
         if now - self._last_ping >= self.heartbeat_interval:

@@ -260,3 +260,21 @@ def test_reconstruct_remote_waits_out_a_frozen_backend(tmp_path):
         backend.wait()
     assert "error" not in outcome, outcome.get("error")
     assert len(outcome["result"].faces) > 0
+
+
+def test_a_backend_that_starts_late_is_awaited_not_reported_lost(tmp_path):
+    """Before the first welcome the backend may still be importing torch: no ``lost`` for that."""
+    port = free_port()
+    with Client(address=f"tcp://127.0.0.1:{port}", heartbeat_interval=0.2, heartbeat_timeout=0.5) as client:
+        silent: list = []
+        deadline = time.monotonic() + 1.5  # three heartbeat timeouts with nobody listening
+        while time.monotonic() < deadline:
+            silent.extend(client.poll(50))
+        assert not any(isinstance(e, ConnectionEvent) for e in silent) and not client.lost
+        process = start_backend(port, tmp_path / "backend.txt")
+        try:
+            events = collect(client, event("connected"), timeout=30)
+            assert not event("lost")(events)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
