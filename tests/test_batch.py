@@ -49,7 +49,9 @@ def test_an_interrupted_batch_keeps_its_finished_meshes_and_a_rerun_does_the_res
         write_cloud(inputs / f"sphere{index}.ply", *sphere_cloud(600, radius=radius, seed=index))
     (inputs / "notes.txt").write_text("not a cloud")
 
-    first = subprocess.Popen(batch_command(inputs, output, backend, "--iterations", "100"), cwd=REPO,
+    # long enough jobs that the two after the first are still running when Ctrl-C lands, even on a
+    # loaded machine where this loop may look at the folder only every few seconds
+    first = subprocess.Popen(batch_command(inputs, output, backend, "--iterations", "500"), cwd=REPO,
                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while not (output.exists() and any(output.glob("sphere*.ply"))):
