@@ -67,15 +67,24 @@ def compute_loss(
     model: Siren, batch: Batch, config: ReconstructionConfig, mode: str, divergence_weight: float = 0.0
 ) -> dict[str, torch.Tensor]:
     """Loss terms of one batch: the SIREN loss when oriented, the DiGS loss when unoriented."""
-    points = torch.cat([batch.surface, batch.box, batch.near])
     s, b = len(batch.surface), len(batch.box)
     need_div = mode == "unoriented" and divergence_weight > 0
     div = None
     if uses_forward_jets(config, need_div):
-        f, grad, lap = forward_jets(model, points, laplacian=need_div)
-        div = lap[s:] if lap is not None else None
+        off = torch.cat([batch.box, batch.near])
+        if need_div:
+            # only the off-surface rows need the Laplacian: the surface rows take the cheaper
+            # path for value and gradient alone (half the batch without its extra products)
+            if config.train.derivatives == "forward":
+                f_surface, grad_surface, _ = forward_jets(model, batch.surface, laplacian=False)
+            else:
+                f_surface, grad_surface = sdf_and_gradient(model, batch.surface.clone())
+            f_off, grad_off, div = forward_jets(model, off, laplacian=True)
+            f, grad = torch.cat([f_surface, f_off]), torch.cat([grad_surface, grad_off])
+        else:
+            f, grad, _ = forward_jets(model, torch.cat([batch.surface, off]), laplacian=False)
     else:
-        points.requires_grad_(True)
+        points = torch.cat([batch.surface, batch.box, batch.near]).requires_grad_(True)
         f, grad = sdf_and_gradient(model, points)
         if need_div:
             div = divergence(grad, points, slice(s, None))
