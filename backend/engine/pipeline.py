@@ -90,7 +90,8 @@ def train_field(
 
     def stage(index: int, stage_mode: str, iterations: int, stage_normals: np.ndarray | None,
               offset: int, prior: SignPrior | None = None) -> tuple[SdfField, dict[str, float]]:
-        stage_config = replace(config, train=replace(config.train, iterations=iterations))
+        rate = config.unoriented.learning_rate if stage_mode == "unoriented" else config.train.learning_rate
+        stage_config = replace(config, train=replace(config.train, iterations=iterations, learning_rate=rate))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.train.seed + index)
             model = Siren(config.model)
