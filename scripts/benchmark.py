@@ -57,24 +57,33 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(loss_fn, model, batch, config, mode, device, repeats: int) -> tuple[float, float]:
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-5)
-    times = []
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+def time_interleaved(methods: dict, batch, config, mode, device, repeats: int) -> dict[str, tuple[float, float]]:
+    """Median ms per step and peak memory (MB) of each ``name: (loss_fn, model)``; on the CPU the
+    memory is the process's peak resident set so far, not one method's own.
+
+    The methods take turns step by step, so a change in the machine's load (these machines are
+    shared) falls on all of them alike instead of on whichever ran during it.
+    """
+    optimisers = {name: torch.optim.Adam(model.parameters(), lr=1e-5) for name, (_, model) in methods.items()}
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    peaks = dict.fromkeys(methods, 0.0)
     for i in range(repeats + 2):
-        synchronise(device)
-        started = time.perf_counter()
-        terms = loss_fn(model, batch, config, mode, 100.0)
-        optimiser.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        optimiser.step()
-        synchronise(device)
-        if i >= 2:  # warm-up steps are not counted
-            times.append(time.perf_counter() - started)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else \
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return 1000 * statistics.median(times), peak
+        for name, (loss_fn, model) in methods.items():
+            synchronise(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            started = time.perf_counter()
+            terms = loss_fn(model, batch, config, mode, 100.0)
+            optimisers[name].zero_grad(set_to_none=True)
+            terms["total"].backward()
+            optimisers[name].step()
+            synchronise(device)
+            if i >= 2:  # warm-up steps are not counted
+                times[name].append(time.perf_counter() - started)
+            peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else \
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            peaks[name] = max(peaks[name], peak)
+    return {name: (1000 * statistics.median(times[name]), peaks[name]) for name in methods}
 
 
 def make_batch(points: int, device: torch.device) -> Batch:
@@ -93,11 +102,11 @@ def train_table(device: torch.device, widths: list[int], points: int, repeats: i
     for width in widths:
         config = apply_overrides(ReconstructionConfig(), {"model.hidden_features": width, "model.hidden_layers": 3})
         for mode in ("oriented", "unoriented"):
-            results = {}
+            methods = {}
             for name, fn in (("reference", reference_loss), ("engine", compute_loss)):
                 torch.manual_seed(0)
-                model = Siren(config.model).to(device)
-                results[name] = time_steps(fn, model, batch, config, mode, device, repeats)
+                methods[name] = (fn, Siren(config.model).to(device))
+            results = time_interleaved(methods, batch, config, mode, device, repeats)
             row = {"mode": mode, "width": width, "points": points,
                    "reference_ms": results["reference"][0], "engine_ms": results["engine"][0],
                    "speedup": results["reference"][0] / results["engine"][0],

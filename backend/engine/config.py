@@ -206,8 +206,11 @@ class MeshConfig:
     chunk_points: int = 131072
     """SDF evaluations per batch: bounds the memory of meshing, not its result."""
     narrow_band: bool = True
-    """Evaluate the network exactly only near its zero level set (coarse to fine); the surface
-    is the same as with a dense grid at a fraction of the evaluations."""
+    """Evaluate the network only near its zero level set (coarse to fine, signs elsewhere
+    inferred from a slope bound of 1.5, see ``meshing.BAND_LIPSCHITZ``); the surface is the
+    dense grid's (256^3: 16.8x faster, largest deviation 3e-4 voxel on the benchmark network).
+    A separate small piece where the field is steeper than the bound can be missed: ``False``
+    evaluates every grid point."""
     min_component_fraction: float = 0.002
     """Drop connected pieces with less than this share of the total area; 0 keeps all."""
     support_distance: float = 0.01
