@@ -126,14 +126,14 @@ class BandBlocks:
     """The sampled grid near the zero level set, kept as cubes of ``side + 1`` points a side.
 
     ``values[b, i, j, k]`` belongs to grid point ``origins[b] + (i, j, k)``; neighbouring cubes
-    share their face points and hold the same values there. Where ``exact`` is False the point
-    was not evaluated: its value is a bound with the right sign (``|f|`` is at least that large).
-    A cube that is not listed has no zero crossing. Points past ``counts - 1`` pad the last cubes.
+    share their face points and hold the same values there. A point that was not evaluated holds
+    a bound with the right sign (``|f|`` is at least that large); every end of an edge whose sign
+    changes was evaluated. A cube that is not listed has no zero crossing. Points past
+    ``counts - 1`` pad the last cubes.
     """
 
     origins: np.ndarray
     values: np.ndarray
-    exact: np.ndarray
     counts: np.ndarray
 
     @property
@@ -351,7 +351,7 @@ def evaluate_band(
             _set_shared(fine, fine_exact, table, block, grid, result)
         pending = _open_faces(fine, cubes, table)
 
-    blocks = BandBlocks(origins=cubes * block, values=fine, exact=fine_exact, counts=n)
+    blocks = BandBlocks(origins=cubes * block, values=fine, counts=n)
     return blocks, evaluated / float(np.prod(n))
 
 
