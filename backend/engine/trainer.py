@@ -78,6 +78,7 @@ def compute_loss(
             if config.train.derivatives == "forward":
                 f_surface, grad_surface, _ = forward_jets(model, batch.surface, laplacian=False)
             else:
+                # a copy: sdf_and_gradient marks its input as requiring grad, in place
                 f_surface, grad_surface = sdf_and_gradient(model, batch.surface.clone())
             f_off, grad_off, div = forward_jets(model, off, laplacian=True)
             f, grad = torch.cat([f_surface, f_off]), torch.cat([grad_surface, grad_off])
