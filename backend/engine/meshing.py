@@ -70,10 +70,20 @@ def evaluate_grid(
     return volume
 
 
+def empty_mesh() -> tuple[np.ndarray, np.ndarray]:
+    """The mesh of a field that does not cross zero: no vertices, no faces."""
+    return np.zeros((0, 3), np.float64), np.zeros((0, 3), np.int64)
+
+
+def crosses_zero(values: np.ndarray) -> bool:
+    """Whether a block of field values has both signs, so that marching cubes finds a surface."""
+    return bool(values.min() < 0.0 < values.max())
+
+
 def marching_cubes_volume(volume: np.ndarray, lo: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarray]:
     """Zero level set of a sampled field; empty arrays when the field does not cross zero."""
-    if not (volume.min() < 0.0 < volume.max()):
-        return np.zeros((0, 3), np.float64), np.zeros((0, 3), np.int64)
+    if not crosses_zero(volume):
+        return empty_mesh()
     verts, faces, _, _ = marching_cubes(volume, level=0.0, spacing=(voxel, voxel, voxel))
     return verts + np.asarray(lo, dtype=np.float64), faces.astype(np.int64)
 
@@ -391,7 +401,7 @@ def marching_cubes_blocks(blocks: BandBlocks, lo: np.ndarray, voxel: float) -> t
     for origin, values in zip(blocks.origins, blocks.values):
         extent = np.minimum(blocks.side, last - origin) + 1
         cube = values[: extent[0], : extent[1], : extent[2]]
-        if not (cube.min() < 0.0 < cube.max()):
+        if not crosses_zero(cube):
             continue
         cube = np.where(cube > 0.0, np.maximum(cube, floor), np.minimum(cube, -floor))
         v, f, _, _ = marching_cubes(cube, level=0.0)
@@ -400,7 +410,7 @@ def marching_cubes_blocks(blocks: BandBlocks, lo: np.ndarray, voxel: float) -> t
         on_face.append(((v == 0) | (v == extent - 1)).any(axis=1))
         total += len(v)
     if not verts:
-        return np.zeros((0, 3), np.float64), np.zeros((0, 3), np.int64)
+        return empty_mesh()
     points = np.concatenate(verts)
     shared = np.flatnonzero(np.concatenate(on_face))  # only these can have a twin in another cube
     _, first, inverse = np.unique(points[shared], axis=0, return_index=True, return_inverse=True)
