@@ -9,12 +9,13 @@ from scipy.spatial import cKDTree
 
 from backend.engine.config import ORIENTATIONS, DivergenceSchedule, ModelConfig, ReconstructionConfig, UnorientedLossConfig
 from backend.engine.derivatives import divergence, sdf_and_gradient
-from backend.engine.errors import InputError
+from backend.engine.errors import ConfigError, InputError
 from backend.engine.geometric_init import sphere_init
 from backend.engine.losses import normal_term
 from backend.engine.meshing import extract_mesh, trim_far_faces
 from backend.engine.model import Siren
 from backend.engine.pipeline import choose_mode, reconstruct_points
+from backend.engine.sampling import Batch
 
 from .shapes import small_config, sphere_cloud
 
@@ -322,19 +323,23 @@ def test_unoriented_refinement_fits_detail_closer_than_digs_alone():
     assert errors[0.5] < 0.5 * errors[0.0], errors  # measured 0.0015 vs 0.0116
 
 
-@pytest.mark.parametrize("mode", ["oriented", "unoriented"])
-def test_every_derivative_path_gives_the_same_loss_and_parameter_gradients(mode):
-    """``train.derivatives`` autograd, forward and auto (which mixes them within one step) agree."""
-    from backend.engine.sampling import Batch
-    from backend.engine.trainer import compute_loss
-
+def small_batch() -> Batch:
     gen = torch.Generator().manual_seed(3)
     surface = torch.nn.functional.normalize(torch.randn(200, 3, generator=gen), dim=1) * 0.6
-    batch = Batch(surface, surface / 0.6, torch.rand(150, 3, generator=gen) * 2 - 1,
-                  surface[:60] + 0.02 * torch.randn(60, 3, generator=gen))
+    return Batch(surface, surface / 0.6, torch.rand(150, 3, generator=gen) * 2 - 1,
+                 surface[:60] + 0.02 * torch.randn(60, 3, generator=gen))
+
+
+@pytest.mark.parametrize(("mode", "share"), [("oriented", 1.0), ("unoriented", 1.0), ("unoriented", 0.3)])
+def test_every_derivative_path_gives_the_same_loss_and_parameter_gradients(mode, share):
+    """``train.derivatives`` autograd, forward and auto (which mixes them within one step) agree,
+    with the divergence at every off-surface row and at a share of them."""
+    from backend.engine.trainer import compute_loss
+
+    batch = small_batch()
     results = {}
     for path in ("autograd", "forward", "auto"):
-        config = small_config(train__derivatives=path)
+        config = small_config(train__derivatives=path, unoriented__divergence_share=share)
         torch.manual_seed(0)
         model = Siren(config.model)
         sphere_init(model, 0.5, True, torch.Generator().manual_seed(1))
@@ -350,6 +355,35 @@ def test_every_derivative_path_gives_the_same_loss_and_parameter_gradients(mode)
                 torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4 * float(a.abs().max()) + 1e-7)
     if mode == "unoriented":
         assert results["auto"][0]["divergence"] > 0
+
+
+@pytest.mark.parametrize("path", ["autograd", "auto"])
+def test_divergence_share_takes_the_divergence_at_the_first_box_and_near_rows(path):
+    """At ``divergence_share`` q the term is the clamped mean over the first ceil(q B) box and
+    ceil(q M) near points, the same rows whichever way the Laplacian is computed."""
+    from backend.engine.losses import divergence_term
+    from backend.engine.trainer import compute_loss
+
+    batch = small_batch()
+    config = small_config(train__derivatives=path, unoriented__divergence_share=0.3)
+    torch.manual_seed(0)
+    model = Siren(config.model)
+    sphere_init(model, 0.5, True, torch.Generator().manual_seed(1))
+    points = torch.cat([batch.surface, batch.box, batch.near]).requires_grad_(True)
+    _, grad = sdf_and_gradient(model, points)
+    full = divergence(grad, points, slice(200, None)).detach()  # 150 box rows, then 60 near rows
+    chosen = torch.cat([full[:45], full[150:168]])  # ceil(0.3 * 150), ceil(0.3 * 60)
+    low, high = config.unoriented.divergence_clamp_low, config.unoriented.divergence_clamp_high
+    expected = 100.0 * float(divergence_term(chosen, low, high))
+    assert expected != pytest.approx(100.0 * float(divergence_term(full, low, high)), rel=1e-3)  # 566 vs 569
+    terms = compute_loss(model, batch, config, "unoriented", divergence_weight=100.0)
+    assert float(terms["divergence"]) == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.5])
+def test_a_divergence_share_outside_0_to_1_is_refused(share):
+    with pytest.raises(ConfigError, match="unoriented.divergence_share must be in"):
+        small_config(unoriented__divergence_share=share)
 
 
 def test_digs_stage_fits_a_sphere_at_the_full_network_width():

@@ -20,8 +20,9 @@ def sdf_and_gradient(model: nn.Module, x: torch.Tensor, create_graph: bool = Tru
     return f, grad
 
 
-def divergence(grad: torch.Tensor, x: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
-    """``div grad f`` (the Laplacian of f) at ``x[rows]``, from a gradient built with a graph.
+def divergence(grad: torch.Tensor, x: torch.Tensor, rows: slice | torch.Tensor = slice(None)) -> torch.Tensor:
+    """``div grad f`` (the Laplacian of f) at ``x[rows]`` (a slice or row indices), from a
+    gradient built with a graph.
 
     One backward pass per axis: the diagonal of the Hessian, summed. Rows are independent (the
     network maps each point alone), so summing a column over the batch before differentiating

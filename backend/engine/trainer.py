@@ -63,32 +63,30 @@ def uses_forward_jets(config: ReconstructionConfig, need_laplacian: bool) -> boo
     return config.train.derivatives == "forward"
 
 
+def divergence_rows(box: int, near: int, share: float) -> tuple[int, int]:
+    """How many of the first box and near rows the divergence is taken at (see
+    ``UnorientedLossConfig.divergence_share``)."""
+    return math.ceil(share * box), math.ceil(share * near)
+
+
 def compute_loss(
     model: Siren, batch: Batch, config: ReconstructionConfig, mode: str, divergence_weight: float = 0.0
 ) -> dict[str, torch.Tensor]:
     """Loss terms of one batch: the SIREN loss when oriented, the DiGS loss when unoriented."""
     s, b = len(batch.surface), len(batch.box)
     need_div = mode == "unoriented" and divergence_weight > 0
+    if need_div and uses_forward_jets(config, True):
+        return _forward_divergence_loss(model, batch, config, divergence_weight)
+    points = torch.cat([batch.surface, batch.box, batch.near])
     div = None
-    if uses_forward_jets(config, need_div):
-        off = torch.cat([batch.box, batch.near])
-        if need_div:
-            # only the off-surface rows need the Laplacian: the surface rows take the cheaper
-            # path for value and gradient alone (half the batch without its extra products)
-            if config.train.derivatives == "forward":
-                f_surface, grad_surface, _ = forward_jets(model, batch.surface, laplacian=False)
-            else:
-                # a copy: sdf_and_gradient marks its input as requiring grad, in place
-                f_surface, grad_surface = sdf_and_gradient(model, batch.surface.clone())
-            f_off, grad_off, div = forward_jets(model, off, laplacian=True)
-            f, grad = torch.cat([f_surface, f_off]), torch.cat([grad_surface, grad_off])
-        else:
-            f, grad, _ = forward_jets(model, torch.cat([batch.surface, off]), laplacian=False)
+    if uses_forward_jets(config, False):
+        f, grad, _ = forward_jets(model, points, laplacian=False)
     else:
-        points = torch.cat([batch.surface, batch.box, batch.near]).requires_grad_(True)
-        f, grad = sdf_and_gradient(model, points)
+        f, grad = sdf_and_gradient(model, points.requires_grad_(True))
         if need_div:
-            div = divergence(grad, points, slice(s, None))
+            lap_box, lap_near = divergence_rows(b, len(batch.near), config.unoriented.divergence_share)
+            rows = torch.cat([torch.arange(s, s + lap_box), torch.arange(s + b, s + b + lap_near)])
+            div = divergence(grad, points, rows.to(points.device))
     if mode == "oriented":
         if batch.normals is None:
             raise ValueError("the oriented loss needs normals")
@@ -102,6 +100,25 @@ def compute_loss(
     return unoriented_loss(
         f[:s], f[s : s + b], [grad[:s], grad[s:]], div, divergence_weight, config.unoriented
     )
+
+
+def _forward_divergence_loss(
+    model: Siren, batch: Batch, config: ReconstructionConfig, divergence_weight: float
+) -> dict[str, torch.Tensor]:
+    """The DiGS loss with the Laplacian by forward jets, taken at the divergence rows alone; the
+    other rows take the cheaper path for value and gradient (autograd, or jets without the
+    Laplacian when ``train.derivatives`` is ``forward``)."""
+    s, b = len(batch.surface), len(batch.box)
+    lap_box, lap_near = divergence_rows(b, len(batch.near), config.unoriented.divergence_share)
+    lap_rows = torch.cat([batch.box[:lap_box], batch.near[:lap_near]])
+    plain_rows = torch.cat([batch.surface, batch.box[lap_box:], batch.near[lap_near:]])
+    if config.train.derivatives == "forward":
+        f_plain, grad_plain, _ = forward_jets(model, plain_rows, laplacian=False)
+    else:
+        f_plain, grad_plain = sdf_and_gradient(model, plain_rows)
+    f_lap, grad_lap, div = forward_jets(model, lap_rows, laplacian=True)
+    f_box = torch.cat([f_lap[:lap_box], f_plain[s : s + b - lap_box]])
+    return unoriented_loss(f_plain[:s], f_box, [grad_plain, grad_lap], div, divergence_weight, config.unoriented)
 
 
 def train(
