@@ -163,12 +163,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no 512^3 (a few minutes on 2 cores)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--points", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, help="timed steps per method and size (default 3 with --quick, else 10)")
     parser.add_argument("--json")
     args = parser.parse_args()
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}\n\n| mode | width | reference ms/step | engine ms/step | speedup |\n|---|---|---|---|---|", flush=True)
-    train = train_table(device, [64, 128, 256], args.points, 3 if args.quick else 10)
+    train = train_table(device, [64, 128, 256], args.points, args.repeats or (3 if args.quick else 10))
     print("\n| mesh | dense s | narrow band s | speedup | max deviation (voxels) |\n|---|---|---|---|---|", flush=True)
     mesh = mesh_table(device, [128, 256] if args.quick else [128, 256, 512])
     summary = {

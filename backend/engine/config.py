@@ -139,7 +139,8 @@ class UnorientedLossConfig:
     240 ms at 0.1 (4 x 256, 10k points, 2 threads; the reference formulation 991 ms). Quality after
     the whole pipeline, unoriented input, Chamfer x1e-3 at 1 / 0.1: cheburashka 0.200 / 0.208
     (another seed 0.214 / 0.200), fandisk 0.269 / 0.258, spot 0.220 / 0.220: within the spread
-    between seeds."""
+    between seeds. DiGS alone (``refine_share = 0``) lost a little: cheburashka 2.36 / 2.39,
+    fandisk 2.57 / 2.70; use 1 there."""
     learning_rate: float = 1e-4
     """Adam learning rate of the DiGS stage (``train.learning_rate`` is the refinement's). At
     ``5e-4`` the DiGS fit of a bumpy sphere (20k points, 128 x 3, 1,000 steps) came out as a thin
