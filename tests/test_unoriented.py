@@ -380,6 +380,15 @@ def test_divergence_share_takes_the_divergence_at_the_first_box_and_near_rows(pa
     assert float(terms["divergence"]) == pytest.approx(expected, rel=1e-4)
 
 
+def test_divergence_rows_are_the_share_rounded_up_and_never_one_too_many():
+    from backend.engine.trainer import divergence_rows
+
+    assert divergence_rows(3500, 1500, 0.1) == (350, 150)
+    assert divergence_rows(100, 200, 0.07) == (7, 14)  # 0.07 * 100 is 7.000000000000001 in floats
+    assert divergence_rows(10, 3, 0.001) == (1, 1)  # a share of a few rows is still a row
+    assert divergence_rows(3500, 0, 1.0) == (3500, 0)
+
+
 @pytest.mark.parametrize("share", [0.0, 1.5])
 def test_a_divergence_share_outside_0_to_1_is_refused(share):
     with pytest.raises(ConfigError, match="unoriented.divergence_share must be in"):

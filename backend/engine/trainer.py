@@ -66,7 +66,8 @@ def uses_forward_jets(config: ReconstructionConfig, need_laplacian: bool) -> boo
 def divergence_rows(box: int, near: int, share: float) -> tuple[int, int]:
     """How many of the first box and near rows the divergence is taken at (see
     ``UnorientedLossConfig.divergence_share``)."""
-    return math.ceil(share * box), math.ceil(share * near)
+    # less a hair, so that a product that rounds just above a whole number stays on it
+    return math.ceil(share * box - 1e-9), math.ceil(share * near - 1e-9)
 
 
 def compute_loss(
