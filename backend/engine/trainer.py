@@ -86,8 +86,10 @@ def compute_loss(
         f, grad = sdf_and_gradient(model, points.requires_grad_(True))
         if need_div:
             lap_box, lap_near = divergence_rows(b, len(batch.near), config.unoriented.divergence_share)
-            rows = torch.cat([torch.arange(s, s + lap_box), torch.arange(s + b, s + b + lap_near)])
-            div = divergence(grad, points, rows.to(points.device))
+            device = points.device
+            rows = torch.cat([torch.arange(s, s + lap_box, device=device),
+                              torch.arange(s + b, s + b + lap_near, device=device)])
+            div = divergence(grad, points, rows)
     if mode == "oriented":
         if batch.normals is None:
             raise ValueError("the oriented loss needs normals")
