@@ -302,6 +302,24 @@ def test_propagation_makes_each_piece_consistent_and_labels_the_pieces():
         assert np.abs(np.sign(agreement[piece]).mean()) == 1.0
 
 
+def test_one_neighbour_query_serves_the_directions_and_the_sign_propagation():
+    """The orientation reuses the directions' neighbour index: the same result as two queries."""
+    from backend.engine.normal_estimation import estimate_directions, nearest_neighbours
+    from backend.engine.orientation import propagate_signs
+
+    points, _ = sphere_cloud(1500, radius=0.7, seed=4)
+    index = nearest_neighbours(points, 30)
+    assert index.shape == (1500, 30) and np.all(index[:, 0] == np.arange(1500))
+    shared = estimate_directions(points, 30, index)
+    alone = estimate_directions(points, 30)
+    np.testing.assert_array_equal(shared[0], alone[0])
+    np.testing.assert_array_equal(shared[1], alone[1])
+    for a, b in zip(propagate_signs(points, alone[0], 15, index), propagate_signs(points, alone[0], 15)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="at least 16 columns"):
+        propagate_signs(points, alone[0], 15, index[:, :10])
+
+
 def test_unoriented_refinement_fits_detail_closer_than_digs_alone():
     """Two stages (DiGS, then oriented estimated normals) recover bumps DiGS alone rounds off."""
 

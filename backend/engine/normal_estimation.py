@@ -15,24 +15,45 @@ CHUNK = 65_536
 """Points whose neighbourhoods are analysed at once (bounds memory on large clouds)."""
 
 
-def estimate_directions(points: np.ndarray, neighbours: int = 30) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbours(points: np.ndarray, count: int) -> np.ndarray:
+    """Indices (N, count) of each point's ``count`` nearest points, nearest first, the point itself
+    among them (first, unless an exact duplicate of it is listed before it).
+
+    One query serves both the normal directions and the orientation's neighbour graph (pass it
+    to :func:`estimate_directions` and ``orientation.propagate_signs``).
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    k = int(min(max(count, 1), len(pts)))
+    tree = cKDTree(pts)
+    index = np.empty((len(pts), k), np.int32 if len(pts) < 2**31 else np.int64)
+    for start in range(0, len(pts), CHUNK):
+        _, idx = tree.query(pts[start : start + CHUNK], k=k)
+        index[start : start + CHUNK] = np.asarray(idx).reshape(-1, k)
+    return index
+
+
+def estimate_directions(
+    points: np.ndarray, neighbours: int = 30, index: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Unit normal directions (N, 3), float32, of ``points`` (N, 3), signs arbitrary, and each
     neighbourhood's surface variation (N,): its least spread over its total spread,
     ``l0 / (l0 + l1 + l2)`` of the covariance's eigenvalues (Pauly et al. 2002).
 
     The variation is 0 where the neighbours lie on a plane and 1/3 for an isotropic blob: it is
     high where the direction is least to be trusted (noise, sharp edges, parts thinner than the
-    neighbourhood).
+    neighbourhood). ``index``, from :func:`nearest_neighbours` with at least ``neighbours``
+    columns, spares the query when the caller has made it already.
     """
     pts = np.asarray(points, dtype=np.float64)
     k = int(min(max(neighbours, 3), len(pts)))
-    tree = cKDTree(pts)
+    if index is None:
+        index = nearest_neighbours(pts, k)
+    if index.ndim != 2 or len(index) != len(pts) or index.shape[1] < k:
+        raise ValueError(f"the neighbour index must have {len(pts)} rows and at least {k} columns")
     out = np.empty((len(pts), 3), np.float32)
     variation = np.empty(len(pts), np.float32)
     for start in range(0, len(pts), CHUNK):
-        chunk = pts[start : start + CHUNK]
-        _, idx = tree.query(chunk, k=k)
-        hood = pts[idx.reshape(len(chunk), k)]
+        hood = pts[index[start : start + CHUNK, :k]]
         hood = hood - hood.mean(axis=1, keepdims=True)
         covariance = np.einsum("nki,nkj->nij", hood, hood)
         values, vectors = np.linalg.eigh(covariance)

@@ -19,17 +19,22 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components, minimum_spanning_tree
-from scipy.spatial import cKDTree
+
+from .normal_estimation import nearest_neighbours
 
 EDGE_FLOOR = 1e-6
 """Added to every edge weight: a zero weight would drop the edge from the sparse graph."""
 
 
-def propagate_signs(points: np.ndarray, directions: np.ndarray, neighbours: int = 15) -> tuple[np.ndarray, np.ndarray]:
+def propagate_signs(
+    points: np.ndarray, directions: np.ndarray, neighbours: int = 15, index: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Signs (N,) of +1/-1 that make ``directions`` agree along the spanning tree, and piece labels (N,).
 
     Points of one piece (a connected component of the neighbour graph) are consistent with each
-    other; flipping all signs of a piece gives the other consistent choice.
+    other; flipping all signs of a piece gives the other consistent choice. ``index``, from
+    ``normal_estimation.nearest_neighbours`` with more than ``neighbours`` columns (the first is
+    the point itself), spares the query when the caller has made it already.
     """
     pts = np.asarray(points, dtype=np.float64)
     dirs = np.asarray(directions, dtype=np.float64)
@@ -37,9 +42,12 @@ def propagate_signs(points: np.ndarray, directions: np.ndarray, neighbours: int 
     if count == 1:
         return np.ones(1), np.zeros(1, np.int64)
     k = int(min(max(neighbours, 1), count - 1))
-    _, idx = cKDTree(pts).query(pts, k=k + 1)
+    if index is None:
+        index = nearest_neighbours(pts, k + 1)
+    if index.ndim != 2 or len(index) != count or index.shape[1] < k + 1:
+        raise ValueError(f"the neighbour index must have {count} rows and at least {k + 1} columns")
     rows = np.repeat(np.arange(count), k)
-    cols = idx[:, 1:].reshape(-1)
+    cols = index[:, 1 : k + 1].reshape(-1)
     keep = rows != cols  # duplicate points may list another copy before themselves
     rows, cols = rows[keep], cols[keep]
     weights = 1.0 - np.abs(np.einsum("ij,ij->i", dirs[rows], dirs[cols])) + EDGE_FLOOR

@@ -20,7 +20,7 @@ from .events import MeshEvent, ProgressEvent, ReconstructionResult
 from .derivatives import sdf_and_gradient
 from .geometric_init import sphere_init
 from .model import FoldedSiren, Siren
-from .normal_estimation import estimate_directions
+from .normal_estimation import estimate_directions, nearest_neighbours
 from .normalization import Normalization
 from .orientation import propagate_signs
 from .sampling import PointSampler
@@ -147,7 +147,8 @@ def orient_directions(model: torch.nn.Module, unit: np.ndarray, config: Unorient
     gradient contradicts their propagated sign (``drop_disputed_normals``) and to the share
     ``rough_normal_share`` of the points with the roughest neighbourhoods.
     """
-    directions, variation = estimate_directions(unit, config.direction_neighbours)
+    index = nearest_neighbours(unit, max(config.direction_neighbours, config.orientation_neighbours + 1))
+    directions, variation = estimate_directions(unit, config.direction_neighbours, index)
     grads = []
     for start in range(0, len(unit), ORIENT_CHUNK):
         x = torch.as_tensor(unit[start : start + ORIENT_CHUNK], dtype=torch.float32, device=device)
@@ -155,7 +156,7 @@ def orient_directions(model: torch.nn.Module, unit: np.ndarray, config: Unorient
         grads.append(grad.detach().cpu().numpy())
     votes = np.einsum("ij,ij->i", np.concatenate(grads), directions)
     if config.orientation == "propagate":
-        sign, pieces = propagate_signs(unit, directions, config.orientation_neighbours)
+        sign, pieces = propagate_signs(unit, directions, config.orientation_neighbours, index)
         sign = sign * np.where(np.bincount(pieces, weights=sign * votes) < 0, -1.0, 1.0)[pieces]
         if config.drop_disputed_normals:
             sign[sign * votes < 0] = 0.0
