@@ -32,8 +32,18 @@ def nearest_neighbours(points: np.ndarray, count: int) -> np.ndarray:
     return index
 
 
+def neighbour_index(points: np.ndarray, columns: int, index: np.ndarray | None = None) -> np.ndarray:
+    """``index`` when given, checked to hold at least ``columns`` neighbours of every point;
+    otherwise a fresh :func:`nearest_neighbours` query."""
+    if index is None:
+        return nearest_neighbours(points, columns)
+    if index.ndim != 2 or len(index) != len(points) or index.shape[1] < columns:
+        raise ValueError(f"the neighbour index must have {len(points)} rows and at least {columns} columns")
+    return index
+
+
 def estimate_directions(
-    points: np.ndarray, neighbours: int = 30, index: np.ndarray | None = None
+    points: np.ndarray, neighbours: int, index: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Unit normal directions (N, 3), float32, of ``points`` (N, 3), signs arbitrary, and each
     neighbourhood's surface variation (N,): its least spread over its total spread,
@@ -46,10 +56,7 @@ def estimate_directions(
     """
     pts = np.asarray(points, dtype=np.float64)
     k = int(min(max(neighbours, 3), len(pts)))
-    if index is None:
-        index = nearest_neighbours(pts, k)
-    if index.ndim != 2 or len(index) != len(pts) or index.shape[1] < k:
-        raise ValueError(f"the neighbour index must have {len(pts)} rows and at least {k} columns")
+    index = neighbour_index(pts, k, index)
     out = np.empty((len(pts), 3), np.float32)
     variation = np.empty(len(pts), np.float32)
     for start in range(0, len(pts), CHUNK):

@@ -20,14 +20,14 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components, minimum_spanning_tree
 
-from .normal_estimation import nearest_neighbours
+from .normal_estimation import neighbour_index
 
 EDGE_FLOOR = 1e-6
 """Added to every edge weight: a zero weight would drop the edge from the sparse graph."""
 
 
 def propagate_signs(
-    points: np.ndarray, directions: np.ndarray, neighbours: int = 15, index: np.ndarray | None = None
+    points: np.ndarray, directions: np.ndarray, neighbours: int, index: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Signs (N,) of +1/-1 that make ``directions`` agree along the spanning tree, and piece labels (N,).
 
@@ -42,10 +42,7 @@ def propagate_signs(
     if count == 1:
         return np.ones(1), np.zeros(1, np.int64)
     k = int(min(max(neighbours, 1), count - 1))
-    if index is None:
-        index = nearest_neighbours(pts, k + 1)
-    if index.ndim != 2 or len(index) != count or index.shape[1] < k + 1:
-        raise ValueError(f"the neighbour index must have {count} rows and at least {k + 1} columns")
+    index = neighbour_index(pts, k + 1, index)
     rows = np.repeat(np.arange(count), k)
     cols = index[:, 1 : k + 1].reshape(-1)
     keep = rows != cols  # duplicate points may list another copy before themselves
