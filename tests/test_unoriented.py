@@ -348,16 +348,17 @@ def small_batch() -> Batch:
                  surface[:60] + 0.02 * torch.randn(60, 3, generator=gen))
 
 
-@pytest.mark.parametrize(("mode", "share"), [("oriented", 1.0), ("unoriented", 1.0), ("unoriented", 0.3)])
+@pytest.mark.parametrize(("mode", "share"), [("oriented", 1.0), ("oriented", 0.3), ("unoriented", 1.0), ("unoriented", 0.3)])
 def test_every_derivative_path_gives_the_same_loss_and_parameter_gradients(mode, share):
     """``train.derivatives`` autograd, forward and auto (which mixes them within one step) agree,
-    with the divergence at every off-surface row and at a share of them."""
+    with the divergence (unoriented) or the eikonal (oriented) at every off-surface row and at a
+    share of them."""
     from backend.engine.trainer import compute_loss
 
     batch = small_batch()
     results = {}
     for path in ("autograd", "forward", "auto"):
-        config = small_config(train__derivatives=path, unoriented__divergence_share=share)
+        config = small_config(train__derivatives=path, unoriented__divergence_share=share, oriented__eikonal_share=share)
         torch.manual_seed(0)
         model = Siren(config.model)
         sphere_init(model, 0.5, True, torch.Generator().manual_seed(1))
@@ -398,19 +399,45 @@ def test_divergence_share_takes_the_divergence_at_the_first_box_and_near_rows(pa
     assert float(terms["divergence"]) == pytest.approx(expected, rel=1e-4)
 
 
-def test_divergence_rows_are_the_share_rounded_up_and_never_one_too_many():
-    from backend.engine.trainer import divergence_rows
+def test_sampled_rows_are_the_share_rounded_up_and_never_one_too_many():
+    from backend.engine.trainer import sampled_rows
 
-    assert divergence_rows(3500, 1500, 0.1) == (350, 150)
-    assert divergence_rows(100, 200, 0.07) == (7, 14)  # 0.07 * 100 is 7.000000000000001 in floats
-    assert divergence_rows(10, 3, 0.001) == (1, 1)  # a share of a few rows is still a row
-    assert divergence_rows(3500, 0, 1.0) == (3500, 0)
+    assert sampled_rows(3500, 1500, 0.1) == (350, 150)
+    assert sampled_rows(100, 200, 0.07) == (7, 14)  # 0.07 * 100 is 7.000000000000001 in floats
+    assert sampled_rows(10, 3, 0.001) == (1, 1)  # a share of a few rows is still a row
+    assert sampled_rows(3500, 0, 1.0) == (3500, 0)
 
 
 @pytest.mark.parametrize("share", [0.0, 1.5])
-def test_a_divergence_share_outside_0_to_1_is_refused(share):
-    with pytest.raises(ConfigError, match="unoriented.divergence_share must be in"):
-        small_config(unoriented__divergence_share=share)
+@pytest.mark.parametrize("key", ["unoriented.divergence_share", "oriented.eikonal_share"])
+def test_a_sampling_share_outside_0_to_1_is_refused(key, share):
+    with pytest.raises(ConfigError, match=f"{key} must be in"):
+        small_config(**{key.replace(".", "__"): share})
+
+
+@pytest.mark.parametrize("path", ["autograd", "forward"])
+def test_eikonal_share_takes_the_gradient_at_the_surface_and_the_first_box_and_near_rows(path):
+    """At ``eikonal_share`` q the eikonal term covers every surface row and the first ceil(q B)
+    box and ceil(q M) near rows, the sample weighted as the B + M rows it stands for; the
+    off-surface term still covers every box row."""
+    from backend.engine.losses import off_surface_term
+    from backend.engine.trainer import compute_loss
+
+    batch = small_batch()  # 200 surface, 150 box, 60 near rows
+    config = small_config(train__derivatives=path, oriented__eikonal_share=0.3)
+    torch.manual_seed(0)
+    model = Siren(config.model)
+    sphere_init(model, 0.5, True, torch.Generator().manual_seed(1))
+    f, grad = sdf_and_gradient(model, torch.cat([batch.surface, batch.box, batch.near]))
+    deviation = (grad.detach().norm(dim=1) - 1).abs()
+    sample = torch.cat([deviation[200:245], deviation[350:368]])  # ceil(0.3 * 150), ceil(0.3 * 60)
+    weights = config.oriented
+    expected = weights.eikonal * float((deviation[:200].sum() + sample.mean() * 210) / 410)
+    assert expected != pytest.approx(weights.eikonal * float(deviation.mean()), rel=1e-3)
+    terms = compute_loss(model, batch, config, "oriented")
+    assert float(terms["eikonal"]) == pytest.approx(expected, rel=1e-4)
+    off = weights.off_surface * float(off_surface_term(f[200:350].detach(), weights.off_surface_alpha))
+    assert float(terms["off_surface"]) == pytest.approx(off, rel=1e-4)
 
 
 def test_digs_stage_fits_a_sphere_at_the_full_network_width():

@@ -7,6 +7,8 @@ against analytic SDFs. Each returns a dict of named, already weighted terms plus
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -30,10 +32,17 @@ def normal_term(grad_surface: torch.Tensor, normals: torch.Tensor, directions_on
     return ((1.0 - (cos.abs() if directions_only else cos)) * known).sum() / known.sum().clamp(min=1.0)
 
 
-def eikonal_term(*grads: torch.Tensor) -> torch.Tensor:
-    """Mean ``| |grad f| - 1 |`` over all given gradient sets: a distance field has unit slope."""
-    norms = torch.cat([g.norm(dim=-1) for g in grads])
-    return (norms - 1.0).abs().mean()
+def eikonal_term(*grads: torch.Tensor, stands_for: Sequence[int] | None = None) -> torch.Tensor:
+    """Mean ``| |grad f| - 1 |`` over all given gradient sets: a distance field has unit slope.
+
+    With ``stands_for``, set ``i`` is a random sample standing for ``stands_for[i]`` rows: its
+    mean weighs as that many, so the result estimates the mean over all of them without bias.
+    """
+    deviations = [(g.norm(dim=-1) - 1.0).abs() for g in grads]
+    if stands_for is None:
+        return torch.cat(deviations).mean()
+    total = sum(d.mean() * rows for d, rows in zip(deviations, stands_for) if len(d))
+    return total / max(1, sum(stands_for))
 
 
 def off_surface_term(f_off: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -58,17 +67,21 @@ def oriented_loss(
     grad_box: torch.Tensor,
     grad_near: torch.Tensor | None,
     weights: OrientedLossConfig,
+    off_surface_rows: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """The SIREN loss for a cloud with normals.
 
     The eikonal term covers the surface, box and near points; the off-surface term the box
-    points only (see :mod:`backend.engine.sampling` for why).
+    points only (see :mod:`backend.engine.sampling` for why). ``grad_box`` and ``grad_near``
+    may be a random sample standing for ``off_surface_rows`` box and near rows (see
+    ``OrientedLossConfig.eikonal_share``); ``None``: they are all of them.
     """
-    grads = [grad_surface, grad_box] + ([grad_near] if grad_near is not None and len(grad_near) else [])
+    off = torch.cat([grad_box] + ([grad_near] if grad_near is not None else []))
+    stands_for = None if off_surface_rows is None else (len(grad_surface), off_surface_rows)
     terms = {
         "surface": weights.surface * surface_term(f_surface),
         "normal": weights.normal * normal_term(grad_surface, normals, weights.normal_directions_only),
-        "eikonal": weights.eikonal * eikonal_term(*grads),
+        "eikonal": weights.eikonal * eikonal_term(grad_surface, off, stands_for=stands_for),
         "off_surface": weights.off_surface * off_surface_term(f_box, weights.off_surface_alpha),
     }
     terms["total"] = sum(terms.values())  # type: ignore[assignment]

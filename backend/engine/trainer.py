@@ -63,9 +63,9 @@ def uses_forward_jets(config: ReconstructionConfig, need_laplacian: bool) -> boo
     return config.train.derivatives == "forward"
 
 
-def divergence_rows(box: int, near: int, share: float) -> tuple[int, int]:
-    """How many of the first box and near rows the divergence is taken at (see
-    ``UnorientedLossConfig.divergence_share``)."""
+def sampled_rows(box: int, near: int, share: float) -> tuple[int, int]:
+    """How many of the first box and near rows a term sampled at ``share`` is taken at (see
+    ``UnorientedLossConfig.divergence_share`` and ``OrientedLossConfig.eikonal_share``)."""
     # less a hair, so that a product that rounds just above a whole number stays on it
     return math.ceil(share * box - 1e-9), math.ceil(share * near - 1e-9)
 
@@ -74,8 +74,10 @@ def compute_loss(
     model: Siren, batch: Batch, config: ReconstructionConfig, mode: str, divergence_weight: float = 0.0
 ) -> dict[str, torch.Tensor]:
     """Loss terms of one batch: the SIREN loss when oriented, the DiGS loss when unoriented."""
+    if mode == "oriented":
+        return _oriented_loss(model, batch, config)
     s, b = len(batch.surface), len(batch.box)
-    need_div = mode == "unoriented" and divergence_weight > 0
+    need_div = divergence_weight > 0
     if need_div and uses_forward_jets(config, True):
         return _forward_divergence_loss(model, batch, config, divergence_weight)
     points = torch.cat([batch.surface, batch.box, batch.near])
@@ -85,24 +87,40 @@ def compute_loss(
     else:
         f, grad = sdf_and_gradient(model, points.requires_grad_(True))
         if need_div:
-            lap_box, lap_near = divergence_rows(b, len(batch.near), config.unoriented.divergence_share)
+            lap_box, lap_near = sampled_rows(b, len(batch.near), config.unoriented.divergence_share)
             device = points.device
             rows = torch.cat([torch.arange(s, s + lap_box, device=device),
                               torch.arange(s + b, s + b + lap_near, device=device)])
             div = divergence(grad, points, rows)
-    if mode == "oriented":
-        if batch.normals is None:
-            raise ValueError("the oriented loss needs normals")
-        terms = oriented_loss(
-            f[:s], grad[:s], batch.normals, f[s : s + b], grad[s : s + b], grad[s + b :], config.oriented
-        )
-        if batch.box_prior is not None:
-            terms["sign_prior"] = config.unoriented.refine_sign_prior * sign_prior_term(f[s : s + b], batch.box_prior)
-            terms["total"] = terms["total"] + terms["sign_prior"]
-        return terms
     return unoriented_loss(
         f[:s], f[s : s + b], [grad[:s], grad[s:]], div, divergence_weight, config.unoriented
     )
+
+
+def _oriented_loss(model: Siren, batch: Batch, config: ReconstructionConfig) -> dict[str, torch.Tensor]:
+    """The SIREN loss, with the gradient taken at the surface rows and at the eikonal share of
+    the box and near rows; the other box rows take the value alone (three matrix products per
+    layer with its backward pass instead of six)."""
+    if batch.normals is None:
+        raise ValueError("the oriented loss needs normals")
+    s, b, m = len(batch.surface), len(batch.box), len(batch.near)
+    grad_box, grad_near = sampled_rows(b, m, config.oriented.eikonal_share)
+    points = torch.cat([batch.surface, batch.box[:grad_box], batch.near[:grad_near]])
+    if uses_forward_jets(config, False):
+        f, grad, _ = forward_jets(model, points, laplacian=False)
+    else:
+        f, grad = sdf_and_gradient(model, points)
+    f_box = f[s : s + grad_box]
+    if grad_box < b:
+        f_box = torch.cat([f_box, model(batch.box[grad_box:])])
+    terms = oriented_loss(
+        f[:s], grad[:s], batch.normals, f_box, grad[s : s + grad_box], grad[s + grad_box :], config.oriented,
+        off_surface_rows=b + m,
+    )
+    if batch.box_prior is not None:
+        terms["sign_prior"] = config.unoriented.refine_sign_prior * sign_prior_term(f_box, batch.box_prior)
+        terms["total"] = terms["total"] + terms["sign_prior"]
+    return terms
 
 
 def _forward_divergence_loss(
@@ -112,7 +130,7 @@ def _forward_divergence_loss(
     other rows take the cheaper path for value and gradient (autograd, or jets without the
     Laplacian when ``train.derivatives`` is ``forward``)."""
     s, b = len(batch.surface), len(batch.box)
-    lap_box, lap_near = divergence_rows(b, len(batch.near), config.unoriented.divergence_share)
+    lap_box, lap_near = sampled_rows(b, len(batch.near), config.unoriented.divergence_share)
     lap_rows = torch.cat([batch.box[:lap_box], batch.near[:lap_near]])
     plain_rows = torch.cat([batch.surface, batch.box[lap_box:], batch.near[lap_near:]])
     if config.train.derivatives == "forward":
