@@ -167,6 +167,10 @@ class UnorientedLossConfig:
     """Neighbours whose spread gives each point's normal direction for the refinement. Chamfer
     x1e-3 at 30 / 60 (20,000 points): spot without normals 0.22 / 0.22, noisy 0.99 / 0.90; fandisk
     0.26 / 0.25, noisy 1.13 / 1.06; cow 0.48 / 0.46, noisy 1.06 / 1.13 (its thin parts lose)."""
+    direction_scales: int = 3
+    """Neighbourhood sizes each point tries, ``direction_neighbours`` and halves of it (60, 30,
+    15): each keeps the flattest, a small one on clean detail, a large one on noise. 1 takes
+    ``direction_neighbours`` alone."""
     orientation: str = "propagate"
     """How the refinement signs those directions: ``propagate`` carries one sign along a spanning
     tree of the neighbour graph and lets the DiGS gradient vote once per connected piece (see
@@ -320,6 +324,7 @@ def validate_config(config: ReconstructionConfig) -> None:
         (0 < config.unoriented.divergence_share <= 1, "unoriented.divergence_share must be in (0, 1]"),
         (0 < config.oriented.eikonal_share <= 1, "oriented.eikonal_share must be in (0, 1]"),
         (config.unoriented.direction_neighbours >= 3, "unoriented.direction_neighbours must be >= 3"),
+        (config.unoriented.direction_scales >= 1, "unoriented.direction_scales must be >= 1"),
         (config.unoriented.orientation in ORIENTATIONS,
          f"unoriented.orientation must be one of {ORIENTATIONS}, got {config.unoriented.orientation!r}"),
         (config.unoriented.orientation_neighbours >= 1, "unoriented.orientation_neighbours must be >= 1"),

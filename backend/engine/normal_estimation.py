@@ -42,8 +42,14 @@ def neighbour_index(points: np.ndarray, columns: int, index: np.ndarray | None =
     return index
 
 
+def scale_sizes(neighbours: int, scales: int) -> list[int]:
+    """The neighbourhood sizes :func:`estimate_directions` tries: ``neighbours``, then half as
+    many, and so on, ``scales`` sizes in all (none below 3)."""
+    return sorted({max(3, int(neighbours) >> i) for i in range(max(1, scales))}, reverse=True)
+
+
 def estimate_directions(
-    points: np.ndarray, neighbours: int, index: np.ndarray | None = None
+    points: np.ndarray, neighbours: int, index: np.ndarray | None = None, scales: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """Unit normal directions (N, 3), float32, of ``points`` (N, 3), signs arbitrary, and each
     neighbourhood's surface variation (N,): its least spread over its total spread,
@@ -51,19 +57,25 @@ def estimate_directions(
 
     The variation is 0 where the neighbours lie on a plane and 1/3 for an isotropic blob: it is
     high where the direction is least to be trusted (noise, sharp edges, parts thinner than the
-    neighbourhood). ``index``, from :func:`nearest_neighbours` with at least ``neighbours``
-    columns, spares the query when the caller has made it already.
+    neighbourhood). With ``scales`` > 1 each point tries the sizes of :func:`scale_sizes` and
+    keeps the flattest neighbourhood (the least variation): on clean detail that is a small
+    one, which does not reach round an edge or across a thin part; on noise a large one, which
+    averages the noise out. ``index``, from :func:`nearest_neighbours` with at least
+    ``neighbours`` columns (nearest first), spares the query when the caller has made it already.
     """
     pts = np.asarray(points, dtype=np.float64)
-    k = int(min(max(neighbours, 3), len(pts)))
-    index = neighbour_index(pts, k, index)
+    sizes = [min(k, len(pts)) for k in scale_sizes(neighbours, scales)]
+    index = neighbour_index(pts, sizes[0], index)
     out = np.empty((len(pts), 3), np.float32)
-    variation = np.empty(len(pts), np.float32)
+    variation = np.full(len(pts), np.inf, np.float32)
     for start in range(0, len(pts), CHUNK):
-        hood = pts[index[start : start + CHUNK, :k]]
-        hood = hood - hood.mean(axis=1, keepdims=True)
-        covariance = np.einsum("nki,nkj->nij", hood, hood)
-        values, vectors = np.linalg.eigh(covariance)
-        out[start : start + CHUNK] = vectors[:, :, 0]  # eigenvalues ascend: least spread first
-        variation[start : start + CHUNK] = values[:, 0] / np.maximum(values.sum(axis=1), 1e-300)
+        rows = slice(start, start + CHUNK)
+        for k in sizes:
+            hood = pts[index[rows, :k]]
+            hood = hood - hood.mean(axis=1, keepdims=True)
+            values, vectors = np.linalg.eigh(np.einsum("nki,nkj->nij", hood, hood))
+            flatness = (values[:, 0] / np.maximum(values.sum(axis=1), 1e-300)).astype(np.float32)
+            better = flatness < variation[rows]
+            out[rows][better] = vectors[better, :, 0]  # eigenvalues ascend: least spread first
+            variation[rows][better] = flatness[better]
     return out, variation

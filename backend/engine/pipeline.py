@@ -148,7 +148,7 @@ def orient_directions(model: torch.nn.Module, unit: np.ndarray, config: Unorient
     ``rough_normal_share`` of the points with the roughest neighbourhoods.
     """
     index = nearest_neighbours(unit, max(config.direction_neighbours, config.orientation_neighbours + 1))
-    directions, variation = estimate_directions(unit, config.direction_neighbours, index)
+    directions, variation = estimate_directions(unit, config.direction_neighbours, index, config.direction_scales)
     grads = []
     for start in range(0, len(unit), ORIENT_CHUNK):
         x = torch.as_tensor(unit[start : start + ORIENT_CHUNK], dtype=torch.float32, device=device)
