@@ -70,9 +70,9 @@ def estimate_directions(
     variation = np.full(len(pts), np.inf, np.float32)
     for start in range(0, len(pts), CHUNK):
         rows = slice(start, start + CHUNK)
+        widest = pts[index[rows, : sizes[0]]]  # nearest first: each smaller size is a prefix
         for k in sizes:
-            hood = pts[index[rows, :k]]
-            hood = hood - hood.mean(axis=1, keepdims=True)
+            hood = widest[:, :k] - widest[:, :k].mean(axis=1, keepdims=True)
             values, vectors = np.linalg.eigh(np.einsum("nki,nkj->nij", hood, hood))
             flatness = (values[:, 0] / np.maximum(values.sum(axis=1), 1e-300)).astype(np.float32)
             better = flatness < variation[rows]

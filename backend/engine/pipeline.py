@@ -147,7 +147,8 @@ def orient_directions(model: torch.nn.Module, unit: np.ndarray, config: Unorient
     gradient contradicts their propagated sign (``drop_disputed_normals``) and to the share
     ``rough_normal_share`` of the points with the roughest neighbourhoods.
     """
-    index = nearest_neighbours(unit, max(config.direction_neighbours, config.orientation_neighbours + 1))
+    propagate = config.orientation == "propagate"
+    index = nearest_neighbours(unit, max(config.direction_neighbours, config.orientation_neighbours + 1 if propagate else 0))
     directions, variation = estimate_directions(unit, config.direction_neighbours, index, config.direction_scales)
     grads = []
     for start in range(0, len(unit), ORIENT_CHUNK):
@@ -155,7 +156,7 @@ def orient_directions(model: torch.nn.Module, unit: np.ndarray, config: Unorient
         _, grad = sdf_and_gradient(model, x, create_graph=False)
         grads.append(grad.detach().cpu().numpy())
     votes = np.einsum("ij,ij->i", np.concatenate(grads), directions)
-    if config.orientation == "propagate":
+    if propagate:
         sign, pieces = propagate_signs(unit, directions, config.orientation_neighbours, index)
         sign = sign * np.where(np.bincount(pieces, weights=sign * votes) < 0, -1.0, 1.0)[pieces]
         if config.drop_disputed_normals:

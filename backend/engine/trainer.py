@@ -63,6 +63,16 @@ def uses_forward_jets(config: ReconstructionConfig, need_laplacian: bool) -> boo
     return config.train.derivatives == "forward"
 
 
+def value_and_gradient(model: Siren, x: torch.Tensor, config: ReconstructionConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """``f`` and ``grad f`` at ``x`` by the path ``train.derivatives`` picks for steps without
+    the Laplacian; with autograd, ``x`` itself is made to require grad (a Laplacian of the
+    result can then be taken with respect to it)."""
+    if uses_forward_jets(config, False):
+        f, grad, _ = forward_jets(model, x, laplacian=False)
+        return f, grad
+    return sdf_and_gradient(model, x)
+
+
 def sampled_rows(box: int, near: int, share: float) -> tuple[int, int]:
     """How many of the first box and near rows a term sampled at ``share`` is taken at (see
     ``UnorientedLossConfig.divergence_share`` and ``OrientedLossConfig.eikonal_share``)."""
@@ -82,16 +92,13 @@ def compute_loss(
         return _forward_divergence_loss(model, batch, config, divergence_weight)
     points = torch.cat([batch.surface, batch.box, batch.near])
     div = None
-    if uses_forward_jets(config, False):
-        f, grad, _ = forward_jets(model, points, laplacian=False)
-    else:
-        f, grad = sdf_and_gradient(model, points.requires_grad_(True))
-        if need_div:
-            lap_box, lap_near = sampled_rows(b, len(batch.near), config.unoriented.divergence_share)
-            device = points.device
-            rows = torch.cat([torch.arange(s, s + lap_box, device=device),
-                              torch.arange(s + b, s + b + lap_near, device=device)])
-            div = divergence(grad, points, rows)
+    f, grad = value_and_gradient(model, points, config)
+    if need_div:  # by autograd: with forward jets the Laplacian took the path above
+        lap_box, lap_near = sampled_rows(b, len(batch.near), config.unoriented.divergence_share)
+        device = points.device
+        rows = torch.cat([torch.arange(s, s + lap_box, device=device),
+                          torch.arange(s + b, s + b + lap_near, device=device)])
+        div = divergence(grad, points, rows)
     return unoriented_loss(
         f[:s], f[s : s + b], [grad[:s], grad[s:]], div, divergence_weight, config.unoriented
     )
@@ -105,11 +112,7 @@ def _oriented_loss(model: Siren, batch: Batch, config: ReconstructionConfig) -> 
         raise ValueError("the oriented loss needs normals")
     s, b, m = len(batch.surface), len(batch.box), len(batch.near)
     grad_box, grad_near = sampled_rows(b, m, config.oriented.eikonal_share)
-    points = torch.cat([batch.surface, batch.box[:grad_box], batch.near[:grad_near]])
-    if uses_forward_jets(config, False):
-        f, grad, _ = forward_jets(model, points, laplacian=False)
-    else:
-        f, grad = sdf_and_gradient(model, points)
+    f, grad = value_and_gradient(model, torch.cat([batch.surface, batch.box[:grad_box], batch.near[:grad_near]]), config)
     f_box = f[s : s + grad_box]
     if grad_box < b:
         f_box = torch.cat([f_box, model(batch.box[grad_box:])])
@@ -133,10 +136,7 @@ def _forward_divergence_loss(
     lap_box, lap_near = sampled_rows(b, len(batch.near), config.unoriented.divergence_share)
     lap_rows = torch.cat([batch.box[:lap_box], batch.near[:lap_near]])
     plain_rows = torch.cat([batch.surface, batch.box[lap_box:], batch.near[lap_near:]])
-    if config.train.derivatives == "forward":
-        f_plain, grad_plain, _ = forward_jets(model, plain_rows, laplacian=False)
-    else:
-        f_plain, grad_plain = sdf_and_gradient(model, plain_rows)
+    f_plain, grad_plain = value_and_gradient(model, plain_rows, config)
     f_lap, grad_lap, div = forward_jets(model, lap_rows, laplacian=True)
     f_box = torch.cat([f_lap[:lap_box], f_plain[s : s + b - lap_box]])
     return unoriented_loss(f_plain[:s], f_box, [grad_plain, grad_lap], div, divergence_weight, config.unoriented)
