@@ -5,11 +5,14 @@ In one run, same network, batch and device:
 
 * training steps: (a) the reference formulation of the official SIREN/DiGS code — gradients by
   double backward through autograd, the divergence by three more grad calls — and (b) the
-  engine's own path (``compute_loss`` at the defaults: ``train.derivatives=auto``, the
-  divergence at ``unoriented.divergence_share`` of the off-surface points; unoriented also with
-  it at every point, oriented also with the eikonal at a tenth of them, ``oriented.eikonal_share``),
-  oriented and unoriented, at widths 64/128/256 (4 sine layers), median ms per step, their ratio
-  and peak memory;
+  engine's own path (``compute_loss`` at the defaults: ``train.derivatives=auto``, the fused
+  value-and-gradient pass with ``train.backward_precision`` and ``train.compile`` at ``auto``, the
+  divergence at ``unoriented.divergence_share`` of the off-surface points; beside it the fused
+  pass at its other backward precision and not compiled, unoriented also with the divergence at
+  every point,
+  oriented also with the eikonal at a tenth of them, ``oriented.eikonal_share``), oriented and
+  unoriented, at widths 64/128/256 (4 sine layers), median ms per step, their ratio and peak
+  memory;
 * meshing: dense grid evaluation against the engine's narrow band at 128^3/256^3(/512^3) on a
   trained network, seconds and the largest deviation between the two surfaces.
 
@@ -36,6 +39,7 @@ sys.path.insert(0, str(REPO))
 from backend.engine.config import ReconstructionConfig, apply_overrides  # noqa: E402
 from backend.engine.derivatives import divergence, sdf_and_gradient  # noqa: E402
 from backend.engine.device import resolve_device  # noqa: E402
+from backend.engine.fused_gradient import fused_settings  # noqa: E402
 from backend.engine.losses import oriented_loss, unoriented_loss  # noqa: E402
 from backend.engine.meshing import extract_mesh  # noqa: E402
 from backend.engine.model import FoldedSiren, Siren  # noqa: E402
@@ -110,13 +114,20 @@ def train_table(device: torch.device, widths: list[int], points: int, repeats: i
     batch = make_batch(points, device)
     for width in widths:
         config = apply_overrides(ReconstructionConfig(), {"model.hidden_features": width, "model.hidden_layers": 3})
-        # the engine at its defaults; oriented steps also with the eikonal at a tenth of the
-        # off-surface points (a speed option that costs some accuracy), unoriented ones also with
+        # the engine at its defaults, and beside it: the fused pass's other backward precision
+        # and the fused pass without compile, oriented steps with the eikonal at a tenth of the
+        # off-surface points (a speed option that costs some accuracy), unoriented ones with
         # the divergence at every off-surface point, as the reference takes it
-        variants = {"oriented": ("eikonal at a tenth of the off-surface points", {"oriented.eikonal_share": 0.1}),
-                    "unoriented": ("divergence at every point", {"unoriented.divergence_share": 1.0})}
-        engines = {mode: {"engine": compute_loss, label: _with_overrides(config, overrides)}
-                   for mode, (label, overrides) in variants.items()}
+        other = "float32" if config.train.backward_precision == "bfloat16" else "bfloat16"
+        precision = {f"{other} backward": {"train.backward_precision": other}}
+        variants = {
+            "oriented": {**precision, "not compiled": {"train.compile": "off"},
+                         "eikonal at a tenth of the off-surface points": {"oriented.eikonal_share": 0.1}},
+            "unoriented": {**precision, "divergence at every point": {"unoriented.divergence_share": 1.0}},
+        }
+        engines = {mode: {"engine": compute_loss, **{label: _with_overrides(config, overrides)
+                                                       for label, overrides in labelled.items()}}
+                   for mode, labelled in variants.items()}
         for mode, engine in engines.items():
             methods = {}
             for name, fn in (("reference", reference_loss), *engine.items()):
@@ -176,12 +187,16 @@ def main() -> int:
     args = parser.parse_args()
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}\n\n| mode | width | reference ms/step | engine ms/step | speedup |\n|---|---|---|---|---|", flush=True)
+    defaults = ReconstructionConfig().train
+    dtype, compiled = fused_settings(defaults.backward_precision, defaults.compile, device)
+    settings = f"fused backward in {str(dtype).removeprefix('torch.')}, compile {'on' if compiled else 'off'}"
+    print(f"device: {name}; engine defaults here: {settings}\n\n| mode | width | reference ms/step | engine ms/step | speedup |\n|---|---|---|---|---|", flush=True)
     train = train_table(device, [64, 128, 256], args.points, args.repeats or (3 if args.quick else 10))
     print("\n| mesh | dense s | narrow band s | speedup | max deviation (voxels) |\n|---|---|---|---|---|", flush=True)
     mesh = mesh_table(device, [128, 256] if args.quick else [128, 256, 512])
     summary = {
         "device": name,
+        "engine_settings": settings,
         "train": train,
         "mesh": mesh,
         "train.oriented.speedup": next(r["speedup"] for r in train if r["mode"] == "oriented" and r["width"] == 256),

@@ -25,6 +25,8 @@ SMALL = {
     # normals are dropped (see UnorientedLossConfig.rough_normal_share); tests that drop them say so
     "unoriented.rough_normal_share": 0.0,
     "preview.enabled": False,
+    # a compile takes longer than these runs; tests/test_fused_gradient.py covers the compiled path
+    "train.compile": "off",
 }
 
 

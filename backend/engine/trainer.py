@@ -6,6 +6,7 @@ device only every ``progress_every`` steps, so a GPU is not stalled by host sync
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Callable
@@ -16,6 +17,7 @@ from .config import PreviewConfig, ReconstructionConfig
 from .errors import Cancelled
 from .events import ProgressEvent
 from .derivatives import divergence, forward_jets, sdf_and_gradient
+from .fused_gradient import fused_settings, value_and_gradient_fused
 from .losses import oriented_loss, unoriented_loss
 from .model import Siren
 from .sampling import Batch, PointSampler
@@ -55,11 +57,12 @@ def preview_schedule(config: PreviewConfig, iterations: int) -> list[tuple[int, 
 def uses_forward_jets(config: ReconstructionConfig, need_laplacian: bool) -> bool:
     """Whether a step computes derivatives forward (see ``TrainConfig.derivatives``).
 
-    ``auto`` uses them only for steps that need the Laplacian (the divergence term): there they
-    replace three extra backward passes, while for the gradient alone autograd measured as fast.
+    Every path but ``autograd`` takes the Laplacian by jets (it replaces three extra backward
+    passes); for the gradient alone only ``forward`` does (``auto`` and ``fused`` take the fused
+    path, autograd measured as fast as jets there).
     """
-    if config.train.derivatives == "auto":
-        return need_laplacian
+    if need_laplacian:
+        return config.train.derivatives != "autograd"
     return config.train.derivatives == "forward"
 
 
@@ -67,7 +70,11 @@ def value_and_gradient(model: Siren, x: torch.Tensor, config: ReconstructionConf
     """``f`` and ``grad f`` at ``x`` by the path ``train.derivatives`` picks for steps without
     the Laplacian; with autograd, ``x`` itself is made to require grad (a Laplacian of the
     result can then be taken with respect to it)."""
-    if uses_forward_jets(config, False):
+    path = config.train.derivatives
+    if path in ("auto", "fused"):
+        dtype, compile = fused_settings(config.train.backward_precision, config.train.compile, x.device)
+        return value_and_gradient_fused(model, x, dtype, compile)
+    if path == "forward":
         f, grad, _ = forward_jets(model, x, laplacian=False)
         return f, grad
     return sdf_and_gradient(model, x)
@@ -169,11 +176,13 @@ def train(
     started = time.perf_counter()
     window_start, window_iteration = started, 0
     last: dict[str, float] = {}
+    exact_from = math.ceil(cfg.reduced_precision_until * total)
+    exact = dataclasses.replace(config, train=dataclasses.replace(cfg, backward_precision="float32"))
     for step in range(1, total + 1):
         if should_cancel is not None and should_cancel():
             raise Cancelled(f"cancelled after {step - 1} of {total} iterations")
         div_weight = config.unoriented.divergence.value(step - 1, total) if mode == "unoriented" else 0.0
-        terms = compute_loss(model, sampler.sample(), config, mode, div_weight)
+        terms = compute_loss(model, sampler.sample(), exact if step > exact_from else config, mode, div_weight)
         optimiser.zero_grad(set_to_none=True)
         terms["total"].backward()
         if cfg.grad_clip > 0:
