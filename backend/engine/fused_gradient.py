@@ -43,9 +43,8 @@ def _forward_pass(
     biases = [b * omega for b, omega in zip(params[1:-2:2], omegas)]
     inputs, sines, cosines = [], [], []
     h = x
-    for layer, (weight, bias) in enumerate(zip(weights, biases)):
-        # the first layer's products have an inner or outer size of 3: cheap in float32
-        inputs.append(h.to(dtype) if layer else h)
+    for weight, bias in zip(weights, biases):
+        inputs.append(h.to(dtype))
         z = torch.addmm(bias, h, weight.T)
         h = torch.sin(z)
         sines.append(h)
@@ -56,6 +55,7 @@ def _forward_pass(
     for layer in reversed(range(len(weights))):
         sin_us.append((sines[layer] * u).to(dtype))
         v = cosines[layer] * u
+        # the first layer's v meets only the (B, 3) adjoint of grad f: float32 costs nothing there
         vs.append(v.to(dtype) if layer else v)
         low_cosines.append(cosines[layer].to(dtype))
         u = v @ weights[layer]
@@ -92,7 +92,7 @@ def _backward_pass(
         bias_bar = z_bar.sum(0, dtype=f_bar.dtype)
         if layer:
             h_bar = z_bar @ low_weights[layer]
-        weight_bar = weight_bars[layer] + (inputs[layer].T.to(dtype) @ z_bar).float().T
+        weight_bar = weight_bars[layer] + (inputs[layer].T @ z_bar).float().T
         param_bars[:0] = [weight_bar * omegas[layer], bias_bar * omegas[layer]]
     return [*param_bars, out_weight_bar, out_bias_bar]
 
@@ -118,8 +118,8 @@ class _Passes:
         _log.warning("torch.compile of the fused SIREN passes failed; running them eagerly: %s", error)
 
 
-_PASSES = _Passes()
 _log = logging.getLogger(__name__)
+_PASSES = _Passes()
 
 
 class _ValueAndGradient(torch.autograd.Function):
