@@ -6,13 +6,12 @@ In one run, same network, batch and device:
 * training steps: (a) the reference formulation of the official SIREN/DiGS code — gradients by
   double backward through autograd, the divergence by three more grad calls — and (b) the
   engine's own path (``compute_loss`` at the defaults: ``train.derivatives=auto``, the fused
-  value-and-gradient pass with ``train.backward_precision`` and ``train.compile`` at ``auto``, the
-  divergence at ``unoriented.divergence_share`` of the off-surface points; beside it the fused
-  pass at its other backward precision and not compiled, unoriented also with the divergence at
-  every point,
-  oriented also with the eikonal at a tenth of them, ``oriented.eikonal_share``), oriented and
-  unoriented, at widths 64/128/256 (4 sine layers), median ms per step, their ratio and peak
-  memory;
+  value-and-gradient pass with the default ``train.backward_precision`` and ``train.compile``,
+  the divergence at ``unoriented.divergence_share`` of the off-surface points); beside it the
+  fused pass at its other backward precision, compiled or not (whichever the defaults do not
+  pick on the device), unoriented steps with the divergence at every point and oriented ones
+  with the eikonal at a tenth of them (``oriented.eikonal_share``); at widths 64/128/256 (4 sine
+  layers), median ms per step, their ratio and peak memory;
 * meshing: dense grid evaluation against the engine's narrow band at 128^3/256^3(/512^3) on a
   trained network, seconds and the largest deviation between the two surfaces.
 
@@ -120,8 +119,11 @@ def train_table(device: torch.device, widths: list[int], points: int, repeats: i
         # the divergence at every off-surface point, as the reference takes it
         other = "float32" if config.train.backward_precision == "bfloat16" else "bfloat16"
         precision = {f"{other} backward": {"train.backward_precision": other}}
+        # the other side of compile from what the defaults pick on this device
+        _, compiled = fused_settings(config.train.backward_precision, config.train.compile, device)
+        compile_variant = {"not compiled": {"train.compile": "off"}} if compiled else {"compiled": {"train.compile": "on"}}
         variants = {
-            "oriented": {**precision, "not compiled": {"train.compile": "off"},
+            "oriented": {**precision, **compile_variant,
                          "eikonal at a tenth of the off-surface points": {"oriented.eikonal_share": 0.1}},
             "unoriented": {**precision, "divergence at every point": {"unoriented.divergence_share": 1.0}},
         }
