@@ -113,13 +113,13 @@ def train_table(device: torch.device, widths: list[int], points: int, repeats: i
     batch = make_batch(points, device)
     for width in widths:
         config = apply_overrides(ReconstructionConfig(), {"model.hidden_features": width, "model.hidden_layers": 3})
-        # the engine at its defaults, and beside it: the fused pass's other backward precision
-        # and the fused pass without compile, oriented steps with the eikonal at a tenth of the
-        # off-surface points (a speed option that costs some accuracy), unoriented ones with
-        # the divergence at every off-surface point, as the reference takes it
+        # the engine at its defaults, and beside it: the fused pass at its other backward
+        # precision and on the other side of compile from what the defaults pick on this device,
+        # oriented steps with the eikonal at a tenth of the off-surface points (a speed option
+        # that costs some accuracy), unoriented ones with the divergence at every off-surface
+        # point, as the reference takes it
         other = "float32" if config.train.backward_precision == "bfloat16" else "bfloat16"
         precision = {f"{other} backward": {"train.backward_precision": other}}
-        # the other side of compile from what the defaults pick on this device
         _, compiled = fused_settings(config.train.backward_precision, config.train.compile, device)
         compile_variant = {"not compiled": {"train.compile": "off"}} if compiled else {"compiled": {"train.compile": "on"}}
         variants = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 
 import numpy as np
 import pytest
@@ -77,8 +76,7 @@ def test_a_bfloat16_backward_keeps_the_loss_exact_and_the_step_direction():
             assert float((a - b).norm() / a.norm()) < 1e-2
 
 
-@pytest.mark.skipif(not any(shutil.which(name) for name in ("c++", "g++", "clang++")),
-                    reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.skipif(not fused_gradient.cpp_compiler_found(), reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_passes_match_the_eager_ones_and_train():
     """Under ``torch.compile`` the passes give the eager values and gradients, and a short
     reconstruction through them (bfloat16 backward) finds the sphere."""

@@ -181,6 +181,13 @@ def cpu_has_native_bfloat16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+@functools.cache
+def cpp_compiler_found() -> bool:
+    """Whether a C++ compiler is on the PATH, which ``torch.compile`` needs on the CPU. Looked up
+    once: the answer is asked for every training step."""
+    return any(shutil.which(name) for name in ("c++", "g++", "clang++"))
+
+
 def fused_settings(backward_precision: str, compile: str, device: torch.device) -> tuple[torch.dtype, bool]:
     """The backward dtype and whether to compile, from ``TrainConfig.backward_precision`` and
     ``TrainConfig.compile`` on ``device`` (see their docstrings for what ``auto`` picks)."""
@@ -190,7 +197,7 @@ def fused_settings(backward_precision: str, compile: str, device: torch.device) 
     else:
         low = backward_precision == "bfloat16"
     if compile == "auto":
-        compiled = cpu and any(shutil.which(name) for name in ("c++", "g++", "clang++"))
+        compiled = cpu and cpp_compiler_found()
     else:
         compiled = compile == "on"
     return (torch.bfloat16 if low else torch.float32), compiled

@@ -137,8 +137,7 @@ def _forward_divergence_loss(
     model: Siren, batch: Batch, config: ReconstructionConfig, divergence_weight: float
 ) -> dict[str, torch.Tensor]:
     """The DiGS loss with the Laplacian by forward jets, taken at the divergence rows alone; the
-    other rows take the cheaper path for value and gradient (autograd, or jets without the
-    Laplacian when ``train.derivatives`` is ``forward``)."""
+    other rows take the path :func:`value_and_gradient` picks for value and gradient alone."""
     s, b = len(batch.surface), len(batch.box)
     lap_box, lap_near = sampled_rows(b, len(batch.near), config.unoriented.divergence_share)
     lap_rows = torch.cat([batch.box[:lap_box], batch.near[:lap_near]])
