@@ -200,6 +200,14 @@ class UnorientedLossConfig:
     ``refine_prior_distance`` from every point (no sheets in empty space; see ``sign_prior``)."""
     refine_prior_distance: float = 0.1
     """Distance from the cloud (network units: the cloud spans 1.8) beyond which the prior holds."""
+    refine_clearance: float = 1e3
+    """Weight, in the refinement, of ``max(0, d - r - |f|)`` at the off-surface points (``d``
+    their distance to the nearest input point, ``r`` the margin below): no zero crossing farther
+    than ``r`` from every point, where a thin part with unsure normals can otherwise grow a
+    balloon (see ``clearance``); 0 turns it off."""
+    clearance_spacings: float = 4.0
+    """The margin ``r`` in median point spacings: on 20,000 points of the test meshes the true
+    surface came at most 3.9-4.3 spacings from the nearest point."""
 
 
 @dataclass
@@ -360,6 +368,8 @@ def validate_config(config: ReconstructionConfig) -> None:
         (config.unoriented.refine_sign_prior >= 0, "unoriented.refine_sign_prior must be >= 0"),
         (config.unoriented.learning_rate > 0, "unoriented.learning_rate must be > 0"),
         (config.unoriented.refine_prior_distance > 0, "unoriented.refine_prior_distance must be > 0"),
+        (config.unoriented.refine_clearance >= 0, "unoriented.refine_clearance must be >= 0"),
+        (config.unoriented.clearance_spacings >= 0, "unoriented.clearance_spacings must be >= 0"),
         (config.preview.first_iteration >= 1, "preview.first_iteration must be >= 1"),
         (config.preview.growth > 1, "preview.growth must be > 1"),
         (8 <= config.preview.min_resolution <= config.preview.max_resolution,

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .clearance import Clearance
 from .config import ReconstructionConfig, UnorientedLossConfig
 from .device import resolve_device
 from .errors import InputError
@@ -89,7 +90,8 @@ def train_field(
     stages = [(mode, total - second, nrm if mode == "oriented" else None)]
 
     def stage(index: int, stage_mode: str, iterations: int, stage_normals: np.ndarray | None,
-              offset: int, prior: SignPrior | None = None) -> tuple[SdfField, dict[str, float]]:
+              offset: int, prior: SignPrior | None = None,
+              clearance: Clearance | None = None) -> tuple[SdfField, dict[str, float]]:
         rate = config.unoriented.learning_rate if stage_mode == "unoriented" else config.train.learning_rate
         stage_config = replace(config, train=replace(config.train, iterations=iterations, learning_rate=rate))
         with torch.random.fork_rng(devices=[]):
@@ -107,6 +109,7 @@ def train_field(
             config.sampling,
             generator,
             prior,
+            clearance,
         )
         field = SdfField(model, normalization, config, mode, bounds, support)
 
@@ -133,7 +136,11 @@ def train_field(
         prior = None
         if config.unoriented.refine_sign_prior > 0:
             prior = SignPrior.build(FoldedSiren(field.model), unit, config.unoriented.refine_prior_distance, device)
-        field, losses = stage(1, "oriented", second, oriented, offset=total - second, prior=prior)
+        clearance = None
+        if config.unoriented.refine_clearance > 0:
+            clearance = Clearance.build(unit, config.unoriented.clearance_spacings, device)
+        field, losses = stage(1, "oriented", second, oriented, offset=total - second, prior=prior,
+                              clearance=clearance)
     return field, losses
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .clearance import Clearance
 from .config import SamplingConfig
 from .sign_prior import SignPrior
 
@@ -36,6 +37,8 @@ class Batch:
     """(M, 3) jittered cloud points."""
     box_prior: torch.Tensor | None = None
     """(B,) sign the box points should have (+1, -1, or 0 for none), or ``None``."""
+    clearance: torch.Tensor | None = None
+    """(B + M,) least ``|f|`` at the box then the near points (see clearance), or ``None``."""
 
 
 class PointSampler:
@@ -48,8 +51,10 @@ class PointSampler:
         config: SamplingConfig,
         generator: torch.Generator,
         prior: SignPrior | None = None,
+        clearance: Clearance | None = None,
     ) -> None:
         self.prior = prior
+        self.clearance = clearance
         self.points = points
         self.normals = normals
         self.config = config
@@ -68,4 +73,5 @@ class PointSampler:
         jitter = torch.randn((cfg.near_points, 3), device=device, generator=gen) * cfg.near_sigma
         near = (self.points[near_idx] + jitter).clamp_(-1.0, 1.0)
         prior = self.prior.lookup(box) if self.prior is not None else None
-        return Batch(surface=surface, normals=normals, box=box, near=near, box_prior=prior)
+        needed = self.clearance.needed(torch.cat([box, near])) if self.clearance is not None else None
+        return Batch(surface=surface, normals=normals, box=box, near=near, box_prior=prior, clearance=needed)

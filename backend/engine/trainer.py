@@ -21,6 +21,7 @@ from .fused_gradient import fused_settings, value_and_gradient_fused
 from .losses import oriented_loss, unoriented_loss
 from .model import Siren
 from .sampling import Batch, PointSampler
+from .clearance import clearance_term
 from .sign_prior import sign_prior_term
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -130,6 +131,11 @@ def _oriented_loss(model: Siren, batch: Batch, config: ReconstructionConfig) -> 
     if batch.box_prior is not None:
         terms["sign_prior"] = config.unoriented.refine_sign_prior * sign_prior_term(f_box, batch.box_prior)
         terms["total"] = terms["total"] + terms["sign_prior"]
+    if batch.clearance is not None:
+        # the near rows past the eikonal share took no value: the term covers those that did
+        f_off = torch.cat([f_box, f[s + grad_box :]])
+        terms["clearance"] = config.unoriented.refine_clearance * clearance_term(f_off, batch.clearance[: b + grad_near])
+        terms["total"] = terms["total"] + terms["clearance"]
     return terms
 
 

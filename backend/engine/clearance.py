@@ -1,0 +1,84 @@
+"""No zero crossing far from every input point: a lower bound on ``|f|`` away from the cloud.
+
+The input points lie on the surface, so every point of the true surface is within the cloud's
+covering radius ``r`` of some input point, and for any point ``q`` the true signed distance
+obeys ``|f(q)| >= d(q) - r``, where ``d(q)`` is the distance from ``q`` to the nearest input
+point. A fit that violates this has put a zero crossing where no point asked for one: the
+balloon a thin part (the cow's tail tuft) can grow in the unoriented refinement, where its
+normals are unsure, or a web between two close parts. The term ``max(0, d(q) - r - |f(q)|)`` at
+the off-surface samples is zero for the true field and pushes those crossings back; it needs no
+sign, so it is the unsigned-distance idea of SAL (Atzmon and Lipman 2020) made one-sided.
+
+``r`` is taken as a multiple of the median distance between neighbouring input points: on
+20,000 points sampled from the test meshes the largest distance from the true surface to the
+nearest point was 3.9-4.3 times that median (clean) and 3.1 times (noise of 0.3% of the
+diagonal). ``d(q)`` comes from a grid of distances computed once; at a sample, the value at a
+grid node less the distance to that node is a lower bound of ``d(q)`` (``d`` is 1-Lipschitz),
+so the grid can only make the term weaker, never penalise the true field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+RESOLUTION = 128
+"""Grid nodes along each axis of the cube [-1, 1]^3 (8 MB of float32)."""
+REACH = 0.25
+"""Distances are looked up to this far beyond the margin and capped there (a bound on the
+term, and far nodes are then answered at once): a zero crossing that far from the cloud is
+pushed back all the same."""
+
+
+def median_spacing(unit_points: np.ndarray) -> float:
+    """Median distance from each point to its nearest other point."""
+    if len(unit_points) < 2:
+        return 0.0
+    distance = cKDTree(unit_points).query(unit_points, k=2, workers=-1)[0][:, 1]
+    return float(np.median(distance))
+
+
+@dataclass
+class Clearance:
+    distance: torch.Tensor
+    """(R, R, R) distance from each grid node to the nearest input point."""
+    margin: float
+    """How far from every input point the surface may still pass (the covering radius ``r``)."""
+
+    @classmethod
+    def build(cls, unit_points: np.ndarray, spacings: float, device: torch.device,
+              resolution: int = RESOLUTION) -> Clearance:
+        """Distances on the grid; the margin is ``spacings`` times the median point spacing."""
+        axis = np.linspace(-1.0, 1.0, resolution)
+        grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+        margin = spacings * median_spacing(unit_points)
+        distance = cKDTree(unit_points).query(grid, k=1, distance_upper_bound=margin + REACH, workers=-1)[0]
+        distance = np.minimum(distance, margin + REACH)
+        return cls(torch.as_tensor(distance.reshape((resolution,) * 3), dtype=torch.float32, device=device), margin)
+
+    def needed(self, x: torch.Tensor) -> torch.Tensor:
+        """``max(0, d(x) - margin)`` with ``d`` bounded from below: the least ``|f|`` at ``x``.
+
+        Each corner ``c`` of the grid cell around ``x`` gives ``d(x) >= d(c) - |x - c|``; the
+        largest of the eight is the bound (off by well under a cell's diagonal)."""
+        r = self.distance.shape[0]
+        step = 2.0 / (r - 1)
+        base = ((x.clamp(-1.0, 1.0) + 1.0) / step).floor().long().clamp_(0, r - 2)
+        lower = torch.full_like(x[:, 0], -float("inf"))
+        for corner in _CORNERS.to(x.device):
+            index = base + corner
+            node = index.to(x.dtype) * step - 1.0
+            bound = self.distance[index[:, 0], index[:, 1], index[:, 2]] - (x - node).norm(dim=-1)
+            lower = torch.maximum(lower, bound)
+        return torch.relu(lower - self.margin)
+
+
+_CORNERS = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+
+
+def clearance_term(f: torch.Tensor, needed: torch.Tensor) -> torch.Tensor:
+    """Mean of ``max(0, needed - |f|)``: a value too close to zero for the distance to the cloud."""
+    return torch.relu(needed - f.abs()).mean()
