@@ -17,6 +17,7 @@ from backend.engine.sampling import Batch, PointSampler
 from .shapes import small_config, sphere_cloud
 
 RADIUS = 0.6
+CAP = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def cloud() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def clearance(cloud) -> Clearance:
-    return Clearance.build(cloud, 4.0, torch.device("cpu"), resolution=64)
+    return Clearance.build(cloud, 4.0, CAP, torch.device("cpu"), resolution=64)
 
 
 def test_the_margin_is_the_median_spacing_times_the_given_count(cloud, clearance):
@@ -41,13 +42,13 @@ def test_the_needed_value_never_exceeds_the_distance_less_the_margin(cloud, clea
     and within a grid cell's diagonal of the exact value everywhere else (the node's distance
     is off by at most the distance to it, and that is taken off again)."""
     q = torch.rand(20_000, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    exact = np.maximum(cKDTree(cloud).query(q.numpy())[0] - clearance.margin, 0.0)
+    exact = np.maximum(np.minimum(cKDTree(cloud).query(q.numpy())[0], CAP) - clearance.margin, 0.0)
     needed = clearance.needed(q).numpy()
     assert (needed <= exact + 1e-6).all()
     assert (needed[exact == 0] == 0).all()
     diagonal = 2 * np.sqrt(3) / 63  # the grid's 64 nodes span 2
-    close = exact < 0.2  # distances are capped beyond the margin (clearance.REACH)
-    assert (exact[close] - needed[close] <= diagonal + 1e-6).all()
+    assert (exact - needed <= diagonal + 1e-6).all()
+    assert needed.max() <= CAP - clearance.margin + 1e-6
     assert (needed > 0).mean() > 0.5  # most of the cube is far from the sphere
 
 

@@ -138,7 +138,8 @@ def train_field(
             prior = SignPrior.build(FoldedSiren(field.model), unit, config.unoriented.refine_prior_distance, device)
         clearance = None
         if config.unoriented.refine_clearance > 0:
-            clearance = Clearance.build(unit, config.unoriented.clearance_spacings, device)
+            clearance = Clearance.build(unit, config.unoriented.clearance_spacings,
+                                        config.unoriented.refine_prior_distance, device)
         field, losses = stage(1, "oriented", second, oriented, offset=total - second, prior=prior,
                               clearance=clearance)
     return field, losses
