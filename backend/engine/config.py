@@ -201,10 +201,12 @@ class UnorientedLossConfig:
     refine_prior_distance: float = 0.1
     """Distance from the cloud (network units: the cloud spans 1.8) beyond which the prior holds."""
     refine_clearance: float = 1e3
-    """Weight, in the refinement, of ``max(0, d - r - |f|)`` at the off-surface points (``d``
-    their distance to the nearest input point, ``r`` the margin below): no zero crossing farther
-    than ``r`` from every point, where a thin part with unsure normals can otherwise grow a
-    balloon (see ``clearance``); 0 turns it off."""
+    """Weight, in the refinement, of ``max(0, min(d, refine_prior_distance) - r - |f|)`` at the
+    off-surface points (``d`` their distance to the nearest input point, ``r`` the margin below):
+    no zero crossing farther than ``r`` from every point, where a thin part with unsure normals
+    can otherwise grow a balloon (see ``clearance``); 0 turns it off. Without normals, Chamfer
+    x1e-3 without / with it: the cow's second point sample 1.08 / 0.47 (the tail's balloon gone,
+    ghost share 5.6% / 1.0%), cheburashka 0.19 / 0.18."""
     clearance_spacings: float = 4.0
     """The margin ``r`` in median point spacings: on 20,000 points of the test meshes the true
     surface came at most 3.9-4.3 spacings from the nearest point."""

@@ -69,8 +69,10 @@ def train_field(
     consistent inside and outside but rounds off detail; then the normal directions estimated
     from each point's neighbours are signed (consistently along the neighbour graph, the side
     chosen by that field's gradient; see :func:`orient_directions`), and a fresh SIREN is fitted
-    to the cloud with these normals and the oriented loss. Progress counts across both
-    stages and always reports the mode as ``unoriented``.
+    to the cloud with these normals and the oriented loss, held to the DiGS field's sign far from
+    the cloud (``sign_prior``) and kept from zero crossings far from every point
+    (``clearance``). Progress counts across both stages and always reports the mode as
+    ``unoriented``.
     """
     config = config or ReconstructionConfig()
     pts = validate_points(points)
