@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from .cube_grid import cube_nodes, distance_to_cloud
+
 RESOLUTION = 128
 """Grid nodes along each axis of the cube [-1, 1]^3 (8 MB of float32)."""
 
@@ -55,11 +57,8 @@ class Clearance:
         normals (Chamfer x1e-3): no term 0.19, capped at the margin + 0.25 0.25, at 0.1 0.18 (a
         large cap pushed on the whole fresh network, whose values start near 0 everywhere);
         the cow's second sample 1.08 / 0.57 / 0.47."""
-        axis = np.linspace(-1.0, 1.0, resolution)
-        grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
         margin = spacings * median_spacing(unit_points)
-        distance = cKDTree(unit_points).query(grid, k=1, distance_upper_bound=cap, workers=-1)[0]
-        distance = np.minimum(distance, cap)
+        distance = distance_to_cloud(cube_nodes(resolution), unit_points, cap)
         return cls(torch.as_tensor(distance.reshape((resolution,) * 3), dtype=torch.float32, device=device), margin)
 
     def needed(self, x: torch.Tensor) -> torch.Tensor:

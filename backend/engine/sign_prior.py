@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
+
+from .cube_grid import cube_nodes, distance_to_cloud
 
 RESOLUTION = 48
 """Grid points along each axis of the cube [-1, 1]^3."""
@@ -29,9 +30,8 @@ class SignPrior:
     def build(cls, evaluate, unit_points: np.ndarray, far: float, device: torch.device,
               resolution: int = RESOLUTION) -> SignPrior:
         """Sample ``evaluate`` (the DiGS field) on the grid; zero within ``far`` of a point."""
-        axis = np.linspace(-1.0, 1.0, resolution)
-        grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
-        distance = cKDTree(unit_points).query(grid, k=1)[0]
+        grid = cube_nodes(resolution)
+        distance = distance_to_cloud(grid, unit_points)
         with torch.no_grad():
             values = evaluate(torch.as_tensor(grid, dtype=torch.float32, device=device)).cpu().numpy()
         sign = np.where(values > 0, 1.0, -1.0) * (distance > far)
