@@ -489,3 +489,14 @@ def test_digs_stage_fits_a_sphere_at_the_full_network_width():
     result = reconstruct_points(points, None, config)
     error = np.abs(np.linalg.norm(result.vertices, axis=1) - 1.0)
     assert error.mean() < 0.01, error.mean()
+
+
+def test_sign_prior_holds_the_digs_sign_far_from_the_cloud_and_nothing_near_it():
+    from backend.engine.sign_prior import SignPrior, sign_prior_term
+
+    points, _ = sphere_cloud(3000, 0.6, seed=4)
+    prior = SignPrior.build(lambda x: x.norm(dim=1) - 0.6, points, 0.1, torch.device("cpu"), resolution=32)
+    q = torch.tensor([[0.0, 0.0, 0.0], [0.95, 0.95, 0.95], [0.6, 0.0, 0.0], [0.0, 0.0, 0.4]])
+    assert prior.lookup(q).tolist() == [-1.0, 1.0, 0.0, -1.0]
+    # the wrong sign where the prior has one is penalised, by how far it is on the wrong side
+    assert float(sign_prior_term(torch.tensor([0.3, -0.2, 5.0, -0.1]), prior.lookup(q))) == pytest.approx((0.3 + 0.2) / 4)
