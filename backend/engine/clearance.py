@@ -19,6 +19,7 @@ so the grid can only make the term weaker, never penalise the true field.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,15 +71,11 @@ class Clearance:
         step = 2.0 / (r - 1)
         base = ((x.clamp(-1.0, 1.0) + 1.0) / step).floor().long().clamp_(0, r - 2)
         lower = torch.full_like(x[:, 0], -float("inf"))
-        for corner in _CORNERS.to(x.device):
-            index = base + corner
-            node = index.to(x.dtype) * step - 1.0
-            bound = self.distance[index[:, 0], index[:, 1], index[:, 2]] - (x - node).norm(dim=-1)
-            lower = torch.maximum(lower, bound)
+        for corner in itertools.product((0, 1), repeat=3):
+            i, j, k = (base[:, axis] + corner[axis] for axis in range(3))
+            node = torch.stack([i, j, k], dim=1).to(x.dtype) * step - 1.0
+            lower = torch.maximum(lower, self.distance[i, j, k] - (x - node).norm(dim=-1))
         return torch.relu(lower - self.margin)
-
-
-_CORNERS = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
 
 
 def clearance_term(f: torch.Tensor, needed: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from .clearance import clearance_term
 from .config import PreviewConfig, ReconstructionConfig
 from .errors import Cancelled
 from .events import ProgressEvent
@@ -21,7 +22,6 @@ from .fused_gradient import fused_settings, value_and_gradient_fused
 from .losses import oriented_loss, unoriented_loss
 from .model import Siren
 from .sampling import Batch, PointSampler
-from .clearance import clearance_term
 from .sign_prior import sign_prior_term
 
 ProgressCallback = Callable[[ProgressEvent], None]
