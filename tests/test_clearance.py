@@ -8,6 +8,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from backend.engine.clearance import Clearance, clearance_term, median_spacing
+from backend.engine.cube_grid import cube_nodes
 from backend.engine.errors import ConfigError
 from backend.engine.derivatives import sdf_and_gradient
 from backend.engine.geometric_init import sphere_init
@@ -18,6 +19,18 @@ from .shapes import small_config, sphere_cloud
 
 RADIUS = 0.6
 CAP = 0.3
+HALF_CELL = 1.0 / 63  # the grid's 64 nodes span 2
+INNER = 0.4  # radius of a stray second surface: 0.2 from the cloud, inside the cap
+
+
+def sphere_sdf(x: torch.Tensor) -> torch.Tensor:
+    return x.norm(dim=1) - RADIUS
+
+
+def with_inner_sheet(x: torch.Tensor) -> torch.Tensor:
+    """The sphere's field with a small second surface inside, where no point is: a bad fit."""
+    sphere = sphere_sdf(x)
+    return sphere.sign() * torch.minimum(sphere.abs(), (x.norm(dim=1) - INNER).abs())
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +68,51 @@ def test_the_needed_value_never_exceeds_the_distance_less_the_margin(cloud, clea
 def test_the_true_distance_field_meets_it_and_a_crossing_in_empty_space_does_not(cloud, clearance):
     q = torch.rand(20_000, 3, generator=torch.Generator().manual_seed(1)) * 2 - 1
     needed = clearance.needed(q)
-    sphere = q.norm(dim=1) - RADIUS
-    assert float(clearance_term(sphere, needed)) == 0.0
-    # a small second surface inside the object, where no point is: the inner sheet of a bad fit
-    with_inner_sheet = sphere.sign() * torch.minimum(sphere.abs(), (q.norm(dim=1) - 0.15).abs())
-    assert float(clearance_term(with_inner_sheet, needed)) > 1e-4
+    assert float(clearance_term(sphere_sdf(q), needed)) == 0.0
+    assert float(clearance_term(with_inner_sheet(q), needed)) > 1e-4
+
+
+def test_the_shell_is_every_node_between_the_margin_and_the_cap(cloud, clearance):
+    nodes = cube_nodes(64)
+    distance = cKDTree(cloud).query(nodes)[0]
+    inside = (distance > clearance.margin) & (distance < CAP)
+    shell = clearance.shell.numpy()
+    assert abs(len(shell) - int(inside.sum())) <= 0.001 * inside.sum()  # float32 at the two edges
+    shell_distance = cKDTree(cloud).query(shell)[0]
+    assert (shell_distance > clearance.margin - 1e-5).all() and (shell_distance < CAP + 1e-5).all()
+
+
+def test_the_violated_nodes_are_the_crossings_too_far_from_the_points(clearance):
+    """Nodes within about a cell of a zero crossing that the clearance forbids; not the nodes
+    where a field is merely flatter than a distance."""
+    assert len(clearance.violated(sphere_sdf)) == 0
+    def flat(x: torch.Tensor) -> torch.Tensor:  # below the needed value far out, but no crossing there
+        return 2 * HALF_CELL * 3**0.5 + 0.1 * sphere_sdf(x).abs()
+
+    assert (flat(clearance.shell) < clearance.needed(clearance.shell)).float().mean() > 0.3
+    assert len(clearance.violated(flat)) == 0
+    bad = clearance.violated(with_inner_sheet)
+    assert 0 < len(bad) < 0.1 * len(clearance.shell)
+    assert ((bad.norm(dim=1) - INNER).abs() < 2 * HALF_CELL * 3**0.5).all()  # within a cell diagonal of the sheet
+    f = with_inner_sheet(clearance.shell).abs()
+    expected = clearance.shell[(f < clearance.needed(clearance.shell)) & (f < 2 * HALF_CELL * 3**0.5)]
+    torch.testing.assert_close(bad, expected)
+
+
+def test_refresh_aims_the_shell_points_at_the_violated_nodes(cloud, clearance):
+    points = torch.as_tensor(cloud, dtype=torch.float32)
+    sampler = PointSampler(points, None, small_config().sampling, torch.Generator().manual_seed(0),
+                           clearance=clearance, shell_points=500)
+    bad = clearance.violated(with_inner_sheet)
+    assert sampler.sample().shell.shape == (0, 3)  # nothing to aim at before a look
+    sampler.refresh(with_inner_sheet)
+    aimed = sampler.sample()
+    assert aimed.shell.shape == (500, 3)
+    nearest_bad = (aimed.shell[:, None, :] - bad[None, :, :]).abs().amax(dim=2).amin(dim=1)
+    assert (nearest_bad <= HALF_CELL + 1e-6).all()  # each within its node's cell
+    torch.testing.assert_close(aimed.clearance, clearance.needed(torch.cat([aimed.box, aimed.near, aimed.shell])))
+    sampler.refresh(sphere_sdf)  # nothing wrong any more: no shell points
+    assert sampler.sample().shell.shape == (0, 3)
 
 
 def test_the_sampler_looks_up_the_box_then_the_near_points(cloud, clearance):
@@ -69,34 +122,55 @@ def test_the_sampler_looks_up_the_box_then_the_near_points(cloud, clearance):
     assert batch.clearance is not None and batch.clearance.shape == (config.box_points + config.near_points,)
     torch.testing.assert_close(batch.clearance, clearance.needed(torch.cat([batch.box, batch.near])))
     plain = PointSampler(points, None, config, torch.Generator().manual_seed(0)).sample()
-    assert plain.clearance is None
+    assert plain.clearance is None and plain.shell is None
 
 
 @pytest.mark.parametrize("share", [1.0, 0.3])
 def test_the_oriented_loss_adds_it_over_the_off_surface_rows_that_took_a_value(clearance, share):
-    """Every box row and the near rows inside the eikonal share (the others took no value)."""
+    """Every box row, the near rows inside the eikonal share (the others took no value) and the
+    shell rows."""
     from backend.engine.trainer import compute_loss
 
     gen = torch.Generator().manual_seed(3)
     surface = torch.nn.functional.normalize(torch.randn(200, 3, generator=gen), dim=1) * RADIUS
     box = torch.rand(150, 3, generator=gen) * 2 - 1
     near = surface[:60] + 0.05 * torch.randn(60, 3, generator=gen)
-    needed = clearance.needed(torch.cat([box, near]))
-    batch = Batch(surface, surface / RADIUS, box, near, clearance=needed)
+    shell = clearance.sample(40, gen, clearance.shell)
+    needed = clearance.needed(torch.cat([box, near, shell]))
+    batch = Batch(surface, surface / RADIUS, box, near, clearance=needed, shell=shell)
     config = small_config(oriented__eikonal_share=share)
     torch.manual_seed(0)
     model = Siren(config.model)
     sphere_init(model, 0.2, False, torch.Generator().manual_seed(1))  # a small sphere: crossings far from the cloud
     near_rows = 60 if share == 1.0 else 18  # ceil(0.3 * 60)
-    f, _ = sdf_and_gradient(model, torch.cat([box, near[:near_rows]]), create_graph=False)
-    expected = config.unoriented.refine_clearance * float(clearance_term(f.detach(), needed[: 150 + near_rows]))
+    f, _ = sdf_and_gradient(model, torch.cat([box, near[:near_rows], shell]), create_graph=False)
+    rows = torch.cat([needed[: 150 + near_rows], needed[210:]])
+    expected = config.unoriented.refine_clearance * float(clearance_term(f.detach(), rows))
     terms = compute_loss(model, batch, config, "oriented")
     assert expected > 0
     assert float(terms["clearance"].detach()) == pytest.approx(expected, rel=1e-4)
     assert "clearance" not in compute_loss(model, Batch(surface, surface / RADIUS, box, near), config, "oriented")
 
 
-@pytest.mark.parametrize("key", ["unoriented.refine_clearance", "unoriented.clearance_spacings"])
-def test_a_negative_clearance_setting_is_refused(key):
+@pytest.mark.parametrize("key, value", [("unoriented.refine_clearance", -1.0), ("unoriented.clearance_spacings", -1.0),
+                                        ("unoriented.clearance_points", -1)])
+def test_a_negative_clearance_setting_is_refused(key, value):
     with pytest.raises(ConfigError, match=f"{key} must be >= 0"):
-        small_config(**{key.replace(".", "__"): -1.0})
+        small_config(**{key.replace(".", "__"): value})
+
+
+def test_training_looks_for_the_violated_nodes_as_it_goes(cloud, clearance):
+    from backend.engine.trainer import MINE_EVERY, train
+
+    points = torch.as_tensor(cloud, dtype=torch.float32)
+    normals = points / RADIUS
+    config = small_config(train__iterations=2 * MINE_EVERY)
+    sampler = PointSampler(points, normals, config.sampling, torch.Generator().manual_seed(0),
+                           clearance=clearance, shell_points=100)
+    looked = []
+    refresh = sampler.refresh
+    sampler.refresh = lambda model: (looked.append(1), refresh(model))  # type: ignore[method-assign]
+    torch.manual_seed(0)
+    train(Siren(config.model), sampler, config, "oriented")
+    assert len(looked) == 2  # after MINE_EVERY steps and again MINE_EVERY steps later
+    assert sampler.pool is not None

@@ -211,6 +211,9 @@ class UnorientedLossConfig:
     clearance_spacings: float = 4.0
     """The margin ``r`` in median point spacings: on 20,000 points of the test meshes the true
     surface came at most 3.9-4.3 spacings from the nearest point."""
+    clearance_points: int = 2000
+    """Points a step drawn uniform in the shell where the clearance can act (farther than ``r``
+    from every point, nearer than ``refine_prior_distance``); only the clearance acts there."""
 
 
 @dataclass
@@ -373,6 +376,7 @@ def validate_config(config: ReconstructionConfig) -> None:
         (config.unoriented.refine_prior_distance > 0, "unoriented.refine_prior_distance must be > 0"),
         (config.unoriented.refine_clearance >= 0, "unoriented.refine_clearance must be >= 0"),
         (config.unoriented.clearance_spacings >= 0, "unoriented.clearance_spacings must be >= 0"),
+        (config.unoriented.clearance_points >= 0, "unoriented.clearance_points must be >= 0"),
         (config.preview.first_iteration >= 1, "preview.first_iteration must be >= 1"),
         (config.preview.growth > 1, "preview.growth must be > 1"),
         (8 <= config.preview.min_resolution <= config.preview.max_resolution,

@@ -112,6 +112,7 @@ def train_field(
             generator,
             prior,
             clearance,
+            config.unoriented.clearance_points,
         )
         field = SdfField(model, normalization, config, mode, bounds, support)
 

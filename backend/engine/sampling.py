@@ -12,10 +12,15 @@ Three sets are drawn afresh every step, all in the network's cube ``[-1, 1]^3``:
   ``|grad f| = 1`` by the surface points themselves. The near points are kept out of the
   off-surface term on purpose: at the distances they sit at, ``exp(-alpha |f|)`` would fight the
   surface term and pull the level set apart.
+
+In the unoriented refinement a fourth set, **shell** points, serves the clearance term alone (see
+:mod:`backend.engine.clearance`): drawn around the zero crossings that the last
+:meth:`PointSampler.refresh` found too far from every point; none while there are none.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -38,7 +43,11 @@ class Batch:
     box_prior: torch.Tensor | None = None
     """(B,) sign the box points should have (+1, -1, or 0 for none), or ``None``."""
     clearance: torch.Tensor | None = None
-    """(B + M,) least ``|f|`` at the box then the near points (see clearance), or ``None``."""
+    """(B + M + K,) least ``|f|`` at the box, the near then the shell points (see clearance), or
+    ``None``."""
+    shell: torch.Tensor | None = None
+    """(K, 3) around the shell nodes the last :meth:`PointSampler.refresh` found violated (K = 0
+    when none), where only the clearance term acts; ``None`` without a clearance."""
 
 
 class PointSampler:
@@ -52,13 +61,21 @@ class PointSampler:
         generator: torch.Generator,
         prior: SignPrior | None = None,
         clearance: Clearance | None = None,
+        shell_points: int = 0,
     ) -> None:
         self.prior = prior
         self.clearance = clearance
+        self.shell_points = shell_points if clearance is not None else 0
+        self.pool: torch.Tensor | None = None
         self.points = points
         self.normals = normals
         self.config = config
         self.generator = generator
+
+    def refresh(self, model: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Aim the shell points at the zero crossings ``model`` now has too far from every point."""
+        if self.clearance is not None and self.shell_points > 0:
+            self.pool = self.clearance.violated(model)
 
     def sample(self) -> Batch:
         cfg = self.config
@@ -73,5 +90,10 @@ class PointSampler:
         jitter = torch.randn((cfg.near_points, 3), device=device, generator=gen) * cfg.near_sigma
         near = (self.points[near_idx] + jitter).clamp_(-1.0, 1.0)
         prior = self.prior.lookup(box) if self.prior is not None else None
-        needed = self.clearance.needed(torch.cat([box, near])) if self.clearance is not None else None
-        return Batch(surface=surface, normals=normals, box=box, near=near, box_prior=prior, clearance=needed)
+        shell = needed = None
+        if self.clearance is not None:
+            pool = self.pool if self.pool is not None else self.clearance.shell[:0]
+            shell = self.clearance.sample(self.shell_points, gen, pool)
+            needed = self.clearance.needed(torch.cat([box, near, shell]))
+        return Batch(surface=surface, normals=normals, box=box, near=near, box_prior=prior, clearance=needed,
+                     shell=shell)

@@ -28,6 +28,8 @@ ProgressCallback = Callable[[ProgressEvent], None]
 PreviewCallback = Callable[[int, int], None]
 """Called as ``preview(iteration, resolution)`` on the preview schedule."""
 CancelCheck = Callable[[], bool]
+MINE_EVERY = 50
+"""Steps between two looks for the places that break the clearance (see ``PointSampler.refresh``)."""
 
 
 def preview_schedule(config: PreviewConfig, iterations: int) -> list[tuple[int, int]]:
@@ -133,8 +135,12 @@ def _oriented_loss(model: Siren, batch: Batch, config: ReconstructionConfig) -> 
         terms["total"] = terms["total"] + terms["sign_prior"]
     if batch.clearance is not None:
         # the near rows past the eikonal share took no value: the term covers those that did
-        f_off = torch.cat([f_box, f[s + grad_box :]])
-        terms["clearance"] = config.unoriented.refine_clearance * clearance_term(f_off, batch.clearance[: b + grad_near])
+        f_off = [f_box, f[s + grad_box :]]
+        needed = [batch.clearance[: b + grad_near]]
+        if batch.shell is not None and len(batch.shell):
+            f_off.append(model(batch.shell))
+            needed.append(batch.clearance[b + m :])
+        terms["clearance"] = config.unoriented.refine_clearance * clearance_term(torch.cat(f_off), torch.cat(needed))
         terms["total"] = terms["total"] + terms["clearance"]
     return terms
 
@@ -187,6 +193,8 @@ def train(
         if should_cancel is not None and should_cancel():
             raise Cancelled(f"cancelled after {step - 1} of {total} iterations")
         div_weight = config.unoriented.divergence.value(step - 1, total) if mode == "unoriented" else 0.0
+        if step % MINE_EVERY == 0:  # not at the start: a fresh network crosses zero everywhere
+            sampler.refresh(model)
         terms = compute_loss(model, sampler.sample(), exact if step > exact_from else config, mode, div_weight)
         optimiser.zero_grad(set_to_none=True)
         terms["total"].backward()
