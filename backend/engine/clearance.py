@@ -77,6 +77,11 @@ class Clearance:
         return cls(torch.as_tensor(distance.reshape((resolution,) * 3), dtype=torch.float32, device=device), margin,
                    torch.as_tensor(shell, dtype=torch.float32, device=device))
 
+    @property
+    def cell(self) -> float:
+        """Spacing of the grid nodes (the grid spans the cube's side of 2)."""
+        return 2.0 / (self.distance.shape[0] - 1)
+
     def violated(self, model: Callable[[torch.Tensor], torch.Tensor], chunk: int = 65536) -> torch.Tensor:
         """The shell nodes next to a zero crossing the clearance forbids (no autograd).
 
@@ -85,7 +90,7 @@ class Clearance:
         flatter than a distance (``|f|`` small but no crossing near) are left alone: aiming at
         all of them took cheburashka without normals from Chamfer 0.18e-3 to 0.25e-3, aiming
         at crossings only 0.17-0.20 over five runs, while fixing the cow just as well."""
-        crossing = 2.0 * math.sqrt(3.0) / (self.distance.shape[0] - 1)
+        crossing = math.sqrt(3.0) * self.cell
         with torch.no_grad():
             parts = []
             for part in self.shell.split(chunk):
@@ -98,9 +103,8 @@ class Clearance:
         device = self.distance.device
         if count <= 0 or len(nodes) == 0:
             return torch.zeros((0, 3), device=device)
-        step = 2.0 / (self.distance.shape[0] - 1)
         index = torch.randint(0, len(nodes), (count,), device=device, generator=generator)
-        jitter = (torch.rand((count, 3), device=device, generator=generator) - 0.5) * step
+        jitter = (torch.rand((count, 3), device=device, generator=generator) - 0.5) * self.cell
         return (nodes[index] + jitter).clamp_(-1.0, 1.0)
 
     def needed(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,7 +113,7 @@ class Clearance:
         Each corner ``c`` of the grid cell around ``x`` gives ``d(x) >= d(c) - |x - c|``; the
         largest of the eight is the bound (off by well under a cell's diagonal)."""
         r = self.distance.shape[0]
-        step = 2.0 / (r - 1)
+        step = self.cell
         base = ((x.clamp(-1.0, 1.0) + 1.0) / step).floor().long().clamp_(0, r - 2)
         lower = torch.full_like(x[:, 0], -float("inf"))
         for corner in itertools.product((0, 1), repeat=3):
