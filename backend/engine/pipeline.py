@@ -22,6 +22,7 @@ from .derivatives import sdf_and_gradient
 from .geometric_init import sphere_init
 from .model import FoldedSiren, Siren
 from .normal_estimation import estimate_directions, nearest_neighbours
+from .noise_level import estimate_noise
 from .normalization import Normalization
 from .orientation import propagate_signs
 from .sampling import PointSampler
@@ -71,8 +72,8 @@ def train_field(
     chosen by that field's gradient; see :func:`orient_directions`), and a fresh SIREN is fitted
     to the cloud with these normals and the oriented loss, held to the DiGS field's sign far from
     the cloud (``sign_prior``) and kept from zero crossings far from every point
-    (``clearance``). Progress counts across both stages and always reports the mode as
-    ``unoriented``.
+    (``clearance``), its normal weight raised on a noisy cloud (``noise_free_ratio``). Progress
+    counts across both stages and always reports the mode as ``unoriented``.
     """
     config = config or ReconstructionConfig()
     pts = validate_points(points)
@@ -92,10 +93,12 @@ def train_field(
     stages = [(mode, total - second, nrm if mode == "oriented" else None)]
 
     def stage(index: int, stage_mode: str, iterations: int, stage_normals: np.ndarray | None,
-              offset: int, prior: SignPrior | None = None,
-              clearance: Clearance | None = None) -> tuple[SdfField, dict[str, float]]:
+              offset: int, prior: SignPrior | None = None, clearance: Clearance | None = None,
+              normal_weight: float | None = None) -> tuple[SdfField, dict[str, float]]:
         rate = config.unoriented.learning_rate if stage_mode == "unoriented" else config.train.learning_rate
         stage_config = replace(config, train=replace(config.train, iterations=iterations, learning_rate=rate))
+        if normal_weight is not None:
+            stage_config = replace(stage_config, oriented=replace(config.oriented, normal=normal_weight))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.train.seed + index)
             model = Siren(config.model)
@@ -143,9 +146,21 @@ def train_field(
         if config.unoriented.refine_clearance > 0:
             clearance = Clearance.build(unit, config.unoriented.clearance_spacings,
                                         config.unoriented.refine_prior_distance, device)
+        noise = estimate_noise(unit, config.train.seed).ratio
+        weight = config.oriented.normal * noise_factor(noise, config.unoriented.noise_free_ratio)
         field, losses = stage(1, "oriented", second, oriented, offset=total - second, prior=prior,
-                              clearance=clearance)
+                              clearance=clearance, normal_weight=weight)
+        field.noise_ratio = noise
     return field, losses
+
+
+def noise_factor(ratio: float, noise_free_ratio: float) -> float:
+    """How many times the normal weight the refinement gives a cloud of noise level ``ratio``
+    (see ``UnorientedLossConfig.noise_free_ratio``): 1 up to ``noise_free_ratio``, then in
+    proportion; always 1 when ``noise_free_ratio`` is 0."""
+    if noise_free_ratio <= 0:
+        return 1.0
+    return max(1.0, ratio / noise_free_ratio)
 
 
 def orient_directions(model: torch.nn.Module, unit: np.ndarray, config: UnorientedLossConfig,
@@ -205,6 +220,8 @@ def reconstruct_points(
         on_mesh(MeshEvent(config.train.iterations, config.mesh.resolution, vertices, faces, final=True))
     stats = {f"loss_{k}": v for k, v in losses.items()}
     stats.update(points=float(len(points)), vertices=float(len(vertices)), faces=float(len(faces)))
+    if field.noise_ratio is not None:
+        stats["noise_ratio"] = field.noise_ratio
     return ReconstructionResult(
         vertices, faces, field.mode, stats, {"train": trained - started, "mesh": meshed - trained}, field
     )

@@ -31,6 +31,9 @@ class SdfField:
     """Box to mesh in, in the network's unit coordinates (the cloud's box plus padding)."""
     support: np.ndarray = field(repr=False)
     """float32 (S, 3): the cloud (or a subsample) in unit coordinates."""
+    noise_ratio: float | None = None
+    """The cloud's noise level (:class:`~backend.engine.noise_level.NoiseLevel` ``ratio``) where
+    the unoriented refinement measured it to weigh its normals; ``None`` elsewhere."""
 
     @property
     def device(self) -> torch.device:
