@@ -101,8 +101,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         from ..rendering import render_mesh_png
 
         render_mesh_png(result.vertices, result.faces, args.render)
+    noise = f", noise {result.stats['noise_ratio']:.2f} spacings" if "noise_ratio" in result.stats else ""
     print(
-        f"{args.output}: {len(result.vertices)} vertices, {len(result.faces)} faces, mode {result.mode}, "
+        f"{args.output}: {len(result.vertices)} vertices, {len(result.faces)} faces, mode {result.mode}{noise}, "
         f"train {result.timings['train']:.1f} s, mesh {result.timings['mesh']:.1f} s",
         file=sys.stderr,
     )
