@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
+
+PYTHON_SETTINGS = ("PYTHONPATH", "PYTHONHOME")
+
+
+def backend_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a backend process: this one less its Python path settings.
+
+    The backend runs in its own Python (often another version than Blender's), so module paths
+    meant for Blender's Python must not reach it: a pyzmq built for Python 3.13 on its path
+    breaks a Python 3.11 backend.
+    """
+    return {k: v for k, v in (os.environ if environ is None else environ).items() if k not in PYTHON_SETTINGS}
 
 
 class LocalBackend:
@@ -23,7 +36,8 @@ class LocalBackend:
         if not args:
             raise ValueError("the backend command is empty")
         try:
-            self.process = subprocess.Popen(args + ["--bind", address], stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(args + ["--bind", address], stdin=subprocess.DEVNULL,
+                                            env=backend_environment())
         except OSError as exc:
             raise ValueError(f"could not start {args[0]!r}: {exc}") from exc
 

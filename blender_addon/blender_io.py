@@ -10,6 +10,7 @@ from .geometry import (
     blender_mesh_arrays,
     corner_to_point,
     normals_to_world,
+    point_colour_attribute,
     sample_triangles,
     to_world,
 )
@@ -41,25 +42,46 @@ def _vertex_colours(mesh) -> np.ndarray | None:
     return corner_to_point(values, corner_vertex, len(mesh.vertices))
 
 
+def _point_cloud_arrays(data, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """World-space points, normals and colours of a ``PointCloud`` datablock."""
+    points = _attribute(data, "position", "vector", 3)
+    normals = _attribute(data, "normal", "vector", 3)
+    layers = [(a.name, a.data_type, a.domain) for a in data.attributes]
+    colour_name = point_colour_attribute(layers)
+    colours = None if colour_name is None else _attribute(data, colour_name, "color", 4)
+    return (to_world(points, matrix), None if normals is None else normals_to_world(normals, matrix),
+            None if colours is None else colours[:, :3])
+
+
+def _generated_cloud(evaluated, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
+    """The points that an object's modifiers output (e.g. geometry nodes' Mesh to Points), or ``None``."""
+    if not hasattr(evaluated, "evaluated_geometry"):  # Blender before 4.3
+        return None
+    geometry = evaluated.evaluated_geometry()  # owns the point cloud: read it while this lives
+    cloud = geometry.pointcloud
+    if cloud is None or not len(cloud.points):
+        return None
+    return _point_cloud_arrays(cloud, matrix)
+
+
 def cloud_from_object(obj, depsgraph) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """World-space points, normals (or ``None``) and colours (or ``None``) of an object.
 
     A mesh with faces is sampled on its evaluated surface (modifiers applied) with face normals;
     a mesh of loose vertices (an imported scan) gives its vertices, with normals only when it
-    carries a ``normal`` attribute; a point cloud object gives its points.
+    carries a ``normal`` attribute; a point cloud object, or a mesh whose modifiers turn it into
+    points (geometry nodes' Mesh to Points), gives its points, with a ``normal`` attribute as
+    normals and its colour attribute as colours.
     """
     evaluated = obj.evaluated_get(depsgraph)
     matrix = np.array(obj.matrix_world, dtype=np.float64)
     if obj.type == "POINTCLOUD":
-        data = evaluated.data
-        points = _attribute(data, "position", "vector", 3)
-        normals = _attribute(data, "normal", "vector", 3)
-        colours = _attribute(data, "Col", "color", 4)
-        return (to_world(points, matrix), None if normals is None else normals_to_world(normals, matrix),
-                None if colours is None else colours[:, :3])
+        return _point_cloud_arrays(evaluated.data, matrix)
     mesh = evaluated.to_mesh()
     try:
         count = len(mesh.vertices)
+        if count == 0 and (generated := _generated_cloud(evaluated, matrix)) is not None:
+            return generated
         co = np.empty(count * 3, dtype=np.float32)
         mesh.vertices.foreach_get("co", co)
         co = co.reshape(-1, 3)

@@ -64,6 +64,23 @@ def corner_to_point(values: np.ndarray, corner_vertex: np.ndarray, vertex_count:
     return sums / np.maximum(counts, 1)
 
 
+COLOUR_TYPES = ("FLOAT_COLOR", "BYTE_COLOR")
+PREFERRED_COLOUR_NAMES = ("Col", "Color", "color", "rgb", "RGB")
+
+
+def point_colour_attribute(attributes: list[tuple[str, str, str]]) -> str | None:
+    """The colour attribute to send from a point cloud's ``(name, data_type, domain)`` list.
+
+    Point clouds have no active colour: a per-point colour attribute named like one of
+    ``PREFERRED_COLOUR_NAMES`` wins, else the first per-point colour attribute that is not
+    Blender-internal (a name starting with ``.``); ``None`` when there is none.
+    """
+    colours = [name for name, kind, domain in attributes
+               if kind in COLOUR_TYPES and domain == "POINT" and not name.startswith(".")]
+    preferred = [name for name in PREFERRED_COLOUR_NAMES if name in colours]
+    return (preferred or colours or [None])[0]
+
+
 def blender_mesh_arrays(vertices: np.ndarray, faces: np.ndarray) -> dict[str, np.ndarray]:
     """Flat arrays for ``foreach_set``: vertex ``co``, loop ``vertex_index``, polygon ``loop_start``."""
     f = np.ascontiguousarray(faces, dtype=np.int32)

@@ -4,10 +4,20 @@
     python scripts/build_addon.py                # -> dist/siren_recon-<version>.zip, built and validated
     python scripts/build_addon.py --no-wheels    # without bundled wheels (pyzmq/msgpack already in Blender)
 
-Wheels for Windows x64, Linux x64, macOS arm64 and macOS x64 (Python 3.11, Blender 4.2+) are
-downloaded with pip into ``build/wheels`` (kept between runs) and listed in the manifest's
-``wheels``. The build and the validation use Blender's own extension tool, which the ``bpy``
-wheel ships (``bpy/<version>/scripts/addons_core/bl_pkg/cli/blender_ext.py``).
+One zip serves every Blender in ``BLENDERS``: each row is a Blender release, the Python it embeds
+and the platforms blender.org publishes it for. Blender 4.2 LTS to 5.0 embed Python 3.11, 5.1 and
+5.2 LTS Python 3.13 (with NumPy 2); Windows on Arm builds exist from 4.3 on; 4.5 LTS is the last
+release with macOS Intel builds; there are no official Linux arm64 builds. At install Blender
+keeps only the bundled wheels whose tags fit its own Python and platform, so the zip carries,
+for each of pyzmq and msgpack, a wheel for every (Python, platform) pair in the table:
+pyzmq's stable-ABI (``abi3``) and macOS ``universal2`` wheels cover several at once; msgpack
+ships one wheel per Python and platform. The wheels are downloaded with pip into
+``build/wheels`` (kept between runs); the build fails, naming the gap, if any row of the table
+is left without a wheel that installs there. The manifest's ``platforms`` is the union of the
+table's platforms.
+
+The build and the validation use Blender's own extension tool, which the ``bpy`` wheel ships
+(``bpy/<version>/scripts/addons_core/bl_pkg/cli/blender_ext.py``).
 """
 
 from __future__ import annotations
@@ -19,19 +29,99 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ADDON = REPO / "blender_addon"
 PROTOCOL = REPO / "protocol"
 WHEELS = {"pyzmq": "27.3.0", "msgpack": "1.2.4"}
-PLATFORMS = {
+
+
+@dataclass(frozen=True)
+class Blender:
+    """A Blender release the zip must install on: the Python it embeds and its platforms."""
+
+    version: str
+    python: tuple[int, int]
+    platforms: tuple[str, ...]
+
+
+BLENDERS = (
+    Blender("4.2 LTS", (3, 11), ("windows-x64", "linux-x64", "macos-arm64", "macos-x64")),
+    Blender("4.5 LTS", (3, 11), ("windows-x64", "windows-arm64", "linux-x64", "macos-arm64", "macos-x64")),
+    Blender("5.0", (3, 11), ("windows-x64", "windows-arm64", "linux-x64", "macos-arm64")),
+    Blender("5.1", (3, 13), ("windows-x64", "windows-arm64", "linux-x64", "macos-arm64")),
+    Blender("5.2 LTS", (3, 13), ("windows-x64", "windows-arm64", "linux-x64", "macos-arm64")),
+)
+
+PLATFORM_TAGS = {
     "windows-x64": ["win_amd64"],
+    "windows-arm64": ["win_arm64"],
     "linux-x64": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"],
     "macos-arm64": ["macosx_11_0_arm64", "macosx_12_0_arm64", "macosx_14_0_arm64", "macosx_10_15_universal2"],
     "macos-x64": ["macosx_10_9_x86_64", "macosx_10_15_x86_64", "macosx_10_15_universal2"],
 }
-PYTHON_VERSION = "3.11"
+"""Wheel platform tags pip may choose for each Blender platform (Blender 4.2+ needs macOS 11 and glibc 2.28)."""
+
+
+def platform_fits(wheel_platform: str, platform: str) -> bool:
+    """Whether a wheel's platform tag (possibly compressed, ``a.b``) installs on a Blender platform.
+
+    As Blender decides at install: Windows by exact tag; Linux any ``manylinux`` tag of the same
+    machine (the glibc version is not checked); macOS any version of the same machine or
+    ``universal2``.
+    """
+    system, machine = platform.split("-")
+    for tag in wheel_platform.split("."):
+        if system == "windows" and tag == {"x64": "win_amd64", "arm64": "win_arm64"}[machine]:
+            return True
+        if system == "linux" and tag.startswith("manylinux") and tag.endswith("_" + {"x64": "x86_64"}.get(machine, machine)):
+            return True
+        if system == "macos" and tag.startswith("macosx_") and (
+            tag.endswith("_universal2") or tag.endswith("_" + {"x64": "x86_64"}.get(machine, machine))
+        ):
+            return True
+    return False
+
+
+def python_fits(python_tag: str, abi_tag: str, python: tuple[int, int]) -> bool:
+    """Whether a wheel's Python and ABI tags install on CPython ``python``.
+
+    ``cp311-cp311`` only on 3.11; ``cp312-abi3`` on 3.12 and newer (the stable ABI); ``py3`` on any 3.x.
+    """
+    for tag in python_tag.split("."):
+        match = re.fullmatch(r"(cp|py)(\d)(\d*)", tag)
+        if match is None or int(match.group(2)) != python[0]:
+            continue
+        if not match.group(3):
+            return True
+        minor = int(match.group(3))
+        if minor == python[1] or ("abi3" in abi_tag.split(".") and minor <= python[1]):
+            return True
+    return False
+
+
+def wheel_fits(wheel: str, python: tuple[int, int], platform: str) -> bool:
+    """Whether the wheel file ``name-version-python-abi-platform.whl`` installs on that Blender."""
+    python_tag, abi_tag, platform_tag = Path(wheel).stem.split("-")[-3:]
+    return python_fits(python_tag, abi_tag, python) and (platform_tag == "any" or platform_fits(platform_tag, platform))
+
+
+def missing_wheels(wheels: list[str], blenders=BLENDERS, packages=WHEELS) -> list[str]:
+    """Every (Blender, platform, package) with no wheel among ``wheels`` that installs there."""
+    gaps = []
+    for blender in blenders:
+        for platform in blender.platforms:
+            for package in packages:
+                found = [w for w in wheels if Path(w).name.split("-")[0].lower() == package and wheel_fits(w, blender.python, platform)]
+                if not found:
+                    gaps.append(f"Blender {blender.version} (Python {blender.python[0]}.{blender.python[1]}) on {platform}: no {package} wheel")
+    return gaps
+
+
+def supported_platforms(blenders=BLENDERS) -> list[str]:
+    return sorted({platform for blender in blenders for platform in blender.platforms})
 
 
 def vendor_protocol(target: Path) -> None:
@@ -41,18 +131,24 @@ def vendor_protocol(target: Path) -> None:
     shutil.copytree(PROTOCOL, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
-def download_wheels(cache: Path) -> list[Path]:
+def download_wheels(cache: Path, blenders=BLENDERS) -> list[Path]:
+    """One wheel of each package for each (Python, platform) of ``blenders``, deduplicated."""
     cache.mkdir(parents=True, exist_ok=True)
-    for platforms in PLATFORMS.values():
-        flags = [flag for platform in platforms for flag in ("--platform", platform)]
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps",
-             "--python-version", PYTHON_VERSION, "--implementation", "cp", *flags, "-d", str(cache),
-             *(f"{name}=={version}" for name, version in WHEELS.items())],
-            check=True,
-        )
-    wanted = [w for w in sorted(cache.glob("*.whl")) if any(w.name.startswith(f"{n}-{v}-") for n, v in WHEELS.items())]
-    return wanted
+    chosen: set[Path] = set()
+    for python, platform in sorted({(b.python, p) for b in blenders for p in b.platforms}):
+        for package, version in WHEELS.items():
+            existing = [w for w in sorted(cache.glob(f"{package}-{version}-*.whl")) if wheel_fits(w.name, python, platform)]
+            if not existing:
+                flags = [flag for tag in PLATFORM_TAGS[platform] for flag in ("--platform", tag)]
+                subprocess.run(
+                    [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps",
+                     "--python-version", f"{python[0]}.{python[1]}", "--implementation", "cp", *flags,
+                     "-d", str(cache), f"{package}=={version}"],
+                    check=True,
+                )
+                existing = [w for w in sorted(cache.glob(f"{package}-{version}-*.whl")) if wheel_fits(w.name, python, platform)]
+            chosen.update(existing[:1])
+    return sorted(chosen)
 
 
 def extension_tool() -> Path:
@@ -72,16 +168,21 @@ def stage(target: Path, wheels: list[Path]) -> None:
     for wheel in wheels:
         shutil.copy2(wheel, target / "wheels" / wheel.name)
     manifest = target / "blender_manifest.toml"
+    text = manifest.read_text()
     listed = ", ".join(f'"./wheels/{w.name}"' for w in wheels)
-    text, count = re.subn(r"^wheels = \[\]$", f"wheels = [{listed}]", manifest.read_text(), flags=re.M)
-    if count != 1:
-        raise SystemExit("blender_manifest.toml must contain the line 'wheels = []'")
+    platforms = ", ".join(f'"{p}"' for p in supported_platforms())
+    for key, value in (("wheels", listed), ("platforms", platforms)):
+        text, count = re.subn(rf"^{key} = \[\]$", f"{key} = [{value}]", text, flags=re.M)
+        if count != 1:
+            raise SystemExit(f"blender_manifest.toml must contain the line '{key} = []'")
     manifest.write_text(text)
 
 
 def build(output: Path, with_wheels: bool, cache: Path) -> Path:
     tool = extension_tool()
     wheels = download_wheels(cache) if with_wheels else []
+    if with_wheels and (gaps := missing_wheels([w.name for w in wheels])):
+        raise SystemExit("the bundled wheels leave gaps:\n  " + "\n  ".join(gaps))
     output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "siren_recon"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-from .shapes import REPO
+from .paths import REPO
 
 
 def load_build_script():

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .shapes import REPO
+from blender_addon.backend_process import backend_environment
+
+from .paths import REPO
 
 HEARTBEAT_TIMEOUT = 3.0
+BACKEND_PYTHON = os.environ.get("SIREN_BACKEND_PYTHON", sys.executable)
+"""The interpreter that runs the backend: this one, unless the add-on's tests run in another
+Python (Blender 5.2's), which then names the project's own environment here."""
 
 
 def free_port() -> int:
@@ -27,9 +33,9 @@ def start_backend(port: int, log_path, *extra: str) -> subprocess.Popen:
     log = open(log_path, "w")
     results = [] if "--results-dir" in extra else ["--results-dir", str(Path(log_path).parent / "results")]
     process = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}", "--device", "cpu",
+        [BACKEND_PYTHON, "-m", "backend.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}", "--device", "cpu",
          "--heartbeat-timeout", str(HEARTBEAT_TIMEOUT), *results, *extra],
-        cwd=REPO, stderr=log,
+        cwd=REPO, stderr=log, env=backend_environment(),
     )
     log.close()
     wait_for_log(log_path, "listening on", 60)

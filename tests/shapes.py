@@ -1,15 +1,17 @@
-"""Small configurations and shapes that train in seconds on a CPU."""
+"""Small configurations and shapes that train in seconds on a CPU.
+
+Importing this module imports nothing of the backend (the add-on's tests use it in an
+environment without it); ``small_config`` does.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from backend.engine.config import ReconstructionConfig, apply_overrides
-
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "data"
+if TYPE_CHECKING:
+    from backend.engine.config import ReconstructionConfig
 
 SMALL = {
     "model.hidden_features": 64,
@@ -32,6 +34,8 @@ SMALL = {
 
 def small_config(**overrides: object) -> ReconstructionConfig:
     """A network and batch small enough to train in a few seconds; dotted keys with '__' for '.'."""
+    from backend.engine.config import ReconstructionConfig, apply_overrides
+
     merged = dict(SMALL)
     merged.update({key.replace("__", "."): value for key, value in overrides.items()})
     return apply_overrides(ReconstructionConfig(), merged)

@@ -1,15 +1,24 @@
 """The add-on inside real Blender (bpy from PyPI), talking to a real backend process.
 
+These tests run twice: in the project's environment (bpy 5.0.1, Python 3.11, as Blender 4.2 LTS
+to 5.0) and, through ``test_addon_in_blender_5_2.py``, in a second one (bpy 5.2.3, Python 3.13
+and NumPy 2, as Blender 5.1 and 5.2 LTS). They import nothing of the backend or torch, and
+start the backend in the project's environment (``live_backend.BACKEND_PYTHON``).
+
 In module mode ``bpy.app.timers`` never fire, so the tests call the add-on's timer callback
 themselves, as Blender would every tenth of a second.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import tempfile
 import time
+import tomllib
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,22 +27,37 @@ os.environ.setdefault("BLENDER_USER_EXTENSIONS", tempfile.mkdtemp(prefix="siren-
 bpy = pytest.importorskip("bpy")
 
 from .addon_build import load_build_script  # noqa: E402
-from .live_backend import free_port, start_backend  # noqa: E402
-from .shapes import REPO  # noqa: E402
+from .live_backend import BACKEND_PYTHON, free_port, start_backend  # noqa: E402
+from .paths import REPO  # noqa: E402
 
 MODULE = "bl_ext.user_default.siren_recon"
 
 
 @pytest.fixture(scope="module")
 def addon(tmp_path_factory):
-    """Build the zip (wheels included), validate it, install and enable it in Blender."""
+    """Build the zip (wheels included), validate it with this Blender's tool, install and enable it.
+
+    Where this Python has no pyzmq/msgpack of its own (the Blender 5.2 environment), the add-on
+    must be running on the wheels the zip bundles.
+    """
+    own_wheels = importlib.util.find_spec("zmq") is not None
     build = load_build_script()
     archive = build.build(tmp_path_factory.mktemp("dist"), True, REPO / "build" / "wheels")
-    assert archive.is_file() and archive.stat().st_size > 1_000_000  # the four platforms' wheels are inside
+    manifest = tomllib.loads(zipfile.ZipFile(archive).read("blender_manifest.toml").decode())
+    assert manifest["blender_version_min"] == "4.2.0"
+    assert sorted(manifest["platforms"]) == ["linux-x64", "macos-arm64", "macos-x64", "windows-arm64", "windows-x64"]
+    assert build.missing_wheels([Path(w).name for w in manifest["wheels"]]) == []
+    assert archive.stat().st_size < 12_000_000
     result = bpy.ops.extensions.package_install_files(filepath=str(archive), repo="user_default", enable_on_install=True)
     assert result == {"FINISHED"}
     assert hasattr(bpy.types.Scene, "siren") and hasattr(bpy.ops.siren, "reconstruct")
     package = sys.modules[MODULE]
+    if not own_wheels:
+        import msgpack
+        import zmq
+
+        for module in (zmq, msgpack):
+            assert module.__file__.startswith(os.environ["BLENDER_USER_EXTENSIONS"]), module.__file__
     yield package
     if MODULE in {a.module for a in bpy.context.preferences.addons}:
         bpy.ops.preferences.addon_disable(module=MODULE)
@@ -55,6 +79,8 @@ def scene(addon, backend):
         bpy.data.objects.remove(obj, do_unlink=True)
     for mesh in list(bpy.data.meshes):
         bpy.data.meshes.remove(mesh)
+    for cloud in list(bpy.data.pointclouds):
+        bpy.data.pointclouds.remove(cloud)
     settings = bpy.context.scene.siren
     settings.address = backend
     settings.iterations, settings.resolution, settings.seed = 0, 0, -1
@@ -203,6 +229,72 @@ def test_a_loose_vertex_cloud_goes_unoriented(addon, scene):
     assert abs(np.median(radii) - 1.0) < 0.05
 
 
+def coloured_sphere(name: str) -> "bpy.types.Object":
+    """A selected unit UV sphere of about 2,000 vertices, red above its equator and blue below."""
+    bpy.ops.mesh.primitive_uv_sphere_add(segments=64, ring_count=32, radius=1.0)
+    obj = bpy.context.active_object
+    obj.name = name
+    co = mesh_arrays(obj)
+    layer = obj.data.color_attributes.new("Col", "FLOAT_COLOR", "POINT")
+    rgba = np.where(co[:, 2:3] > 0, [1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0]).astype(np.float32)
+    layer.data.foreach_set("color", rgba.reshape(-1))
+    return obj
+
+
+def place(obj) -> None:
+    obj.location, obj.rotation_euler, obj.scale = (-1.0, 3.0, 0.2), (0.9, -0.4, 0.2), (0.7, 1.3, 1.0)
+    bpy.context.view_layer.update()
+    bpy.ops.object.select_all(action="DESELECT")
+    obj.select_set(True)
+    bpy.context.view_layer.objects.active = obj
+
+
+def reconstruct_and_check_sphere(scene, source) -> None:
+    """Reconstruct the selected ``source`` (a transformed unit sphere): on the sphere, and coloured."""
+    scene.siren.quality = "preview"
+    scene.siren.iterations = 300
+    scene.siren.resolution = 40
+    assert bpy.ops.siren.reconstruct(wait=True, timeout=300) == {"FINISHED"}
+    result = bpy.data.objects[f"{source.name}_siren"]
+    local = np.array(source.matrix_world.inverted())
+    back = mesh_arrays(result).astype(np.float64) @ local[:3, :3].T + local[:3, 3]
+    radii = np.linalg.norm(back, axis=1)
+    assert abs(np.median(radii) - 1.0) < 0.05
+    colours = np.empty(len(result.data.vertices) * 4, dtype=np.float32)
+    result.data.color_attributes["siren_colour"].data.foreach_get("color", colours)
+    colours = colours.reshape(-1, 4)
+    upper, lower = back[:, 2] > 0.3, back[:, 2] < -0.3
+    assert np.median(colours[upper, 0]) > 0.9 and np.median(colours[lower, 2]) > 0.9
+
+
+def test_a_point_cloud_object_is_reconstructed_with_its_colours(addon, scene):
+    _, state = modules(addon)
+    coloured_sphere("Points")
+    assert bpy.ops.object.convert(target="POINTCLOUD") == {"FINISHED"}
+    points = bpy.context.active_object
+    assert points.type == "POINTCLOUD" and len(points.data.points) > 1900
+    place(points)
+    reconstruct_and_check_sphere(scene, points)
+    job = next(j for j in state.session.jobs.values() if j.source == points.name)
+    assert job.status == "done" and job.mode == "unoriented"
+
+
+def test_points_made_by_geometry_nodes_are_reconstructed(addon, scene):
+    """A mesh whose geometry nodes turn it into points (Mesh to Points): its points are the cloud."""
+    source = coloured_sphere("Generated")
+    tree = bpy.data.node_groups.new("to points", "GeometryNodeTree")
+    tree.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+    tree.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    to_points = tree.nodes.new("GeometryNodeMeshToPoints")
+    tree.links.new(tree.nodes.new("NodeGroupInput").outputs[0], to_points.inputs["Mesh"])
+    tree.links.new(to_points.outputs["Points"], tree.nodes.new("NodeGroupOutput").inputs[0])
+    source.modifiers.new("points", "NODES").node_group = tree
+    place(source)
+    evaluated = source.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    assert len(evaluated.data.vertices) == 0  # nothing is left of the mesh itself
+    reconstruct_and_check_sphere(scene, source)
+
+
 def test_an_unreachable_backend_is_reported_in_bounded_time(addon, scene):
     ellipsoid_source()
     scene.siren.address = f"tcp://127.0.0.1:{free_port()}"
@@ -215,7 +307,7 @@ def test_an_unreachable_backend_is_reported_in_bounded_time(addon, scene):
 def test_disabling_leaves_no_timer_socket_or_process(addon, scene):
     operators, state = modules(addon)
     scene.siren.address = f"tcp://127.0.0.1:{free_port()}"
-    scene.siren.backend_command = f"{sys.executable} -m backend.cli serve --device cpu"
+    scene.siren.backend_command = f"{BACKEND_PYTHON} -m backend.cli serve --device cpu"
     assert bpy.ops.siren.start_backend() == {"FINISHED"}
     process = state.local_backend.process
     assert process.poll() is None and state.session.status == "connected"

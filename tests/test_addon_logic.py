@@ -1,4 +1,8 @@
-"""The add-on's plain logic (no Blender): geometry, presets, the session against a real backend."""
+"""The add-on's plain logic (no Blender): geometry, presets, the session against a real backend.
+
+They run twice: here on NumPy 1.26, and in the Blender 5.2 environment on NumPy 2 with the very
+pyzmq/msgpack wheels the extension bundles (``test_addon_in_blender_5_2.py``).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,12 @@ import numpy as np
 import pytest
 
 from .addon_build import vendor_in_place
-from .live_backend import free_port, start_backend
+from .live_backend import BACKEND_PYTHON, free_port, start_backend
 from .shapes import SMALL, sphere_cloud
 
 vendor_in_place()
 
-from blender_addon.backend_process import LocalBackend  # noqa: E402
+from blender_addon.backend_process import LocalBackend, backend_environment  # noqa: E402
 from blender_addon.geometry import (  # noqa: E402
     blender_mesh_arrays,
     corner_to_point,
@@ -125,12 +129,16 @@ def test_unreachable_backend_is_reported_within_the_connect_timeout():
     session.disconnect()
 
 
-def test_local_backend_starts_and_stops(tmp_path):
-    import sys
+def test_a_local_backend_gets_no_python_path_meant_for_blender():
+    environ = {"PATH": "/usr/bin", "PYTHONPATH": "/blender/site-packages", "PYTHONHOME": "/blender", "HOME": "/home/a"}
+    assert backend_environment(environ) == {"PATH": "/usr/bin", "HOME": "/home/a"}
+    assert environ["PYTHONPATH"] == "/blender/site-packages"  # the caller's own is left alone
 
+
+def test_local_backend_starts_and_stops(tmp_path):
     backend = LocalBackend()
     port = free_port()
-    backend.start(f"{sys.executable} -m backend.cli serve --device cpu", f"tcp://127.0.0.1:{port}")
+    backend.start(f"{BACKEND_PYTHON} -m backend.cli serve --device cpu", f"tcp://127.0.0.1:{port}")
     assert backend.running
     session = Session(address=f"tcp://127.0.0.1:{port}", connect_timeout=60.0)
     try:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from .live_backend import free_port, start_backend
-from .shapes import REPO, sphere_cloud
+from .paths import REPO
+from .shapes import sphere_cloud
 
 o3d = pytest.importorskip("open3d")
 

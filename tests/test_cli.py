@@ -10,7 +10,8 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from .shapes import REPO, SMALL, sphere_cloud
+from .paths import REPO
+from .shapes import SMALL, sphere_cloud
 
 FAST = [item for key, value in SMALL.items() if key not in ("train.iterations", "mesh.resolution", "preview.enabled") for item in ("--set", f"{key}={value}")]
 

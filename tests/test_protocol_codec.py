@@ -228,7 +228,7 @@ def test_decoder_fuzz_run_has_no_crashes(tmp_path):
     import subprocess
     import sys
 
-    from .shapes import REPO
+    from .paths import REPO
 
     out = tmp_path / "fuzz.json"
     run = subprocess.run([sys.executable, "scripts/fuzz_protocol.py", "--count", "5000", "--seed", "3", "--json", str(out)],

@@ -13,7 +13,8 @@ from protocol import JobDone, Welcome
 from protocol.client import Client, reconstruct_remote
 
 from .live_backend import free_port, start_backend, wait_for_log
-from .shapes import REPO, SMALL, sphere_cloud
+from .paths import REPO
+from .shapes import SMALL, sphere_cloud
 from .test_server import collect, finished
 
 JOB = {**SMALL, "train.iterations": 40, "preview.enabled": False}

@@ -31,7 +31,8 @@ from protocol import (
 from protocol.client import Client, ConnectionEvent, reconstruct_remote
 
 from .live_backend import HEARTBEAT_TIMEOUT, free_port, start_backend, wait_for_log
-from .shapes import REPO, SMALL, small_config, sphere_cloud
+from .paths import REPO
+from .shapes import SMALL, small_config, sphere_cloud
 
 JOB = {**SMALL, "train.iterations": 150, "preview.enabled": True, "preview.first_iteration": 30, "train.progress_every": 10}
 

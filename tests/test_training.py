@@ -131,7 +131,7 @@ def test_training_on_spot_reaches_the_chamfer_bound(spot_cloud):
 
     from backend.engine.metrics import compare_meshes
 
-    from .shapes import DATA
+    from .paths import DATA
 
     points, normals = spot_cloud
     config = small_config(
