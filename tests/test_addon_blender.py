@@ -51,6 +51,8 @@ def addon(tmp_path_factory):
     result = bpy.ops.extensions.package_install_files(filepath=str(archive), repo="user_default", enable_on_install=True)
     assert result == {"FINISHED"}
     assert hasattr(bpy.types.Scene, "siren") and hasattr(bpy.ops.siren, "reconstruct")
+    panel = getattr(bpy.types, "SIREN_PT_main", None)  # in the 3D view's sidebar, its own tab
+    assert panel is not None and (panel.bl_space_type, panel.bl_region_type, panel.bl_category) == ("VIEW_3D", "UI", "SIREN")
     package = sys.modules[MODULE]
     if not own_wheels:
         import msgpack
@@ -320,6 +322,7 @@ def test_disabling_leaves_no_timer_socket_or_process(addon, scene):
     assert bpy.app.timers.is_registered(timer)
     bpy.ops.preferences.addon_disable(module=MODULE)
     assert not bpy.app.timers.is_registered(timer)
+    assert not hasattr(bpy.types, "SIREN_PT_main") and not hasattr(bpy.types.Scene, "siren")
     assert state.session is None
     assert job.status == "cancelled"
     assert process.poll() is not None  # the backend we started is gone
