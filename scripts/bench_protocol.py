@@ -26,9 +26,9 @@ import zmq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from protocol import MeshUpdate, decode, encode  # noqa: E402
-from protocol.client import Client  # noqa: E402
-from protocol.messages import Progress  # noqa: E402
+from siren_recon.protocol import MeshUpdate, decode, encode  # noqa: E402
+from siren_recon.protocol.client import Client  # noqa: E402
+from siren_recon.protocol.messages import Progress  # noqa: E402
 
 
 def free_port() -> int:
@@ -77,7 +77,7 @@ def throughput(triangles: int, repeats: int) -> dict:
 def first_preview_latency(runs: int) -> dict:
     port = free_port()
     backend = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}"],
+        [sys.executable, "-m", "siren_recon.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}"],
         cwd=REPO, stderr=subprocess.PIPE, text=True,
     )
     while "listening on" not in backend.stderr.readline():

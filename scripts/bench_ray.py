@@ -31,8 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from protocol import JobAccepted, JobDone, JobFailed, MeshUpdate, Progress
-from protocol.client import Client
+from siren_recon.protocol import JobAccepted, JobDone, JobFailed, MeshUpdate, Progress
+from siren_recon.protocol.client import Client
 from tests.shapes import SMALL, sphere_cloud
 
 
@@ -49,7 +49,7 @@ def start(executor: str, log_path: Path, cpus_per_job: int) -> tuple[subprocess.
         extra += ["--ray-cpus-per-job", str(cpus_per_job)]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}", "--device", "cpu",
+            [sys.executable, "-m", "siren_recon.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}", "--device", "cpu",
              "--results-dir", str(log_path.parent / f"results-{executor}"), *extra],
             cwd=REPO, stderr=log,
         )

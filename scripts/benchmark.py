@@ -40,17 +40,17 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from backend.engine.config import ReconstructionConfig, apply_overrides  # noqa: E402
-from backend.engine.derivatives import divergence, sdf_and_gradient  # noqa: E402
-from backend.engine.device import resolve_device  # noqa: E402
-from backend.engine.fused_gradient import fused_settings  # noqa: E402
-from backend.engine.losses import oriented_loss, unoriented_loss  # noqa: E402
-from backend.engine.meshing import extract_mesh  # noqa: E402
-from backend.engine.model import FoldedSiren, Siren  # noqa: E402
-from backend.engine.metrics import compare_meshes, sample_surface  # noqa: E402
-from backend.engine.pipeline import reconstruct_points, train_field  # noqa: E402
-from backend.engine.sampling import Batch  # noqa: E402
-from backend.engine.trainer import compute_loss  # noqa: E402
+from siren_recon.engine.config import ReconstructionConfig, apply_overrides  # noqa: E402
+from siren_recon.engine.derivatives import divergence, sdf_and_gradient  # noqa: E402
+from siren_recon.engine.device import resolve_device  # noqa: E402
+from siren_recon.engine.fused_gradient import fused_settings  # noqa: E402
+from siren_recon.engine.losses import oriented_loss, unoriented_loss  # noqa: E402
+from siren_recon.engine.meshing import extract_mesh  # noqa: E402
+from siren_recon.engine.model import FoldedSiren, Siren  # noqa: E402
+from siren_recon.engine.metrics import compare_meshes, sample_surface  # noqa: E402
+from siren_recon.engine.pipeline import reconstruct_points, train_field  # noqa: E402
+from siren_recon.engine.sampling import Batch  # noqa: E402
+from siren_recon.engine.trainer import compute_loss  # noqa: E402
 
 
 def reference_loss(model: Siren, batch: Batch, config: ReconstructionConfig, mode: str, div_weight: float):
@@ -200,7 +200,7 @@ FULL_RUN = {
 def full_run(device: torch.device, iterations: int) -> dict:
     """Seconds of one whole unoriented reconstruction at :data:`FULL_RUN` (training with
     previews, then the final mesh) and the Chamfer of its mesh to ``data/spot.obj``."""
-    from backend.open3d_mode import import_open3d
+    from siren_recon.open3d_mode import import_open3d
 
     o3d = import_open3d()
     truth = o3d.io.read_triangle_mesh(str(REPO / "data" / "spot.obj"))

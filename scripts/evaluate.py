@@ -34,11 +34,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from backend.engine.config import ReconstructionConfig, apply_overrides  # noqa: E402
-from backend.engine.metrics import compare_meshes, count_components, far_area_fraction, sample_surface  # noqa: E402
-from backend.engine.pipeline import reconstruct_points  # noqa: E402
-from backend.open3d_mode import import_open3d, write_mesh  # noqa: E402
-from backend.rendering import render_side_by_side  # noqa: E402
+from siren_recon.engine.config import ReconstructionConfig, apply_overrides  # noqa: E402
+from siren_recon.engine.metrics import compare_meshes, count_components, far_area_fraction, sample_surface  # noqa: E402
+from siren_recon.engine.pipeline import reconstruct_points  # noqa: E402
+from siren_recon.open3d_mode import import_open3d, write_mesh  # noqa: E402
+from siren_recon.rendering import render_side_by_side  # noqa: E402
 
 NOISE_SHARE = 0.003
 GHOST_SHARE = 0.01
@@ -196,7 +196,7 @@ def main() -> int:
     unknown = set(args.inputs) - set(INPUTS)
     if unknown:
         parser.error(f"unknown inputs {sorted(unknown)}")
-    from backend.cli import parse_override
+    from siren_recon.cli import parse_override
 
     overrides = dict(parse_override(text) for text in args.set)
     if args.iterations is not None:

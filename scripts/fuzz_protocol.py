@@ -25,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from protocol import MESSAGE_TYPES, ProtocolError, decode, encode  # noqa: E402
-from protocol.messages import JobSummary  # noqa: E402
+from siren_recon.protocol import MESSAGE_TYPES, ProtocolError, decode, encode  # noqa: E402
+from siren_recon.protocol.messages import JobSummary  # noqa: E402
 
 
 def sample_messages(rng: np.random.Generator) -> list[list[bytes]]:

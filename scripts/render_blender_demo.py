@@ -75,7 +75,7 @@ def main() -> int:
     scene = bpy.context.scene
     scene.siren.address = args.address
     scene.siren.quality = args.quality
-    scene.siren.backend_command = f"{sys.executable} -m backend.cli serve"
+    scene.siren.backend_command = f"{sys.executable} -m siren_recon.cli serve"
 
     points, normals = spot_cloud()
     source = cloud_object("Spot", points, normals)

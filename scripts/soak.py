@@ -30,8 +30,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from protocol import Error, JobAccepted, JobCancelled, JobDone, JobFailed, MeshUpdate, Progress  # noqa: E402
-from protocol.client import Client  # noqa: E402
+from siren_recon.protocol import Error, JobAccepted, JobCancelled, JobDone, JobFailed, MeshUpdate, Progress  # noqa: E402
+from siren_recon.protocol.client import Client  # noqa: E402
 
 SMALL = {"model.hidden_features": 32, "model.hidden_layers": 2, "sampling.surface_points": 800,
          "sampling.box_points": 600, "sampling.near_points": 300, "mesh.resolution": 48,
@@ -150,7 +150,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="siren-soak-"))
     log_path = work / "backend.txt"
     backend = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve", "--bind", address, "--device", "cpu",
+        [sys.executable, "-m", "siren_recon.cli", "serve", "--bind", address, "--device", "cpu",
          "--results-dir", str(work / "results"), "--heartbeat-timeout", "10"],
         cwd=REPO, stderr=open(log_path, "w"),
     )

@@ -27,7 +27,7 @@ def start_backend(port: int, log_path, *extra: str) -> subprocess.Popen:
     log = open(log_path, "w")
     results = [] if "--results-dir" in extra else ["--results-dir", str(Path(log_path).parent / "results")]
     process = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}", "--device", "cpu",
+        [sys.executable, "-m", "siren_recon.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}", "--device", "cpu",
          "--heartbeat-timeout", str(HEARTBEAT_TIMEOUT), *results, *extra],
         cwd=REPO, stderr=log,
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.engine.config import ReconstructionConfig, apply_overrides
+from siren_recon.engine.config import ReconstructionConfig, apply_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"

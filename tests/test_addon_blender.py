@@ -215,7 +215,7 @@ def test_an_unreachable_backend_is_reported_in_bounded_time(addon, scene):
 def test_disabling_leaves_no_timer_socket_or_process(addon, scene):
     operators, state = modules(addon)
     scene.siren.address = f"tcp://127.0.0.1:{free_port()}"
-    scene.siren.backend_command = f"{sys.executable} -m backend.cli serve --device cpu"
+    scene.siren.backend_command = f"{sys.executable} -m siren_recon.cli serve --device cpu"
     assert bpy.ops.siren.start_backend() == {"FINISHED"}
     process = state.local_backend.process
     assert process.poll() is None and state.session.status == "connected"

@@ -130,7 +130,7 @@ def test_local_backend_starts_and_stops(tmp_path):
 
     backend = LocalBackend()
     port = free_port()
-    backend.start(f"{sys.executable} -m backend.cli serve --device cpu", f"tcp://127.0.0.1:{port}")
+    backend.start(f"{sys.executable} -m siren_recon.cli serve --device cpu", f"tcp://127.0.0.1:{port}")
     assert backend.running
     session = Session(address=f"tcp://127.0.0.1:{port}", connect_timeout=60.0)
     try:

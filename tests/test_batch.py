@@ -38,7 +38,7 @@ def write_cloud(path, points: np.ndarray, normals: np.ndarray) -> None:
 
 def batch_command(inputs, output, backend: str, *extra: str) -> list[str]:
     settings = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={value}")]
-    return [sys.executable, "-m", "backend.cli", "batch", str(inputs), "-o", str(output), "--backend", backend,
+    return [sys.executable, "-m", "siren_recon.cli", "batch", str(inputs), "-o", str(output), "--backend", backend,
             "--no-progress", *settings, *extra]
 
 

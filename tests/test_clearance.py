@@ -7,13 +7,13 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from backend.engine.clearance import Clearance, clearance_term, median_spacing
-from backend.engine.cube_grid import cube_nodes
-from backend.engine.errors import ConfigError
-from backend.engine.derivatives import sdf_and_gradient
-from backend.engine.geometric_init import sphere_init
-from backend.engine.model import Siren
-from backend.engine.sampling import Batch, PointSampler
+from siren_recon.engine.clearance import Clearance, clearance_term, median_spacing
+from siren_recon.engine.cube_grid import cube_nodes
+from siren_recon.engine.errors import ConfigError
+from siren_recon.engine.derivatives import sdf_and_gradient
+from siren_recon.engine.geometric_init import sphere_init
+from siren_recon.engine.model import Siren
+from siren_recon.engine.sampling import Batch, PointSampler
 
 from .shapes import small_config, sphere_cloud
 
@@ -129,7 +129,7 @@ def test_the_sampler_looks_up_the_box_then_the_near_points(cloud, clearance):
 def test_the_oriented_loss_adds_it_over_the_off_surface_rows_that_took_a_value(clearance, share):
     """Every box row, the near rows inside the eikonal share (the others took no value) and the
     shell rows."""
-    from backend.engine.trainer import compute_loss
+    from siren_recon.engine.trainer import compute_loss
 
     gen = torch.Generator().manual_seed(3)
     surface = torch.nn.functional.normalize(torch.randn(200, 3, generator=gen), dim=1) * RADIUS
@@ -160,7 +160,7 @@ def test_a_negative_clearance_setting_is_refused(key, value):
 
 
 def test_training_looks_for_the_violated_nodes_as_it_goes(cloud, clearance):
-    from backend.engine.trainer import MINE_EVERY, train
+    from siren_recon.engine.trainer import MINE_EVERY, train
 
     points = torch.as_tensor(cloud, dtype=torch.float32)
     normals = points / RADIUS

@@ -17,7 +17,7 @@ FAST = [item for key, value in SMALL.items() if key not in ("train.iterations", 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "backend.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "siren_recon.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=600
     )
 
 

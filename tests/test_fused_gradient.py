@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from backend.engine import fused_gradient
-from backend.engine.config import ModelConfig
-from backend.engine.derivatives import sdf_and_gradient
-from backend.engine.errors import ConfigError
-from backend.engine.fused_gradient import fused_settings, value_and_gradient_fused
-from backend.engine.geometric_init import sphere_init
-from backend.engine.model import Siren
-from backend.engine.pipeline import reconstruct_points
+from siren_recon.engine import fused_gradient
+from siren_recon.engine.config import ModelConfig
+from siren_recon.engine.derivatives import sdf_and_gradient
+from siren_recon.engine.errors import ConfigError
+from siren_recon.engine.fused_gradient import fused_settings, value_and_gradient_fused
+from siren_recon.engine.geometric_init import sphere_init
+from siren_recon.engine.model import Siren
+from siren_recon.engine.pipeline import reconstruct_points
 
 from .shapes import small_config, sphere_cloud
 
@@ -107,7 +107,7 @@ def test_a_failed_compile_falls_back_to_eager_with_a_warning(monkeypatch, caplog
     monkeypatch.setattr(torch, "compile", broken_compile)
     model = _model(1, 16)
     x, normals = _points(100)
-    with caplog.at_level(logging.WARNING, logger="backend.engine.fused_gradient"):
+    with caplog.at_level(logging.WARNING, logger="siren_recon.engine.fused_gradient"):
         f, grad = value_and_gradient_fused(model, x, torch.float32, compile=True)
         _parameter_gradients(model, f, grad, normals)
     assert fused_gradient._PASSES.failed
@@ -134,8 +134,8 @@ def test_unknown_fused_settings_are_refused(key, value):
 def test_the_last_iterations_run_the_backward_in_float32():
     """``train.reduced_precision_until`` 0 trains exactly as a float32 backward; 1 and 0.5 do not,
     and 0.5 differs from 1 (its second half took float32 steps)."""
-    from backend.engine.sampling import PointSampler
-    from backend.engine.trainer import train
+    from siren_recon.engine.sampling import PointSampler
+    from siren_recon.engine.trainer import train
 
     points, normals = sphere_cloud(600)
     finals = {}

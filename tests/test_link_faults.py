@@ -9,7 +9,7 @@ import time
 import numpy as np
 import zmq
 
-from protocol import (
+from siren_recon.protocol import (
     Error,
     FetchResult,
     JobAccepted,
@@ -22,7 +22,7 @@ from protocol import (
     decode,
     encode,
 )
-from protocol.client import Client, ConnectionEvent
+from siren_recon.protocol.client import Client, ConnectionEvent
 
 from .live_backend import HEARTBEAT_TIMEOUT, free_port, start_backend, wait_for_log
 from .shapes import SMALL, sphere_cloud
@@ -105,8 +105,8 @@ def test_a_client_that_never_reads_gets_every_progress_and_the_final_mesh_later(
     preview = {"first_iteration": 2, "growth": 1.04, "min_resolution": 64, "max_resolution": 64}
     overrides = {**SMALL, "train.iterations": iterations, "train.progress_every": 10, "preview.enabled": True,
                  **{f"preview.{k}": v for k, v in preview.items()}}
-    from backend.engine.config import PreviewConfig
-    from backend.engine.trainer import preview_schedule
+    from siren_recon.engine.config import PreviewConfig
+    from siren_recon.engine.trainer import preview_schedule
 
     produced = len(preview_schedule(PreviewConfig(**preview), iterations))
     log_path = tmp_path / "backend.txt"
@@ -216,7 +216,7 @@ def test_limits_are_refused_with_an_error_naming_them(tmp_path):
 
 
 def test_determinism_same_cloud_config_and_seed_give_the_same_mesh_on_cpu():
-    from backend.engine.pipeline import reconstruct_points
+    from siren_recon.engine.pipeline import reconstruct_points
 
     from .shapes import small_config
 
@@ -232,7 +232,7 @@ def test_determinism_same_cloud_config_and_seed_give_the_same_mesh_on_cpu():
 def test_reconstruct_remote_waits_out_a_frozen_backend(tmp_path):
     import threading
 
-    from protocol.client import reconstruct_remote
+    from siren_recon.protocol.client import reconstruct_remote
 
     port = free_port()
     backend = start_backend(port, tmp_path / "backend.txt")

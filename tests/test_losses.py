@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend.engine.config import OrientedLossConfig
-from backend.engine.losses import eikonal_term, oriented_loss
+from siren_recon.engine.config import OrientedLossConfig
+from siren_recon.engine.losses import eikonal_term, oriented_loss
 
 
 def sphere_sdf(x: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.engine.noise_level import NEIGHBOURS, SAMPLE, estimate_noise
-from backend.engine.pipeline import noise_factor, reconstruct_points
+from siren_recon.engine.noise_level import NEIGHBOURS, SAMPLE, estimate_noise
+from siren_recon.engine.pipeline import noise_factor, reconstruct_points
 
 from .shapes import small_config, sphere_cloud
 

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from protocol import MESSAGE_TYPES, JobSummary, MeshUpdate, Ping, ProtocolError, SubmitJob, decode, encode
-from protocol import errors as E
-from protocol.messages import array_fields, body_fields
+from siren_recon.protocol import MESSAGE_TYPES, JobSummary, MeshUpdate, Ping, ProtocolError, SubmitJob, decode, encode
+from siren_recon.protocol import errors as E
+from siren_recon.protocol.messages import array_fields, body_fields
 
 text = st.text(max_size=20)
 ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -216,7 +216,7 @@ def test_truncated_frames_only_ever_raise_protocol_error(data):
 
 
 def test_job_list_records_round_trip():
-    from protocol import JobList
+    from siren_recon.protocol import JobList
 
     listing = JobList(jobs=[JobSummary(job="a", tag="x", state="running", iteration=5, total=10)])
     assert decode(frames_of(listing)).jobs == listing.jobs

@@ -20,12 +20,12 @@ pytest.importorskip("ray")
 
 import ray.exceptions
 
-from backend.engine.errors import Cancelled, InputError
-from backend.server.jobs import Job
-from backend.server.ray_executor import WorkerLost, _is_loopback_address, _job_error, cpus_per_job
-from backend.server.worker import run_in_process
-from protocol import JobCancelled, JobDone, JobFailed, MeshUpdate, Progress
-from protocol.client import Client
+from siren_recon.engine.errors import Cancelled, InputError
+from siren_recon.server.jobs import Job
+from siren_recon.server.ray_executor import WorkerLost, _is_loopback_address, _job_error, cpus_per_job
+from siren_recon.server.worker import run_in_process
+from siren_recon.protocol import JobCancelled, JobDone, JobFailed, MeshUpdate, Progress
+from siren_recon.protocol.client import Client
 
 from .live_backend import free_port, start_backend
 from .shapes import SMALL, small_config, sphere_cloud

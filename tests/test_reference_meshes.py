@@ -24,8 +24,8 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from backend.engine.config import ReconstructionConfig
-from backend.engine.pipeline import reconstruct_points
+from siren_recon.engine.config import ReconstructionConfig
+from siren_recon.engine.pipeline import reconstruct_points
 
 from .shapes import DATA, small_config, sphere_cloud
 

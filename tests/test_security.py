@@ -8,9 +8,9 @@ import sys
 import pytest
 import zmq
 
-from backend.cli import main
-from protocol import JobDone, Welcome
-from protocol.client import Client, reconstruct_remote
+from siren_recon.cli import main
+from siren_recon.protocol import JobDone, Welcome
+from siren_recon.protocol.client import Client, reconstruct_remote
 
 from .live_backend import free_port, start_backend, wait_for_log
 from .shapes import REPO, SMALL, sphere_cloud
@@ -107,13 +107,13 @@ def test_results_are_bound_to_the_client_key(keys, curve_backend):
 def test_a_public_bind_without_curve_is_refused_unless_insecure(tmp_path):
     port = free_port()
     refused = subprocess.run(
-        [sys.executable, "-m", "backend.cli", "serve", "--bind", f"tcp://0.0.0.0:{port}", "--device", "cpu"],
+        [sys.executable, "-m", "siren_recon.cli", "serve", "--bind", f"tcp://0.0.0.0:{port}", "--device", "cpu"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert refused.returncode == 2 and "without CURVE" in refused.stderr and "--insecure" in refused.stderr
     log_path = tmp_path / "insecure.txt"
     process = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve", "--bind", f"tcp://0.0.0.0:{port}", "--device", "cpu",
+        [sys.executable, "-m", "siren_recon.cli", "serve", "--bind", f"tcp://0.0.0.0:{port}", "--device", "cpu",
          "--insecure", "--results-dir", str(tmp_path / "results")],
         cwd=REPO, stderr=open(log_path, "w"),
     )

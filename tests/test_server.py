@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import zmq
 
-from backend.engine.pipeline import reconstruct_points
-from protocol import (
+from siren_recon.engine.pipeline import reconstruct_points
+from siren_recon.protocol import (
     Error,
     JobAccepted,
     JobCancelled,
@@ -28,7 +28,7 @@ from protocol import (
     SubmitJob,
     encode,
 )
-from protocol.client import Client, ConnectionEvent, reconstruct_remote
+from siren_recon.protocol.client import Client, ConnectionEvent, reconstruct_remote
 
 from .live_backend import HEARTBEAT_TIMEOUT, free_port, start_backend, wait_for_log
 from .shapes import REPO, SMALL, small_config, sphere_cloud
@@ -87,7 +87,7 @@ def test_submit_streams_previews_then_the_final_mesh(backend):
     local = reconstruct_points(points.astype(np.float32), normals.astype(np.float32), config)
     # the backend's mesh is the local one (usually bit for bit; CPU thread scheduling can
     # perturb a float reduction, so the check is on the surface: within 0.5% of the diagonal)
-    from backend.engine.metrics import compare_meshes
+    from siren_recon.engine.metrics import compare_meshes
 
     score = compare_meshes(meshes[-1].vertices, meshes[-1].faces, local.vertices, local.faces, samples=20_000)
     assert score.chamfer_l1 < 5e-3
@@ -145,7 +145,7 @@ def raw_dealer(address: str):
 
 
 def reply(sock, timeout_ms: int = 5000):
-    from protocol import decode
+    from siren_recon.protocol import decode
 
     assert sock.poll(timeout_ms), "no reply"
     return decode(sock.recv_multipart())
@@ -206,8 +206,8 @@ def test_bad_messages_get_named_errors_and_a_valid_job_still_completes(backend):
 CLIENT_SCRIPT = textwrap.dedent(
     """
     import sys, time, numpy as np
-    from protocol.client import Client
-    from protocol import JobAccepted, Progress
+    from siren_recon.protocol.client import Client
+    from siren_recon.protocol import JobAccepted, Progress
     rng = np.random.default_rng(0)
     n = rng.normal(size=(500, 3)); n /= np.linalg.norm(n, axis=1, keepdims=True)
     c = Client(address=sys.argv[1]); c.connect()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.engine.checkpoint import load_checkpoint, save_checkpoint
-from backend.engine.errors import Cancelled, CheckpointError
-from backend.engine.events import MeshEvent, ProgressEvent
-from backend.engine.meshing import component_labels
-from backend.engine.pipeline import reconstruct_points, train_field
-from backend.engine.trainer import preview_schedule
-from backend.engine.config import PreviewConfig
+from siren_recon.engine.checkpoint import load_checkpoint, save_checkpoint
+from siren_recon.engine.errors import Cancelled, CheckpointError
+from siren_recon.engine.events import MeshEvent, ProgressEvent
+from siren_recon.engine.meshing import component_labels
+from siren_recon.engine.pipeline import reconstruct_points, train_field
+from siren_recon.engine.trainer import preview_schedule
+from siren_recon.engine.config import PreviewConfig
 
 from .shapes import small_config, sphere_cloud
 
@@ -129,7 +129,7 @@ def test_training_on_spot_reaches_the_chamfer_bound(spot_cloud):
     """
     import open3d as o3d
 
-    from backend.engine.metrics import compare_meshes
+    from siren_recon.engine.metrics import compare_meshes
 
     from .shapes import DATA
 

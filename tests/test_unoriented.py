@@ -7,15 +7,15 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from backend.engine.config import ORIENTATIONS, DivergenceSchedule, ModelConfig, ReconstructionConfig, UnorientedLossConfig
-from backend.engine.derivatives import divergence, sdf_and_gradient
-from backend.engine.errors import ConfigError, InputError
-from backend.engine.geometric_init import sphere_init
-from backend.engine.losses import normal_term
-from backend.engine.meshing import extract_mesh, trim_far_faces
-from backend.engine.model import Siren
-from backend.engine.pipeline import choose_mode, reconstruct_points
-from backend.engine.sampling import Batch
+from siren_recon.engine.config import ORIENTATIONS, DivergenceSchedule, ModelConfig, ReconstructionConfig, UnorientedLossConfig
+from siren_recon.engine.derivatives import divergence, sdf_and_gradient
+from siren_recon.engine.errors import ConfigError, InputError
+from siren_recon.engine.geometric_init import sphere_init
+from siren_recon.engine.losses import normal_term
+from siren_recon.engine.meshing import extract_mesh, trim_far_faces
+from siren_recon.engine.model import Siren
+from siren_recon.engine.pipeline import choose_mode, reconstruct_points
+from siren_recon.engine.sampling import Batch
 
 from .shapes import small_config, sphere_cloud
 
@@ -152,7 +152,7 @@ def test_trimming_opens_the_unscanned_side():
 @pytest.mark.parametrize("init", ["siren", "mfgi"])
 def test_forward_jets_match_autograd(hidden_layers, width, init):
     """The fast forward-mode derivatives equal autograd's for every network shape the engine builds."""
-    from backend.engine.derivatives import forward_jets
+    from siren_recon.engine.derivatives import forward_jets
 
     torch.manual_seed(hidden_layers * 100 + width)
     model = Siren(ModelConfig(hidden_features=width, hidden_layers=hidden_layers, init=init))
@@ -182,11 +182,11 @@ def test_forward_jets_match_autograd(hidden_layers, width, init):
 def test_estimated_directions_are_normals_up_to_sign_and_the_field_orients_them():
     import torch
 
-    from backend.engine.config import ModelConfig
-    from backend.engine.geometric_init import sphere_init
-    from backend.engine.model import Siren
-    from backend.engine.normal_estimation import estimate_directions
-    from backend.engine.pipeline import orient_directions
+    from siren_recon.engine.config import ModelConfig
+    from siren_recon.engine.geometric_init import sphere_init
+    from siren_recon.engine.model import Siren
+    from siren_recon.engine.normal_estimation import estimate_directions
+    from siren_recon.engine.pipeline import orient_directions
 
     points, normals = sphere_cloud(3000, radius=0.6, seed=4)
     directions, variation = estimate_directions(points, 30)
@@ -202,7 +202,7 @@ def test_estimated_directions_are_normals_up_to_sign_and_the_field_orients_them(
 
 
 def test_surface_variation_is_zero_on_a_plane_and_a_third_in_a_blob():
-    from backend.engine.normal_estimation import estimate_directions
+    from siren_recon.engine.normal_estimation import estimate_directions
 
     rng = np.random.default_rng(3)
     plane = np.c_[rng.uniform(-1, 1, (2000, 2)), np.zeros(2000)]
@@ -232,7 +232,7 @@ def test_each_point_keeps_the_flattest_of_the_neighbourhood_sizes():
     """Near a sharp edge a large neighbourhood reaches round it and tilts the direction; the
     smallest flat one does not. On noise the large one wins. Trying 60, 30 and 15 neighbours
     gets both: near the edge the 15's errors, on the noisy roof no worse than the 60's."""
-    from backend.engine.normal_estimation import estimate_directions, scale_sizes
+    from siren_recon.engine.normal_estimation import estimate_directions, scale_sizes
 
     assert scale_sizes(60, 3) == [60, 30, 15]
     assert scale_sizes(60, 1) == [60]
@@ -264,7 +264,7 @@ class CapInvertedSphere(torch.nn.Module):
 
 def orient_on_cap_inverted_sphere(**settings) -> tuple[np.ndarray, np.ndarray]:
     """Directions oriented against :class:`CapInvertedSphere` (no rough share dropped), and the true normals."""
-    from backend.engine.pipeline import orient_directions
+    from siren_recon.engine.pipeline import orient_directions
 
     points, normals = sphere_cloud(3000, radius=0.6, seed=6)
     config = UnorientedLossConfig(rough_normal_share=0.0, **settings)
@@ -289,10 +289,10 @@ def test_points_whose_gradient_disputes_the_propagated_sign_get_no_normal():
 
 
 def test_the_roughest_neighbourhoods_get_no_normal():
-    from backend.engine.geometric_init import sphere_init
-    from backend.engine.model import Siren
-    from backend.engine.config import ModelConfig
-    from backend.engine.pipeline import orient_directions
+    from siren_recon.engine.geometric_init import sphere_init
+    from siren_recon.engine.model import Siren
+    from siren_recon.engine.config import ModelConfig
+    from siren_recon.engine.pipeline import orient_directions
 
     points, normals = sphere_cloud(3000, radius=0.6, seed=8)
     rng = np.random.default_rng(8)
@@ -321,8 +321,8 @@ def test_normal_term_leaves_out_points_with_no_normal():
 
 
 def test_propagation_makes_each_piece_consistent_and_labels_the_pieces():
-    from backend.engine.normal_estimation import estimate_directions
-    from backend.engine.orientation import propagate_signs
+    from siren_recon.engine.normal_estimation import estimate_directions
+    from siren_recon.engine.orientation import propagate_signs
 
     unit, _ = sphere_cloud(2000, radius=1.0, seed=7)
     points = np.concatenate([unit * 0.5, unit * 0.3 + [2.0, 0.0, 0.0]])  # two spheres, far apart
@@ -339,8 +339,8 @@ def test_propagation_makes_each_piece_consistent_and_labels_the_pieces():
 
 def test_one_neighbour_query_serves_the_directions_and_the_sign_propagation():
     """The orientation reuses the directions' neighbour index: the same result as two queries."""
-    from backend.engine.normal_estimation import estimate_directions, nearest_neighbours
-    from backend.engine.orientation import propagate_signs
+    from siren_recon.engine.normal_estimation import estimate_directions, nearest_neighbours
+    from siren_recon.engine.orientation import propagate_signs
 
     points, _ = sphere_cloud(1500, radius=0.7, seed=4)
     index = nearest_neighbours(points, 30)
@@ -388,7 +388,7 @@ def test_every_derivative_path_gives_the_same_loss_and_parameter_gradients(mode,
     """``train.derivatives`` autograd, forward, fused and auto (which mixes them within one step)
     agree, with the divergence (unoriented) or the eikonal (oriented) at every off-surface row and
     at a share of them (in float32: the bfloat16 backward has its own test)."""
-    from backend.engine.trainer import compute_loss
+    from siren_recon.engine.trainer import compute_loss
 
     batch = small_batch()
     results = {}
@@ -416,8 +416,8 @@ def test_every_derivative_path_gives_the_same_loss_and_parameter_gradients(mode,
 def test_divergence_share_takes_the_divergence_at_the_first_box_and_near_rows(path):
     """At ``divergence_share`` q the term is the clamped mean over the first ceil(q B) box and
     ceil(q M) near points, the same rows whichever way the Laplacian is computed."""
-    from backend.engine.losses import divergence_term
-    from backend.engine.trainer import compute_loss
+    from siren_recon.engine.losses import divergence_term
+    from siren_recon.engine.trainer import compute_loss
 
     batch = small_batch()
     config = small_config(train__derivatives=path, unoriented__divergence_share=0.3)
@@ -436,7 +436,7 @@ def test_divergence_share_takes_the_divergence_at_the_first_box_and_near_rows(pa
 
 
 def test_sampled_rows_are_the_share_rounded_up_and_never_one_too_many():
-    from backend.engine.trainer import sampled_rows
+    from siren_recon.engine.trainer import sampled_rows
 
     assert sampled_rows(3500, 1500, 0.1) == (350, 150)
     assert sampled_rows(100, 200, 0.07) == (7, 14)  # 0.07 * 100 is 7.000000000000001 in floats
@@ -456,8 +456,8 @@ def test_eikonal_share_takes_the_gradient_at_the_surface_and_the_first_box_and_n
     """At ``eikonal_share`` q the eikonal term covers every surface row and the first ceil(q B)
     box and ceil(q M) near rows, the sample weighted as the B + M rows it stands for; the
     off-surface term still covers every box row."""
-    from backend.engine.losses import off_surface_term
-    from backend.engine.trainer import compute_loss
+    from siren_recon.engine.losses import off_surface_term
+    from siren_recon.engine.trainer import compute_loss
 
     batch = small_batch()  # 200 surface, 150 box, 60 near rows
     config = small_config(train__derivatives=path, oriented__eikonal_share=0.3)
@@ -492,7 +492,7 @@ def test_digs_stage_fits_a_sphere_at_the_full_network_width():
 
 
 def test_sign_prior_holds_the_digs_sign_far_from_the_cloud_and_nothing_near_it():
-    from backend.engine.sign_prior import SignPrior, sign_prior_term
+    from siren_recon.engine.sign_prior import SignPrior, sign_prior_term
 
     points, _ = sphere_cloud(3000, 0.6, seed=4)
     prior = SignPrior.build(lambda x: x.norm(dim=1) - 0.6, points, 0.1, torch.device("cpu"), resolution=32)

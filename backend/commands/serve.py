@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from protocol.client import RemoteError, reconstruct_remote
+from siren_recon.protocol.client import RemoteError, reconstruct_remote
 
 from ..engine.errors import ConfigError, ReconstructionError
 from ..open3d_mode import read_point_cloud, write_mesh

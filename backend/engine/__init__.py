@@ -1,5 +1,5 @@
 """The reconstruction engine: point cloud in, signed distance field and mesh out.
 
-It knows nothing of ZeroMQ or Blender. The front door is :func:`backend.engine.pipeline.reconstruct_points`;
-settings are the dataclasses of :mod:`backend.engine.config`.
+It knows nothing of ZeroMQ or Blender. The front door is :func:`siren_recon.engine.pipeline.reconstruct_points`;
+settings are the dataclasses of :mod:`siren_recon.engine.config`.
 """

@@ -47,7 +47,7 @@ class ModelConfig:
 class SamplingConfig:
     """How many points each training step draws, and where.
 
-    See :mod:`backend.engine.sampling` for why the off-surface points are split between the
+    See :mod:`siren_recon.engine.sampling` for why the off-surface points are split between the
     padded box and a band around the surface.
     """
 

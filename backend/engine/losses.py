@@ -72,7 +72,7 @@ def oriented_loss(
     """The SIREN loss for a cloud with normals.
 
     The eikonal term covers the surface, box and near points; the off-surface term the box
-    points only (see :mod:`backend.engine.sampling` for why). ``grad_box`` and ``grad_near``
+    points only (see :mod:`siren_recon.engine.sampling` for why). ``grad_box`` and ``grad_near``
     may be a random sample standing for ``off_surface_rows`` box and near rows (see
     ``OrientedLossConfig.eikonal_share``); ``None``: they are all of them.
     """

@@ -14,7 +14,7 @@ Three sets are drawn afresh every step, all in the network's cube ``[-1, 1]^3``:
   surface term and pull the level set apart.
 
 In the unoriented refinement a fourth set, **shell** points, serves the clearance term alone (see
-:mod:`backend.engine.clearance`): drawn around the zero crossings that the last
+:mod:`siren_recon.engine.clearance`): drawn around the zero crossings that the last
 :meth:`PointSampler.refresh` found too far from every point; none while there are none.
 """
 

@@ -32,7 +32,7 @@ class SdfField:
     support: np.ndarray = field(repr=False)
     """float32 (S, 3): the cloud (or a subsample) in unit coordinates."""
     noise_ratio: float | None = None
-    """The cloud's noise level (:class:`~backend.engine.noise_level.NoiseLevel` ``ratio``) where
+    """The cloud's noise level (:class:`~siren_recon.engine.noise_level.NoiseLevel` ``ratio``) where
     the unoriented refinement measured it to weigh its normals; ``None`` elsewhere."""
 
     @property

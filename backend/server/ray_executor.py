@@ -133,10 +133,6 @@ def _run_job(points: np.ndarray, normals: np.ndarray | None, config: Reconstruct
 
 # -- the front-end side --------------------------------------------------------------------------
 
-def _repo_root() -> str:
-    return str(Path(__file__).resolve().parents[2])
-
-
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 """Ray's own switch for a cluster of one machine; ``0`` makes every Ray process use 127.0.0.1."""
 
@@ -171,11 +167,6 @@ def _init_ray(config: ServerConfig) -> None:
     if not config.ray_address or _is_loopback_address(config.ray_address):
         _loopback_only()
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
-    if not config.ray_address:
-        # A local Ray's workers start from a temporary folder: give them this source tree, so
-        # they import the same ``backend`` as the front end even when it is not installed.
-        python_path = os.pathsep.join(p for p in (_repo_root(), os.environ.get("PYTHONPATH", "")) if p)
-        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": python_path}}
     ray.init(address=config.ray_address or None, **kwargs)
 
 

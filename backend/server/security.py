@@ -15,7 +15,7 @@ from typing import Any
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from protocol.client import load_key_file
+from siren_recon.protocol.client import load_key_file
 
 from ..engine.errors import ConfigError
 

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import numpy as np
 import zmq
 
-from protocol import (
+from siren_recon.protocol import (
     DEFAULT_MAX_BYTES,
     CancelJob,
     Error,

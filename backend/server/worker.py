@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 import zmq
 
-from protocol import JobCancelled, JobDone, JobFailed, MeshUpdate, Message, Progress, encode
+from siren_recon.protocol import JobCancelled, JobDone, JobFailed, MeshUpdate, Message, Progress, encode
 
 from ..engine.colours import transfer_colours
 from ..engine.errors import Cancelled, ReconstructionError
