@@ -25,20 +25,20 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from siren_recon.engine.config import ReconstructionConfig, apply_overrides
+from siren_recon.engine.pipeline import reconstruct_points
+from siren_recon.harness import write_json
+from siren_recon.metrics import compare_meshes, count_components, far_area_fraction, sample_surface
+from siren_recon.open3d_mode import import_open3d, write_mesh
+from siren_recon.rendering import render_side_by_side
 
-from siren_recon.engine.config import ReconstructionConfig, apply_overrides  # noqa: E402
-from siren_recon.engine.metrics import compare_meshes, count_components, far_area_fraction, sample_surface  # noqa: E402
-from siren_recon.engine.pipeline import reconstruct_points  # noqa: E402
-from siren_recon.open3d_mode import import_open3d, write_mesh  # noqa: E402
-from siren_recon.rendering import render_side_by_side  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 NOISE_SHARE = 0.003
 GHOST_SHARE = 0.01
@@ -218,9 +218,7 @@ def main() -> int:
     rows = [row for path in paths for row in evaluate_shape(path, args, config)]
     if args.scans:
         rows += evaluate_scans(meshes.parent / "scans", args, config)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"overrides": overrides, "rows": rows}, indent=1))
+    write_json(args.json, {"overrides": overrides, "rows": rows})
     return 0
 
 

@@ -20,12 +20,10 @@ from pathlib import Path
 os.environ.setdefault("BLENDER_USER_EXTENSIONS", tempfile.mkdtemp(prefix="siren-ext-"))
 
 import bpy  # noqa: E402
+import build_addon  # the sibling script: this folder is on the path of a script run from it
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-
-import build_addon  # noqa: E402
 
 
 def spot_cloud() -> tuple[np.ndarray, np.ndarray]:
