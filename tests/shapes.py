@@ -19,7 +19,8 @@ SMALL = {
     "sampling.near_points": 500,
     "train.iterations": 200,
     "train.learning_rate": 5e-4,
-    "unoriented.learning_rate": 5e-4,  # the small network's DiGS fit is stable at this rate and converges in fewer steps
+    # the small network's DiGS fit is stable at this rate and converges in fewer steps
+    "unoriented.learning_rate": 5e-4,
     "mesh.resolution": 48,
     # runs of a few hundred steps leave a structure inside a smooth shape when the roughest
     # normals are dropped (see UnorientedLossConfig.rough_normal_share); tests that drop them say so

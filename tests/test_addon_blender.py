@@ -21,6 +21,8 @@ from .addon_build import load_build_script  # noqa: E402
 from .live_backend import free_port, start_backend  # noqa: E402
 from .shapes import REPO  # noqa: E402
 
+pytestmark = [pytest.mark.blender, pytest.mark.live, pytest.mark.slow]
+
 MODULE = "bl_ext.user_default.siren_recon"
 
 

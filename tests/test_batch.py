@@ -15,6 +15,8 @@ from .shapes import REPO, sphere_cloud
 
 o3d = pytest.importorskip("open3d")
 
+pytestmark = [pytest.mark.live, pytest.mark.slow]
+
 SETTINGS = {
     "model.hidden_features": 64, "model.hidden_layers": 2, "sampling.surface_points": 1500,
     "sampling.box_points": 1000, "sampling.near_points": 500, "mesh.resolution": 32, "preview.enabled": False,

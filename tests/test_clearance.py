@@ -174,6 +174,7 @@ def test_a_negative_clearance_setting_is_refused(key, value):
         small_config(**{key.replace(".", "__"): value})
 
 
+@pytest.mark.slow
 def test_training_looks_for_the_violated_nodes_as_it_goes(cloud, clearance):
     from siren_recon.engine.fitting.trainer import MINE_EVERY, train
 

@@ -84,6 +84,7 @@ def test_a_bfloat16_backward_keeps_the_loss_exact_and_the_step_direction():
             assert float((a - b).norm() / a.norm()) < 1e-2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not fused_gradient.cpp_compiler_found(), reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_passes_match_the_eager_ones_and_train():
     """Under ``torch.compile`` the passes give the eager values and gradients, and a short
@@ -140,6 +141,7 @@ def test_unknown_fused_settings_are_refused(key, value):
         small_config(**{key.replace(".", "__"): value})
 
 
+@pytest.mark.slow
 def test_the_last_iterations_run_the_backward_in_float32():
     """``train.reduced_precision_until`` 0 trains exactly as a float32 backward; 1 and 0.5 do not,
     and 0.5 differs from 1 (its second half took float32 steps)."""

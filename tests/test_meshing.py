@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from scipy.spatial import cKDTree
 
@@ -200,6 +201,7 @@ def test_narrow_band_of_a_field_without_zero_crossing_is_empty():
         assert verts.shape == (0, 3) and faces.shape == (0, 3)
 
 
+@pytest.mark.slow
 def test_narrow_band_gives_the_dense_surface_on_a_trained_network():
     from siren_recon.engine.pipeline import train_field
 

@@ -60,6 +60,7 @@ def test_the_normal_weight_grows_only_above_the_noise_free_ratio():
     assert noise_factor(0.5, 0.0) == 1.0
 
 
+@pytest.mark.slow
 def test_the_unoriented_refinement_reports_the_noise_it_weighed_and_smooths_noisy_input():
     """On a noisy sphere the raised normal weight gives a rounder surface than the points."""
     points = noisy(sphere_cloud(4000, radius=0.6, seed=4)[0], 0.012)

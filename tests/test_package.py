@@ -12,7 +12,7 @@ import siren_recon
 
 from .shapes import REPO
 
-OPTIONAL = {"siren_recon.server.ray_executor": "ray"}
+OPTIONAL = {"siren_recon.server.executors.ray": "ray"}
 """Modules that need an optional extra, by the module they need."""
 
 
@@ -23,7 +23,9 @@ def test_every_module_imports_under_siren_recon_and_no_other_top_level_name():
             importlib.import_module(info.name)
     assert "backend" not in sys.modules and "protocol" not in sys.modules
     files = [m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)]
-    duplicated = {f for f in files if files.count(f) > 1 and f.startswith((str(REPO / "backend"), str(REPO / "protocol")))}
+    duplicated = {
+        f for f in files if files.count(f) > 1 and f.startswith((str(REPO / "backend"), str(REPO / "protocol")))
+    }
     assert not duplicated, f"modules imported under two names: {sorted(duplicated)}"
 
 

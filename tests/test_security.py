@@ -67,6 +67,8 @@ def test_key_files_are_written_with_a_private_secret(keys):
     assert main(["keys", "generate", str(keys / "alice"), "--name", "alice"]) == 2  # never overwritten
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_strangers_are_refused_and_the_allowed_client_is_served(keys, curve_backend):
     address, process, log_path = curve_backend
     server_key = str(keys / "server_side" / "server.key")
@@ -90,6 +92,8 @@ def test_strangers_are_refused_and_the_allowed_client_is_served(keys, curve_back
     assert "CURVE on: 1 client keys allowed" in log
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_results_are_bound_to_the_client_key(keys, curve_backend):
     address, _, log_path = curve_backend
     server_key = str(keys / "server_side" / "server.key")
@@ -104,6 +108,8 @@ def test_results_are_bound_to_the_client_key(keys, curve_backend):
         assert any(getattr(e, "final", False) and len(e.faces) == len(result.faces) for e in events)
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_a_public_bind_without_curve_is_refused_unless_insecure(tmp_path):
     port = free_port()
     refused = subprocess.run(

@@ -95,6 +95,7 @@ def torus_points(count: int, major: float = 0.6, minor: float = 0.25, seed: int 
     return np.stack([ring * np.cos(u), ring * np.sin(u), minor * np.sin(v)], axis=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("refine_share", [0.0, 0.5])
 def test_unoriented_training_on_a_torus_gives_genus_one_with_inside_negative(refine_share):
     points = torus_points(3000)
@@ -375,6 +376,7 @@ def test_one_neighbour_query_serves_the_directions_and_the_sign_propagation():
         propagate_signs(points, alone[0], 15, index[:, :10])
 
 
+@pytest.mark.slow
 def test_unoriented_refinement_fits_detail_closer_than_digs_alone():
     """Two stages (DiGS, then oriented estimated normals) recover bumps DiGS alone rounds off."""
 
@@ -506,6 +508,7 @@ def test_eikonal_share_takes_the_gradient_at_the_surface_and_the_first_box_and_n
     assert float(terms["off_surface"]) == pytest.approx(off, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_digs_stage_fits_a_sphere_at_the_full_network_width():
     """The DiGS stage's own learning rate keeps a 128 x 3 network on the sphere.
 
