@@ -22,13 +22,11 @@ BAND_LIPSCHITZ = 1.5
 
 A point that is not evaluated gets its sign from lattice neighbours: ``f(p) > 0`` is taken as
 known when a neighbour ``c`` has ``f(c) > BAND_LIPSCHITZ * |p - c|``. A signed distance has slope
-1; a fitted SIREN strays from it (a 300-step fit of an ellipsoid measured a median of 1.0 near its
-surface, a 99th percentile of 2.7, a maximum of 3.9). Where the bound fails near a surface the
-band still finds the surface: every grid edge whose end points differ in sign gets both ends
-evaluated, and that follows the surface into points that were only inferred. What a too small
-bound can lose is a separate piece (a small bubble) that no evaluated point comes near. On the
-benchmark's network at 256^3, bounds 1, 1.5 and 2 gave the dense mesh from 6%, 9% and 12% of
-the grid.
+1; a fitted SIREN strays from it, up to a few times that in places. Where the bound fails near a
+surface the band still finds the surface: every grid edge whose end points differ in sign gets
+both ends evaluated, and that follows the surface into points that were only inferred. What a
+too small bound can lose is a separate piece (a small bubble) that no evaluated point comes near.
+At 1.5 the dense mesh came from about 9% of the grid (see docs/experiments.md).
 """
 
 
