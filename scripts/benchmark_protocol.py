@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -107,7 +108,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     results = {
-        "machine": f"{platform.machine()} {platform.processor() or ''} {__import__('os').cpu_count()} cores".strip(),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
         "throughput": [throughput(100_000, 50), throughput(1_000_000, 10)],
         "latency": first_preview_latency(args.runs, Path(tempfile.mkdtemp()) / "backend.txt"),
     }

@@ -178,7 +178,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--data", default=str(REPO.parent / "shared" / "data"),
-        help="folder with meshes/ (and scans/), or a folder of .obj meshes itself",
+        help="folder with meshes/ (and scans/), or a folder of .obj meshes itself "
+        "(default: ../shared/data beside the repository)",
     )
     parser.add_argument("--shapes", help="comma-separated mesh names (default: all; '' for none, e.g. with --scans)")
     parser.add_argument("--inputs", default="oriented", help=f"comma-separated of {','.join(INPUTS)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import pkgutil
+import re
 import subprocess
 import sys
 
@@ -47,3 +48,16 @@ def test_import_siren_recon_loads_neither_torch_nor_open3d():
     code = "import sys, siren_recon, siren_recon.protocol.client; print(sorted({'torch', 'open3d'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_no_code_imports_the_repository_folders_by_their_own_names():
+    """``backend`` and ``protocol`` are folders, not import names: importing them from the
+    repository root would load a second copy of each module beside ``siren_recon``'s."""
+    pattern = re.compile(r"^\s*(from|import)\s+(backend|protocol)\b|__import__\(\s*[\"'](backend|protocol)\b", re.M)
+    offenders = [
+        str(path.relative_to(REPO))
+        for folder in ("backend", "scripts", "tests")
+        for path in (REPO / folder).rglob("*.py")
+        if pattern.search(path.read_text())
+    ]
+    assert not offenders

@@ -16,6 +16,7 @@ import zmq
 
 from siren_recon.engine.pipeline import reconstruct_points
 from siren_recon.protocol import (
+    CancelJob,
     Error,
     JobAccepted,
     JobCancelled,
@@ -26,6 +27,7 @@ from siren_recon.protocol import (
     Pong,
     Progress,
     SubmitJob,
+    decode,
     encode,
 )
 from siren_recon.protocol.client import Client, ConnectionEvent, reconstruct_remote
@@ -196,7 +198,7 @@ def test_bad_messages_get_named_errors_and_a_valid_job_still_completes(backend):
         "malformed": [b"\xc1\xc1 definitely not msgpack"],
         "bad_config": [bytes(f) for f in encode(SubmitJob(points=points, overrides={"train.iterationz": 5}))],
         "too_few_points": [bytes(f) for f in encode(SubmitJob(points=points[:5]))],
-        "unknown_job": [bytes(f) for f in encode(__import__("protocol").CancelJob(job="nope"))],
+        "unknown_job": [bytes(f) for f in encode(CancelJob(job="nope"))],
     }
     sock = raw_dealer(address)
     try:
@@ -212,7 +214,7 @@ def test_bad_messages_get_named_errors_and_a_valid_job_still_completes(backend):
             sock.send_multipart([frames[0][:cut]] + frames[1:])
         errors = 0
         while sock.poll(2000):
-            assert isinstance(__import__("protocol").decode(sock.recv_multipart()), Error)
+            assert isinstance(decode(sock.recv_multipart()), Error)
             errors += 1
         assert errors == 200 + len(range(0, len(frames[0]), 7))
     finally:
