@@ -8,9 +8,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
+from siren_recon.protocol.client import DEFAULT_ADDRESS
+
+from .engine.config import MODES
 from .engine.errors import ReconstructionError
+from .server.config import EXECUTORS, ON_WORKER_LOST, RayConfig, ServerConfig
 
 EXIT_USAGE = 2
 
@@ -34,6 +39,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    server, ray = ServerConfig(), RayConfig()
     parser = argparse.ArgumentParser(prog="siren-recon", description="Point cloud to mesh with a SIREN SDF.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--iterations", type=int, help="training steps")
     rec.add_argument("--resolution", type=int, help="marching-cubes grid along the longest side")
     rec.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    rec.add_argument("--mode", choices=("auto", "oriented", "unoriented"), help="default auto")
+    rec.add_argument("--mode", choices=MODES, help="default auto")
     rec.add_argument("--seed", type=int, help="seed of initialisation and sampling")
     rec.add_argument(
         "--normal-directions", action="store_true",
@@ -71,35 +77,59 @@ def build_parser() -> argparse.ArgumentParser:
     mesh.add_argument("--device", default="auto")
     mesh.add_argument("--render", help="write a PNG picture of the result")
     serve = sub.add_parser("serve", help="run the headless backend (ZeroMQ)")
-    serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default loopback)")
-    serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    serve.add_argument("--heartbeat-timeout", type=float, default=10.0, help="seconds before a silent client's jobs are cancelled")
+    serve.add_argument("--bind", default=server.bind, help="ZeroMQ endpoint (default loopback)")
+    serve.add_argument("--device", default=server.device, help="auto, cpu, cuda or cuda:N")
+    serve.add_argument("--heartbeat-timeout", type=float, default=server.heartbeat_timeout,
+                       help="seconds before a silent client's jobs are cancelled")
     security = serve.add_argument_group("security (ZeroMQ CURVE)")
-    security.add_argument("--curve-secret-key", metavar="FILE",
-                          help="the server's secret key file (from 'siren-recon keys generate'): encrypt and authenticate")
+    security.add_argument(
+        "--curve-secret-key", metavar="FILE",
+        help="the server's secret key file (from 'siren-recon keys generate'): encrypt and authenticate",
+    )
     security.add_argument("--allowed-clients", metavar="DIR",
                           help="accept only clients whose public key file (*.key) is in DIR (needs --curve-secret-key)")
     security.add_argument("--insecure", action="store_true",
                           help="allow a non-loopback --bind without CURVE (anyone who can reach it can submit jobs)")
     limits = serve.add_argument_group("limits")
-    limits.add_argument("--max-message-mb", type=float, default=None, help="largest request, MiB (default 256)")
-    limits.add_argument("--max-points", type=int, default=None, help="most points in one job (default 5,000,000)")
-    limits.add_argument("--max-queued-jobs", type=int, default=None, help="most unfinished jobs per client (default 32)")
+    limits.add_argument("--max-message-mb", type=float, default=None,
+                        help=f"largest request, MiB (default {server.max_message_bytes / 2**20:g})")
+    limits.add_argument("--max-points", type=int, default=None,
+                        help=f"most points in one job (default {server.max_points:,})")
+    limits.add_argument("--max-queued-jobs", type=int, default=None,
+                        help=f"most unfinished jobs per client (default {server.max_queued_jobs})")
     limits.add_argument("--send-hwm", type=int, default=None,
-                        help="messages ZeroMQ queues per client before the backend holds them back itself (default 64)")
-    limits.add_argument("--results-dir", help="keep finished meshes here for clients that reconnect (default: a user cache folder)")
-    limits.add_argument("--results-max-mb", type=float, default=None, help="size bound of the results folder, MiB (default 2048)")
-    limits.add_argument("--results-max-age-hours", type=float, default=None, help="age bound of kept results, hours (default 72)")
+                        help="messages ZeroMQ queues per client before the backend holds them back itself "
+                             f"(default {server.send_high_water_mark})")
+    limits.add_argument("--results-dir",
+                        help="keep finished meshes here for clients that reconnect (default: a user cache folder)")
+    limits.add_argument("--results-max-mb", type=float, default=None,
+                        help=f"size bound of the results folder, MiB (default {server.results_max_bytes / 2**20:g})")
+    limits.add_argument("--results-max-age-hours", type=float, default=None,
+                        help=f"age bound of kept results, hours (default {server.results_max_age / 3600:g})")
     execution = serve.add_argument_group("execution")
-    execution.add_argument("--executor", choices=("local", "ray"), default="local",
+    execution.add_argument("--executor", choices=EXECUTORS, default=server.executor,
                            help="local: train in this process (default); ray: run each job as a Ray task")
-    execution.add_argument("--ray-address", default="", help="Ray cluster address (default: start a local one)")
-    execution.add_argument("--ray-concurrent-jobs", type=int, default=0,
-                           help="jobs running at once on Ray (default: one per GPU, else per --ray-cpus-per-job cores)")
-    execution.add_argument("--ray-cpus-per-job", type=int, default=2, help="CPU cores per job when the cluster has no GPU")
-    execution.add_argument("--ray-on-worker-lost", choices=("fail", "retry"), default="fail",
-                           help="a job whose Ray worker dies: fail it with a message, or retry it")
-    execution.add_argument("--ray-retries", type=int, default=1, help="retries with --ray-on-worker-lost retry")
+    execution.add_argument(
+        "--ray-address", default=ray.address, help="Ray cluster address (default: start a local one)"
+    )
+    execution.add_argument(
+        "--ray-concurrent-jobs",
+        type=int,
+        default=ray.concurrent_jobs,
+        help="jobs running at once on Ray (default: one per GPU, else per --ray-cpus-per-job cores)",
+    )
+    execution.add_argument(
+        "--ray-cpus-per-job", type=int, default=ray.cpus_per_job, help="CPU cores per job when the cluster has no GPU"
+    )
+    execution.add_argument(
+        "--ray-on-worker-lost",
+        choices=ON_WORKER_LOST,
+        default=ray.on_worker_lost,
+        help="a job whose Ray worker dies: fail it with a message, or retry it",
+    )
+    execution.add_argument(
+        "--ray-retries", type=int, default=ray.retries, help="retries with --ray-on-worker-lost retry"
+    )
 
     keys = sub.add_parser("keys", help="make CURVE key pairs for the backend and its clients")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -109,12 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     batch = sub.add_parser("batch", help="reconstruct a folder (or glob) of point clouds on a running backend")
     batch.add_argument("inputs", help="a folder (its .ply .pcd .xyz .xyzn .pts files) or a glob such as 'scans/*.ply'")
-    batch.add_argument("-o", "--output-dir", required=True, help="meshes go here as NAME.ply; existing ones are skipped")
-    batch.add_argument("--format", default="ply", choices=("ply", "obj", "stl", "glb", "gltf", "off"),
-                       help="mesh file type, the extension of each output (default ply)")
-    batch.add_argument("--backend", default="tcp://127.0.0.1:5555")
+    batch.add_argument(
+        "-o", "--output-dir", required=True, help="meshes go here as NAME.ply; existing ones are skipped"
+    )
+    batch.add_argument(
+        "--format",
+        default="ply",
+        choices=("ply", "obj", "stl", "glb", "gltf", "off"),
+        help="mesh file type, the extension of each output (default ply)",
+    )
+    batch.add_argument("--backend", default=DEFAULT_ADDRESS)
     batch.add_argument("--iterations", type=int)
-    batch.add_argument("--mode", choices=("auto", "oriented", "unoriented"))
+    batch.add_argument("--mode", choices=MODES)
     batch.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE")
     batch.add_argument("--server-key", metavar="FILE", help="the backend's public key file, for a CURVE backend")
     batch.add_argument("--client-key", metavar="FILE", help="this client's secret key file")
@@ -125,17 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
     submit = sub.add_parser("submit", help="reconstruct a file on a running backend")
     submit.add_argument("input")
     submit.add_argument("-o", "--output", required=True)
-    submit.add_argument("--backend", default="tcp://127.0.0.1:5555")
+    submit.add_argument("--backend", default=DEFAULT_ADDRESS)
     submit.add_argument("--previews", help="write each preview mesh into this folder")
     submit.add_argument("--iterations", type=int)
-    submit.add_argument("--mode", choices=("auto", "oriented", "unoriented"))
+    submit.add_argument("--mode", choices=MODES)
     submit.add_argument("--connect-timeout", type=float, default=10.0)
     submit.add_argument("--no-progress", action="store_true")
     submit.add_argument("--server-key", metavar="FILE", help="the backend's public key file, for a CURVE backend")
-    submit.add_argument("--client-key", metavar="FILE",
-                        help="this client's secret key file (default: a fresh key, enough for a backend without --allowed-clients)")
+    submit.add_argument(
+        "--client-key",
+        metavar="FILE",
+        help="this client's secret key file (default: a fresh key, enough for a backend without --allowed-clients)",
+    )
     submit.add_argument("--detached", action="store_true", help="the job runs on if this command goes away")
-    submit.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE")
+    submit.add_argument(
+        "--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE"
+    )
     return parser
 
 
@@ -161,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_serve(args)
         if args.command == "submit":
-            from .commands.serve import run_submit
+            from .commands.submit import run_submit
 
             return run_submit(args)
         if args.command == "keys":

@@ -7,9 +7,10 @@ it, and a machine that lacks the system library it needs gets a message saying w
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -67,14 +68,14 @@ def read_point_cloud(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | 
     if source.suffix.lower() == ".ply":
         with open(source, "rb") as handle:
             if handle.read(3) != b"ply":
-                raise InputError(f"{str(source)!r} could not be read as a point cloud: not a PLY file", "unreadable_file")
+                raise InputError(
+                    f"{str(source)!r} could not be read as a point cloud: not a PLY file", "unreadable_file"
+                )
     o3d = import_open3d()
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
         cloud = o3d.io.read_point_cloud(str(source))
     if len(cloud.points) == 0:
-        raise InputError(
-            f"{str(source)!r} could not be read as a point cloud, or holds no points", "unreadable_file"
-        )
+        raise InputError(f"{str(source)!r} could not be read as a point cloud, or holds no points", "unreadable_file")
     points = np.asarray(cloud.points, dtype=np.float64).copy()
     normals = np.asarray(cloud.normals, dtype=np.float64).copy() if cloud.has_normals() else None
     colours = np.asarray(cloud.colors, dtype=np.float64).copy() if cloud.has_colors() else None

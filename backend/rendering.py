@@ -8,8 +8,8 @@ needs Vulkan or EGL, which headless servers and CI machines often lack.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -40,7 +40,7 @@ class View:
 
     @classmethod
     def fit(cls, points: np.ndarray, width: int, height: int, up: str = "y",
-            azimuth: float = 35.0, elevation: float = 25.0, margin: float = 0.08) -> "View":
+            azimuth: float = 35.0, elevation: float = 25.0, margin: float = 0.08) -> View:
         axes = {"y": np.eye(3), "z": np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])}
         to_y_up = axes[up]
         a, e = np.radians(azimuth), np.radians(elevation)
@@ -78,8 +78,12 @@ def _rasterise(screen: np.ndarray, faces: np.ndarray, width: int, height: int):
             centre = px + 0.5
             a, b, c = tri[idx, 0, None, :2], tri[idx, 1, None, :2], tri[idx, 2, None, :2]
             area = (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
-            w1 = ((centre[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (centre[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0]))
-            w2 = ((b[..., 0] - a[..., 0]) * (centre[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (centre[..., 0] - a[..., 0]))
+            w1 = (centre[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (centre[..., 1] - a[..., 1]) * (
+                c[..., 0] - a[..., 0]
+            )
+            w2 = (b[..., 0] - a[..., 0]) * (centre[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (
+                centre[..., 0] - a[..., 0]
+            )
             with np.errstate(divide="ignore", invalid="ignore"):
                 w1, w2 = w1 / area, w2 / area
             w0 = 1 - w1 - w2
@@ -168,8 +172,14 @@ def render_image(
 
 
 def render_mesh_png(
-    vertices: np.ndarray, faces: np.ndarray, path: str | os.PathLike, width: int = 800, height: int = 600,
-    points: np.ndarray | None = None, title: str | None = None, up: str = "y",
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    path: str | os.PathLike,
+    width: int = 800,
+    height: int = 600,
+    points: np.ndarray | None = None,
+    title: str | None = None,
+    up: str = "y",
 ) -> None:
     """Write a PNG of a mesh (with an optional point cloud drawn over it and a title top left)."""
     image = render_image(vertices, faces, width, height, points, up)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import zmq
@@ -160,7 +161,9 @@ class Client:
         limit = self.welcome.max_message_bytes if self.welcome is not None else 0
         size = sum(len(memoryview(f)) for f in frames)
         if limit and size > limit:
-            raise ProtocolError(TOO_LARGE, f"{message.TYPE} of {size} bytes is over the backend's limit of {limit} bytes")
+            raise ProtocolError(
+                TOO_LARGE, f"{message.TYPE} of {size} bytes is over the backend's limit of {limit} bytes"
+            )
         try:
             self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again as exc:
@@ -189,8 +192,13 @@ class Client:
         the new job id) or ``error``.
         """
         request = SubmitJob(
-            session=self.session, tag=tag, detached=detached, overrides=dict(overrides or {}),
-            points=points, normals=normals, colours=colours,
+            session=self.session,
+            tag=tag,
+            detached=detached,
+            overrides=dict(overrides or {}),
+            points=points,
+            normals=normals,
+            colours=colours,
         )
         self.send(request)
         self._pending[request.msg_id] = request
@@ -207,8 +215,11 @@ class Client:
             request = self.unfinished.pop(old, None)
             if request is None:
                 continue
-            out[self.submit(request.points, request.normals, request.colours, request.overrides,
-                            request.tag, request.detached)] = old
+            out[
+                self.submit(
+                    request.points, request.normals, request.colours, request.overrides, request.tag, request.detached
+                )
+            ] = old
         return out
 
     def fetch_result(self, job_id: str) -> str:
@@ -291,7 +302,7 @@ class Client:
             self._socket.close(linger=0)
             self._socket = None
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         self.connect()
         return self
 
@@ -339,8 +350,12 @@ def reconstruct_remote(
     cancelled, the backend stays lost longer than that, or restarts; :class:`TimeoutError` after ``timeout``
     seconds, or ``connect_timeout`` seconds without a welcome.
     """
-    client = Client(address=address, heartbeat_timeout=max(5.0, connect_timeout),
-                    server_key_file=server_key_file, client_key_file=client_key_file)
+    client = Client(
+        address=address,
+        heartbeat_timeout=max(5.0, connect_timeout),
+        server_key_file=server_key_file,
+        client_key_file=client_key_file,
+    )
     client.connect()
     started = time.monotonic()
     request = client.submit(points, normals, colours, overrides, tag, detached)

@@ -9,7 +9,8 @@ schema in :mod:`protocol.messages` before a message object is built.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -52,14 +53,16 @@ def encode(message: Message) -> list[Any]:
             continue
         data = np.ascontiguousarray(value, dtype=DTYPES[f.metadata["dtype"]])
         if data.ndim != 2 or data.shape[1] != f.metadata["columns"]:
-            raise ProtocolError(E.BAD_SHAPE, f"{cls.TYPE}.{f.name} must have shape (N, {f.metadata['columns']}), got {data.shape}")
+            raise ProtocolError(
+                E.BAD_SHAPE, f"{cls.TYPE}.{f.name} must have shape (N, {f.metadata['columns']}), got {data.shape}"
+            )
         table.append({"name": f.name, "dtype": f.metadata["dtype"], "shape": list(data.shape)})
-        buffers.append(memoryview(data.reshape(-1)).cast("B") if data.size else b"")
+        buffers.append(data.reshape(-1).data.cast("B") if data.size else b"")
     head["arrays"] = table
     return [msgpack.packb(head, use_bin_type=True)] + buffers
 
 
-def _to_wire(value: Any, metadata: dict) -> Any:
+def _to_wire(value: Any, metadata: Mapping[str, Any]) -> Any:
     if metadata["kind"] == "list_record":
         return [{f.name: getattr(item, f.name) for f in body_fields(metadata["record"])} for item in value]
     if metadata["kind"] in ("dict_str_float", "dict_str_scalar"):
@@ -91,9 +94,7 @@ def decode(frames: Sequence[Frame], max_bytes: int = DEFAULT_MAX_BYTES) -> Messa
     if size > max_bytes:
         raise ProtocolError(E.TOO_LARGE, f"message of {size} bytes is over the limit of {max_bytes} bytes")
     try:
-        head = msgpack.unpackb(
-            buffers[0], raw=False, strict_map_key=True, ext_hook=_reject_ext, use_list=True
-        )
+        head = msgpack.unpackb(buffers[0], raw=False, strict_map_key=True, ext_hook=_reject_ext, use_list=True)
     except ProtocolError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types for bad bytes
@@ -126,16 +127,21 @@ def decode(frames: Sequence[Frame], max_bytes: int = DEFAULT_MAX_BYTES) -> Messa
 
 def _check_version(version: Any) -> None:
     if not isinstance(version, str):
-        raise ProtocolError(E.MISSING_FIELD if version is None else E.BAD_FIELD_TYPE, "'v' (protocol version) must be a 'major.minor' string")
+        raise ProtocolError(
+            E.MISSING_FIELD if version is None else E.BAD_FIELD_TYPE,
+            "'v' (protocol version) must be a 'major.minor' string",
+        )
     parts = version.split(".")
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
         raise ProtocolError(E.BAD_FIELD_TYPE, f"protocol version {version!r} is not 'major.minor'")
     ours = PROTOCOL_VERSION.split(".")[0]
     if parts[0] != ours:
-        raise ProtocolError(E.UNSUPPORTED_VERSION, f"protocol version {version} is not supported (this side speaks {PROTOCOL_VERSION})")
+        raise ProtocolError(
+            E.UNSUPPORTED_VERSION, f"protocol version {version} is not supported (this side speaks {PROTOCOL_VERSION})"
+        )
 
 
-def _check_value(kind: str, name: str, value: Any, metadata: dict) -> Any:
+def _check_value(kind: str, name: str, value: Any, metadata: Mapping[str, Any]) -> Any:
     wire = metadata["kind"]
     where = f"{kind}.{name}"
 
@@ -218,31 +224,41 @@ def _decode_arrays(cls: type[Message], table: Any, frames: list[memoryview]) -> 
             raise ProtocolError(E.BAD_DTYPE, f"{kind}.{name} must be {meta['dtype']}, declared {entry.get('dtype')!r}")
         shape = entry.get("shape")
         if (
-            not isinstance(shape, list) or len(shape) != 2 or not all(_is_int(s) and s >= 0 for s in shape)
-            or shape[1] != meta["columns"] or shape[0] > MAX_ARRAY_ROWS
+            not isinstance(shape, list)
+            or len(shape) != 2
+            or not all(_is_int(s) and s >= 0 for s in shape)
+            or shape[1] != meta["columns"]
+            or shape[0] > MAX_ARRAY_ROWS
         ):
-            raise ProtocolError(E.BAD_SHAPE, f"{kind}.{name} must have shape [N, {meta['columns']}], declared {shape!r}")
+            raise ProtocolError(
+                E.BAD_SHAPE, f"{kind}.{name} must have shape [N, {meta['columns']}], declared {shape!r}"
+            )
         dtype = DTYPES[meta["dtype"]]
         expected = shape[0] * shape[1] * dtype.itemsize
         if len(frame) != expected:
-            raise ProtocolError(E.BUFFER_LENGTH, f"{kind}.{name}: frame has {len(frame)} bytes, shape {shape} of {meta['dtype']} needs {expected}")
+            raise ProtocolError(
+                E.BUFFER_LENGTH,
+                f"{kind}.{name}: frame has {len(frame)} bytes, shape {shape} of {meta['dtype']} needs {expected}",
+            )
         data = np.frombuffer(frame, dtype=dtype).reshape(shape)
         if dtype.kind == "f" and not np.isfinite(data).all():
             raise ProtocolError(E.NON_FINITE, f"{kind}.{name} has NaN or infinite values")
         arrays[name] = data
     for name, meta in declared.items():
-        data = arrays[name]
-        if data is None:
+        column = arrays[name]
+        if column is None:
             if not meta["optional"]:
                 raise ProtocolError(E.MISSING_FIELD, f"{kind}: array {name!r} is required")
             continue
         other = meta["rows_like"]
-        if other and arrays[other] is not None and len(data) != len(arrays[other]):
-            raise ProtocolError(E.BAD_SHAPE, f"{kind}.{name} has {len(data)} rows, {other} has {len(arrays[other])}")
+        rows_like = arrays[other] if other else None
+        if rows_like is not None and len(column) != len(rows_like):
+            raise ProtocolError(E.BAD_SHAPE, f"{kind}.{name} has {len(column)} rows, {other} has {len(rows_like)}")
         target = meta["indexes"]
-        if target and len(data) and arrays[target] is not None and int(data.max()) >= len(arrays[target]):
+        indexed = arrays[target] if target else None
+        if indexed is not None and len(column) and int(column.max()) >= len(indexed):
             raise ProtocolError(
                 E.INDEX_OUT_OF_RANGE,
-                f"{kind}.{name} refers to row {int(data.max())} of {target}, which has {len(arrays[target])} rows",
+                f"{kind}.{name} refers to row {int(column.max())} of {target}, which has {len(indexed)} rows",
             )
     return arrays

@@ -25,20 +25,20 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from siren_recon.engine.config import ReconstructionConfig, apply_overrides
+from siren_recon.engine.pipeline import reconstruct_points
+from siren_recon.harness import write_json
+from siren_recon.metrics import compare_meshes, count_components, far_area_fraction, sample_surface
+from siren_recon.open3d_mode import import_open3d, write_mesh
+from siren_recon.rendering import render_side_by_side
 
-from backend.engine.config import ReconstructionConfig, apply_overrides  # noqa: E402
-from backend.engine.metrics import compare_meshes, count_components, far_area_fraction, sample_surface  # noqa: E402
-from backend.engine.pipeline import reconstruct_points  # noqa: E402
-from backend.open3d_mode import import_open3d, write_mesh  # noqa: E402
-from backend.rendering import render_side_by_side  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 NOISE_SHARE = 0.003
 GHOST_SHARE = 0.01
@@ -178,7 +178,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--data", default=str(REPO.parent / "shared" / "data"),
-        help="folder with meshes/ (and scans/), or a folder of .obj meshes itself",
+        help="folder with meshes/ (and scans/), or a folder of .obj meshes itself "
+        "(default: ../shared/data beside the repository)",
     )
     parser.add_argument("--shapes", help="comma-separated mesh names (default: all; '' for none, e.g. with --scans)")
     parser.add_argument("--inputs", default="oriented", help=f"comma-separated of {','.join(INPUTS)}")
@@ -196,7 +197,7 @@ def main() -> int:
     unknown = set(args.inputs) - set(INPUTS)
     if unknown:
         parser.error(f"unknown inputs {sorted(unknown)}")
-    from backend.cli import parse_override
+    from siren_recon.cli import parse_override
 
     overrides = dict(parse_override(text) for text in args.set)
     if args.iterations is not None:
@@ -218,9 +219,7 @@ def main() -> int:
     rows = [row for path in paths for row in evaluate_shape(path, args, config)]
     if args.scans:
         rows += evaluate_scans(meshes.parent / "scans", args, config)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"overrides": overrides, "rows": rows}, indent=1))
+    write_json(args.json, {"overrides": overrides, "rows": rows})
     return 0
 
 

@@ -18,15 +18,13 @@ import random
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import msgpack
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from protocol import MESSAGE_TYPES, ProtocolError, decode, encode  # noqa: E402
-from protocol.messages import JobSummary  # noqa: E402
+from siren_recon.harness import write_json
+from siren_recon.protocol import MESSAGE_TYPES, ProtocolError, decode, encode
+from siren_recon.protocol.messages import JobSummary
 
 
 def sample_messages(rng: np.random.Generator) -> list[list[bytes]]:
@@ -132,9 +130,7 @@ def main() -> int:
     print(json.dumps(figures, indent=2))
     for error, frames in crashes[:10]:
         print("CRASH", error, frames, file=sys.stderr)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+    write_json(args.json, figures)
     return 1 if crashes else 0
 
 

@@ -20,12 +20,10 @@ from pathlib import Path
 os.environ.setdefault("BLENDER_USER_EXTENSIONS", tempfile.mkdtemp(prefix="siren-ext-"))
 
 import bpy  # noqa: E402
+import build_addon  # the sibling script: this folder is on the path of a script run from it
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-
-import build_addon  # noqa: E402
 
 
 def spot_cloud() -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +73,7 @@ def main() -> int:
     scene = bpy.context.scene
     scene.siren.address = args.address
     scene.siren.quality = args.quality
-    scene.siren.backend_command = f"{sys.executable} -m backend.cli serve"
+    scene.siren.backend_command = f"{sys.executable} -m siren_recon.cli serve"
 
     points, normals = spot_cloud()
     source = cloud_object("Spot", points, normals)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from siren_recon.harness import start_backend, write_json
+from siren_recon.protocol import Error, JobAccepted, JobCancelled, JobDone, JobFailed, MeshUpdate, Progress
+from siren_recon.protocol.client import Client
 
-from protocol import Error, JobAccepted, JobCancelled, JobDone, JobFailed, MeshUpdate, Progress  # noqa: E402
-from protocol.client import Client  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SMALL = {"model.hidden_features": 32, "model.hidden_layers": 2, "sampling.surface_points": 800,
          "sampling.box_points": 600, "sampling.near_points": 300, "mesh.resolution": 48,
@@ -149,13 +148,8 @@ def main() -> int:
     address = f"tcp://127.0.0.1:{args.port}"
     work = Path(tempfile.mkdtemp(prefix="siren-soak-"))
     log_path = work / "backend.txt"
-    backend = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve", "--bind", address, "--device", "cpu",
-         "--results-dir", str(work / "results"), "--heartbeat-timeout", "10"],
-        cwd=REPO, stderr=open(log_path, "w"),
-    )
-    while "listening on" not in log_path.read_text():
-        time.sleep(0.1)
+    backend = start_backend(address, log_path, "--device", "cpu", "--results-dir", str(work / "results"),
+                            "--heartbeat-timeout", "10", cwd=REPO)
     samples: list[tuple[float, int]] = []
     stop = threading.Event()
 
@@ -194,9 +188,7 @@ def main() -> int:
         "backend_log": str(log_path),
     }
     print(json.dumps(figures, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+    write_json(args.json, figures)
     ok = alive and not tally.failed and not tally.lost and tally.foreign == 0
     ok &= tally.done + tally.cancelled_by_owner == tally.submitted
     return 0 if ok else 1

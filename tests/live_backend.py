@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from blender_addon.backend_process import backend_environment
 
 from .paths import REPO
+
+__all__ = ["BACKEND_PYTHON", "HEARTBEAT_TIMEOUT", "free_port", "start_backend", "wait_for_log"]
 
 HEARTBEAT_TIMEOUT = 3.0
 BACKEND_PYTHON = os.environ.get("SIREN_BACKEND_PYTHON", sys.executable)
@@ -19,33 +20,32 @@ BACKEND_PYTHON = os.environ.get("SIREN_BACKEND_PYTHON", sys.executable)
 Python (Blender 5.2's), which then names the project's own environment here."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _load_harness():
+    """``siren_recon.harness`` from its file: the Blender 5.2 environment has no ``siren_recon``."""
+    spec = importlib.util.spec_from_file_location("siren_recon_harness", REPO / "backend" / "harness.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+harness = _load_harness()
+free_port = harness.free_port
 
 
 def start_backend(port: int, log_path, *extra: str) -> subprocess.Popen:
-    """A backend process logging to ``log_path``; returns once it listens.
+    """A CPU backend on ``port`` logging to ``log_path``; returns once it listens.
 
     Its kept results go to a ``results`` folder beside the log unless ``extra`` names another.
     """
-    log = open(log_path, "w")
     results = [] if "--results-dir" in extra else ["--results-dir", str(Path(log_path).parent / "results")]
-    process = subprocess.Popen(
-        [BACKEND_PYTHON, "-m", "backend.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}", "--device", "cpu",
-         "--heartbeat-timeout", str(HEARTBEAT_TIMEOUT), *results, *extra],
-        cwd=REPO, stderr=log, env=backend_environment(),
-    )
-    log.close()
-    wait_for_log(log_path, "listening on", 60)
-    return process
+    return harness.start_backend(f"tcp://127.0.0.1:{port}", log_path, "--device", "cpu", "--heartbeat-timeout",
+                                 str(HEARTBEAT_TIMEOUT), *results, *extra, cwd=REPO, timeout=60,
+                                 python=BACKEND_PYTHON, env=backend_environment())
 
 
 def wait_for_log(log_path, text: str, timeout: float) -> float:
-    """Seconds waited until ``text`` appears in the backend's log."""
-    started = time.monotonic()
-    while text not in open(log_path).read():
-        assert time.monotonic() - started < timeout, f"{text!r} not logged within {timeout} s"
-        time.sleep(0.05)
-    return time.monotonic() - started
+    """Seconds waited until ``text`` appears in the backend's log (the test fails after ``timeout``)."""
+    try:
+        return harness.wait_for_log(log_path, text, timeout)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from exc

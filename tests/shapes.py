@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from backend.engine.config import ReconstructionConfig
+    from siren_recon.engine.config import ReconstructionConfig
 
 SMALL = {
     "model.hidden_features": 64,
@@ -21,7 +21,8 @@ SMALL = {
     "sampling.near_points": 500,
     "train.iterations": 200,
     "train.learning_rate": 5e-4,
-    "unoriented.learning_rate": 5e-4,  # the small network's DiGS fit is stable at this rate and converges in fewer steps
+    # the small network's DiGS fit is stable at this rate and converges in fewer steps
+    "unoriented.learning_rate": 5e-4,
     "mesh.resolution": 48,
     # runs of a few hundred steps leave a structure inside a smooth shape when the roughest
     # normals are dropped (see UnorientedLossConfig.rough_normal_share); tests that drop them say so
@@ -34,7 +35,7 @@ SMALL = {
 
 def small_config(**overrides: object) -> ReconstructionConfig:
     """A network and batch small enough to train in a few seconds; dotted keys with '__' for '.'."""
-    from backend.engine.config import ReconstructionConfig, apply_overrides
+    from siren_recon.engine.config import ReconstructionConfig, apply_overrides
 
     merged = dict(SMALL)
     merged.update({key.replace("__", "."): value for key, value in overrides.items()})

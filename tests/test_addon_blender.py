@@ -16,12 +16,12 @@ import os
 import sys
 import tempfile
 import time
-import tomllib
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 os.environ.setdefault("BLENDER_USER_EXTENSIONS", tempfile.mkdtemp(prefix="siren-ext-"))
 bpy = pytest.importorskip("bpy")
@@ -29,6 +29,8 @@ bpy = pytest.importorskip("bpy")
 from .addon_build import load_build_script  # noqa: E402
 from .live_backend import BACKEND_PYTHON, free_port, start_backend  # noqa: E402
 from .paths import REPO  # noqa: E402
+
+pytestmark = [pytest.mark.blender, pytest.mark.live, pytest.mark.slow]
 
 MODULE = "bl_ext.user_default.siren_recon"
 
@@ -231,7 +233,7 @@ def test_a_loose_vertex_cloud_goes_unoriented(addon, scene):
     assert abs(np.median(radii) - 1.0) < 0.05
 
 
-def coloured_sphere(name: str) -> "bpy.types.Object":
+def coloured_sphere(name: str) -> bpy.types.Object:
     """A selected unit UV sphere of about 2,000 vertices, red above its equator and blue below."""
     bpy.ops.mesh.primitive_uv_sphere_add(segments=64, ring_count=32, radius=1.0)
     obj = bpy.context.active_object
@@ -309,7 +311,7 @@ def test_an_unreachable_backend_is_reported_in_bounded_time(addon, scene):
 def test_disabling_leaves_no_timer_socket_or_process(addon, scene):
     operators, state = modules(addon)
     scene.siren.address = f"tcp://127.0.0.1:{free_port()}"
-    scene.siren.backend_command = f"{BACKEND_PYTHON} -m backend.cli serve --device cpu"
+    scene.siren.backend_command = f"{BACKEND_PYTHON} -m siren_recon.cli serve --device cpu"
     assert bpy.ops.siren.start_backend() == {"FINISHED"}
     process = state.local_backend.process
     assert process.poll() is None and state.session.status == "connected"

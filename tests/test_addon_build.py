@@ -48,7 +48,8 @@ def test_a_wheel_installs_where_its_tags_say(wheel, python, platform, fits):
 def test_the_bundled_set_covers_every_blender_and_platform_in_the_table():
     assert build.missing_wheels(COMPLETE) == []
     versions = {(b.version, b.python) for b in build.BLENDERS}
-    assert {("4.2 LTS", (3, 11)), ("4.5 LTS", (3, 11)), ("5.0", (3, 11)), ("5.1", (3, 13)), ("5.2 LTS", (3, 13))} == versions
+    assert versions == {("4.2 LTS", (3, 11)), ("4.5 LTS", (3, 11)), ("5.0", (3, 11)),
+                        ("5.1", (3, 13)), ("5.2 LTS", (3, 13))}
     assert build.supported_platforms() == ["linux-x64", "macos-arm64", "macos-x64", "windows-arm64", "windows-x64"]
 
 

@@ -24,6 +24,8 @@ import pytest
 
 from .paths import REPO
 
+pytestmark = [pytest.mark.blender, pytest.mark.live, pytest.mark.slow]
+
 ENVIRONMENT = REPO / os.environ.get("SIREN_BLENDER_VENV", ".venv-blender-5.2")
 PYTHON = ENVIRONMENT / "bin" / "python"
 WHEEL_CACHE = REPO / "build" / "wheels"

@@ -85,11 +85,19 @@ def test_corner_colours_average_onto_vertices_and_mesh_arrays_are_flat():
 def test_quality_presets_and_advanced_fields_become_overrides():
     assert job_overrides("auto", "standard") == {"mode": "auto"}
     high = job_overrides("unoriented", "high", iterations=123, resolution=64, seed=7)
-    assert high == {**PRESETS["high"], "mode": "unoriented", "train.iterations": 123, "mesh.resolution": 64, "train.seed": 7}
+    assert high == {
+        **PRESETS["high"],
+        "mode": "unoriented",
+        "train.iterations": 123,
+        "mesh.resolution": 64,
+        "train.seed": 7,
+    }
     with pytest.raises(ValueError, match="preset"):
         job_overrides("auto", "ultra")
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_session_tracks_a_job_and_keeps_only_the_newest_mesh(tmp_path):
     port = free_port()
     process = start_backend(port, tmp_path / "backend.txt")
@@ -120,6 +128,7 @@ def test_session_tracks_a_job_and_keeps_only_the_newest_mesh(tmp_path):
         process.wait()
 
 
+@pytest.mark.live
 def test_unreachable_backend_is_reported_within_the_connect_timeout():
     session = Session(address=f"tcp://127.0.0.1:{free_port()}", connect_timeout=1.0)
     started = time.monotonic()
@@ -135,10 +144,12 @@ def test_a_local_backend_gets_no_python_path_meant_for_blender():
     assert environ["PYTHONPATH"] == "/blender/site-packages"  # the caller's own is left alone
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_local_backend_starts_and_stops(tmp_path):
     backend = LocalBackend()
     port = free_port()
-    backend.start(f"{BACKEND_PYTHON} -m backend.cli serve --device cpu", f"tcp://127.0.0.1:{port}")
+    backend.start(f"{BACKEND_PYTHON} -m siren_recon.cli serve --device cpu", f"tcp://127.0.0.1:{port}")
     assert backend.running
     session = Session(address=f"tcp://127.0.0.1:{port}", connect_timeout=60.0)
     try:
@@ -159,6 +170,8 @@ def run_until(session: Session, condition, seconds: float = 120.0) -> None:
         assert time.monotonic() < deadline, [j.status for j in session.jobs.values()]
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_a_restarted_backend_offers_resubmit_and_a_kept_result_can_be_fetched(tmp_path):
     port = free_port()
     first = start_backend(port, tmp_path / "first.txt")

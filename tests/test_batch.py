@@ -16,6 +16,8 @@ from .shapes import sphere_cloud
 
 o3d = pytest.importorskip("open3d")
 
+pytestmark = [pytest.mark.live, pytest.mark.slow]
+
 SETTINGS = {
     "model.hidden_features": 64, "model.hidden_layers": 2, "sampling.surface_points": 1500,
     "sampling.box_points": 1000, "sampling.near_points": 500, "mesh.resolution": 32, "preview.enabled": False,
@@ -39,7 +41,7 @@ def write_cloud(path, points: np.ndarray, normals: np.ndarray) -> None:
 
 def batch_command(inputs, output, backend: str, *extra: str) -> list[str]:
     settings = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={value}")]
-    return [sys.executable, "-m", "backend.cli", "batch", str(inputs), "-o", str(output), "--backend", backend,
+    return [sys.executable, "-m", "siren_recon.cli", "batch", str(inputs), "-o", str(output), "--backend", backend,
             "--no-progress", *settings, *extra]
 
 

@@ -1,4 +1,4 @@
-"""The clearance term: no zero crossing far from every input point (backend/engine/clearance.py)."""
+"""The clearance term: no zero crossing far from every input point (engine/unoriented/clearance.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from backend.engine.clearance import Clearance, clearance_term, median_spacing
-from backend.engine.cube_grid import cube_nodes
-from backend.engine.errors import ConfigError
-from backend.engine.derivatives import sdf_and_gradient
-from backend.engine.geometric_init import sphere_init
-from backend.engine.model import Siren
-from backend.engine.sampling import Batch, PointSampler
+from siren_recon.engine.errors import ConfigError
+from siren_recon.engine.field.derivatives import sdf_and_gradient
+from siren_recon.engine.field.geometric_init import sphere_init
+from siren_recon.engine.field.model import Siren
+from siren_recon.engine.fitting.regularisers import OffSurface
+from siren_recon.engine.fitting.sampling import Batch, PointSampler
+from siren_recon.engine.unoriented.clearance import Clearance, ClearanceRegulariser, clearance_term, median_spacing
+from siren_recon.engine.unoriented.cube_grid import cube_nodes
 
 from .shapes import small_config, sphere_cloud
 
@@ -101,35 +102,48 @@ def test_the_violated_nodes_are_the_crossings_too_far_from_the_points(clearance)
 
 def test_refresh_aims_the_shell_points_at_the_violated_nodes(cloud, clearance):
     points = torch.as_tensor(cloud, dtype=torch.float32)
-    sampler = PointSampler(points, None, small_config().sampling, torch.Generator().manual_seed(0),
-                           clearance=clearance, shell_points=500)
+    regulariser = ClearanceRegulariser(clearance, 1e3, 500)
+    sampler = PointSampler(points, None, small_config().sampling, torch.Generator().manual_seed(0), [regulariser])
     bad = clearance.violated(with_inner_sheet)
-    assert sampler.sample().shell.shape == (0, 3)  # nothing to aim at before a look
+    assert sampler.sample().extra[0].shape == (0, 3)  # nothing to aim at before a look
     sampler.refresh(with_inner_sheet)
     aimed = sampler.sample()
-    assert aimed.shell.shape == (500, 3)
-    nearest_bad = (aimed.shell[:, None, :] - bad[None, :, :]).abs().amax(dim=2).amin(dim=1)
+    (shell,) = aimed.extra
+    assert shell.shape == (500, 3)
+    nearest_bad = (shell[:, None, :] - bad[None, :, :]).abs().amax(dim=2).amin(dim=1)
     assert (nearest_bad <= HALF_CELL + 1e-6).all()  # each within its node's cell
-    torch.testing.assert_close(aimed.clearance, clearance.needed(torch.cat([aimed.box, aimed.near, aimed.shell])))
+    # the term covers the box, the near and the shell points, each at its needed value
+    f = with_inner_sheet
+    step = OffSurface(aimed.box, aimed.near, f(aimed.box), f(aimed.near), shell)
+    needed = clearance.needed(torch.cat([aimed.box, aimed.near, shell]))
+    expected = 1e3 * clearance_term(torch.cat([f(aimed.box), f(aimed.near), f(shell)]), needed)
+    torch.testing.assert_close(regulariser.loss(f, step), expected)
     sampler.refresh(sphere_sdf)  # nothing wrong any more: no shell points
-    assert sampler.sample().shell.shape == (0, 3)
+    assert sampler.sample().extra[0].shape == (0, 3)
 
 
 def test_the_sampler_looks_up_the_box_then_the_near_points(cloud, clearance):
     points = torch.as_tensor(cloud, dtype=torch.float32)
     config = small_config().sampling
-    batch = PointSampler(points, None, config, torch.Generator().manual_seed(0), clearance=clearance).sample()
-    assert batch.clearance is not None and batch.clearance.shape == (config.box_points + config.near_points,)
-    torch.testing.assert_close(batch.clearance, clearance.needed(torch.cat([batch.box, batch.near])))
+    regulariser = ClearanceRegulariser(clearance, 1e3, 0)
+    batch = PointSampler(points, None, config, torch.Generator().manual_seed(0), [regulariser]).sample()
+    assert len(batch.extra) == 1 and batch.extra[0].shape == (0, 3)  # no shell points asked for
     plain = PointSampler(points, None, config, torch.Generator().manual_seed(0)).sample()
-    assert plain.clearance is None and plain.shell is None
+    assert plain.extra == ()
+    # the same draws with the regulariser as without: it adds its points after the sampler's own
+    torch.testing.assert_close(batch.box, plain.box)
+    torch.testing.assert_close(batch.near, plain.near)
+    f = sphere_sdf(batch.box), sphere_sdf(batch.near)
+    needed = clearance.needed(torch.cat([batch.box, batch.near]))
+    torch.testing.assert_close(regulariser.loss(sphere_sdf, OffSurface(batch.box, batch.near, *f, batch.extra[0])),
+                               1e3 * clearance_term(torch.cat(f), needed))
 
 
 @pytest.mark.parametrize("share", [1.0, 0.3])
 def test_the_oriented_loss_adds_it_over_the_off_surface_rows_that_took_a_value(clearance, share):
     """Every box row, the near rows inside the eikonal share (the others took no value) and the
     shell rows."""
-    from backend.engine.trainer import compute_loss
+    from siren_recon.engine.fitting.trainer import compute_loss
 
     gen = torch.Generator().manual_seed(3)
     surface = torch.nn.functional.normalize(torch.randn(200, 3, generator=gen), dim=1) * RADIUS
@@ -137,7 +151,7 @@ def test_the_oriented_loss_adds_it_over_the_off_surface_rows_that_took_a_value(c
     near = surface[:60] + 0.05 * torch.randn(60, 3, generator=gen)
     shell = clearance.sample(40, gen, clearance.shell)
     needed = clearance.needed(torch.cat([box, near, shell]))
-    batch = Batch(surface, surface / RADIUS, box, near, clearance=needed, shell=shell)
+    batch = Batch(surface, surface / RADIUS, box, near, extra=(shell,))
     config = small_config(oriented__eikonal_share=share)
     torch.manual_seed(0)
     model = Siren(config.model)
@@ -146,7 +160,8 @@ def test_the_oriented_loss_adds_it_over_the_off_surface_rows_that_took_a_value(c
     f, _ = sdf_and_gradient(model, torch.cat([box, near[:near_rows], shell]), create_graph=False)
     rows = torch.cat([needed[: 150 + near_rows], needed[210:]])
     expected = config.unoriented.refine_clearance * float(clearance_term(f.detach(), rows))
-    terms = compute_loss(model, batch, config, "oriented")
+    regulariser = ClearanceRegulariser(clearance, config.unoriented.refine_clearance, 40)
+    terms = compute_loss(model, batch, config, "oriented", regularisers=[regulariser])
     assert expected > 0
     assert float(terms["clearance"].detach()) == pytest.approx(expected, rel=1e-4)
     assert "clearance" not in compute_loss(model, Batch(surface, surface / RADIUS, box, near), config, "oriented")
@@ -159,18 +174,19 @@ def test_a_negative_clearance_setting_is_refused(key, value):
         small_config(**{key.replace(".", "__"): value})
 
 
+@pytest.mark.slow
 def test_training_looks_for_the_violated_nodes_as_it_goes(cloud, clearance):
-    from backend.engine.trainer import MINE_EVERY, train
+    from siren_recon.engine.fitting.trainer import MINE_EVERY, train
 
     points = torch.as_tensor(cloud, dtype=torch.float32)
     normals = points / RADIUS
     config = small_config(train__iterations=2 * MINE_EVERY)
-    sampler = PointSampler(points, normals, config.sampling, torch.Generator().manual_seed(0),
-                           clearance=clearance, shell_points=100)
+    regulariser = ClearanceRegulariser(clearance, config.unoriented.refine_clearance, 100)
+    sampler = PointSampler(points, normals, config.sampling, torch.Generator().manual_seed(0), [regulariser])
     looked = []
     refresh = sampler.refresh
     sampler.refresh = lambda model: (looked.append(1), refresh(model))  # type: ignore[method-assign]
     torch.manual_seed(0)
     train(Siren(config.model), sampler, config, "oriented")
     assert len(looked) == 2  # after MINE_EVERY steps and again MINE_EVERY steps later
-    assert sampler.pool is not None
+    assert regulariser.pool is not None

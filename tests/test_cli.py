@@ -13,12 +13,19 @@ import pytest
 from .paths import REPO
 from .shapes import SMALL, sphere_cloud
 
-FAST = [item for key, value in SMALL.items() if key not in ("train.iterations", "mesh.resolution", "preview.enabled") for item in ("--set", f"{key}={value}")]
+pytestmark = [pytest.mark.live, pytest.mark.slow]
+
+FAST = [
+    item
+    for key, value in SMALL.items()
+    if key not in ("train.iterations", "mesh.resolution", "preview.enabled")
+    for item in ("--set", f"{key}={value}")
+]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "backend.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "siren_recon.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=600
     )
 
 
@@ -38,9 +45,25 @@ def test_reconstruct_then_remesh_the_checkpoint(sphere_file, tmp_path):
     png = tmp_path / "mesh.png"
     previews = tmp_path / "previews"
     done = run_cli(
-        "reconstruct", str(sphere_file), "-o", str(out), "--iterations", "120", "--resolution", "40",
-        "--checkpoint", str(ckpt), "--render", str(png), "--previews", str(previews),
-        "--set", "preview.enabled=true", "--set", "preview.first_iteration=40", *FAST,
+        "reconstruct",
+        str(sphere_file),
+        "-o",
+        str(out),
+        "--iterations",
+        "120",
+        "--resolution",
+        "40",
+        "--checkpoint",
+        str(ckpt),
+        "--render",
+        str(png),
+        "--previews",
+        str(previews),
+        "--set",
+        "preview.enabled=true",
+        "--set",
+        "preview.first_iteration=40",
+        *FAST,
     )
     assert done.returncode == 0, done.stderr
     mesh = o3d.io.read_triangle_mesh(str(out))
@@ -64,7 +87,13 @@ def test_reconstruct_then_remesh_the_checkpoint(sphere_file, tmp_path):
         (lambda d: d / "cloud.abc", "unknown point cloud format"),
         (lambda d: (d / "junk.ply").write_text("not a ply") and d / "junk.ply", "could not be read"),
         (lambda d: (d / "few.xyz").write_text("0 0 0\n1 0 0\n0 1 0\n") and d / "few.xyz", "at least 16 are needed"),
-        (lambda d: (d / "nan.xyz").write_text("nan 0 0\n" + "\n".join(f"{i} {i % 7} {i % 5}" for i in range(40))) and d / "nan.xyz", "NaN"),
+        (
+            lambda d: (
+                (d / "nan.xyz").write_text("nan 0 0\n" + "\n".join(f"{i} {i % 7} {i % 5}" for i in range(40)))
+                and d / "nan.xyz"
+            ),
+            "NaN",
+        ),
     ],
 )
 def test_bad_input_prints_one_line_and_exits_2(tmp_path, make_input, message):
@@ -91,7 +120,9 @@ def test_unoriented_cloud_with_direction_flags(tmp_path):
     source = tmp_path / "cap.xyz"
     np.savetxt(source, upper)
     out = tmp_path / "cap.ply"
-    done = run_cli("reconstruct", str(source), "-o", str(out), "--iterations", "300", "--resolution", "40", "--trim", "0.03", *FAST)
+    done = run_cli(
+        "reconstruct", str(source), "-o", str(out), "--iterations", "300", "--resolution", "40", "--trim", "0.03", *FAST
+    )
     assert done.returncode == 0, done.stderr
     assert "mode unoriented, noise 0.0" in done.stderr  # a clean sample: far below noise_free_ratio
     mesh = o3d.io.read_triangle_mesh(str(out))

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from backend.engine import fused_gradient
-from backend.engine.config import ModelConfig
-from backend.engine.derivatives import sdf_and_gradient
-from backend.engine.errors import ConfigError
-from backend.engine.fused_gradient import fused_settings, value_and_gradient_fused
-from backend.engine.geometric_init import sphere_init
-from backend.engine.model import Siren
-from backend.engine.pipeline import reconstruct_points
+from siren_recon.engine.config import ModelConfig
+from siren_recon.engine.errors import ConfigError
+from siren_recon.engine.field import fused_gradient
+from siren_recon.engine.field.derivatives import sdf_and_gradient
+from siren_recon.engine.field.fused_gradient import fused_settings, value_and_gradient_fused
+from siren_recon.engine.field.geometric_init import sphere_init
+from siren_recon.engine.field.model import Siren
+from siren_recon.engine.pipeline import reconstruct_points
 
 from .shapes import small_config, sphere_cloud
 
@@ -30,17 +30,25 @@ def _model(hidden_layers: int, width: int, init: str = "siren") -> Siren:
 
 def _loss(f: torch.Tensor, grad: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
     """Uses f and every component of grad f, as the SIREN loss does."""
-    return f.abs().mean() + (grad.norm(dim=1) - 1).abs().mean() + (1 - torch.nn.functional.cosine_similarity(grad, normals)).mean()
+    return (
+        f.abs().mean()
+        + (grad.norm(dim=1) - 1).abs().mean()
+        + (1 - torch.nn.functional.cosine_similarity(grad, normals)).mean()
+    )
 
 
-def _parameter_gradients(model: Siren, f: torch.Tensor, grad: torch.Tensor, normals: torch.Tensor) -> list[torch.Tensor]:
+def _parameter_gradients(
+    model: Siren, f: torch.Tensor, grad: torch.Tensor, normals: torch.Tensor
+) -> list[torch.Tensor]:
     grads = torch.autograd.grad(_loss(f, grad, normals), list(model.parameters()), allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(model.parameters(), grads)]
 
 
 def _points(count: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(5)
-    return torch.rand(count, 3, generator=gen) * 2 - 1, torch.nn.functional.normalize(torch.randn(count, 3, generator=gen), dim=1)
+    return torch.rand(count, 3, generator=gen) * 2 - 1, torch.nn.functional.normalize(
+        torch.randn(count, 3, generator=gen), dim=1
+    )
 
 
 @pytest.mark.parametrize("hidden_layers", [0, 1, 3])
@@ -76,6 +84,7 @@ def test_a_bfloat16_backward_keeps_the_loss_exact_and_the_step_direction():
             assert float((a - b).norm() / a.norm()) < 1e-2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not fused_gradient.cpp_compiler_found(), reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_passes_match_the_eager_ones_and_train():
     """Under ``torch.compile`` the passes give the eager values and gradients, and a short
@@ -101,13 +110,14 @@ def test_a_failed_compile_falls_back_to_eager_with_a_warning(monkeypatch, caplog
     def broken_compile(fn, **_kwargs):
         def run(*_args, **_kw):
             raise RuntimeError("no C++ compiler")
+
         return run
 
     monkeypatch.setattr(fused_gradient, "_PASSES", fused_gradient._Passes())
     monkeypatch.setattr(torch, "compile", broken_compile)
     model = _model(1, 16)
     x, normals = _points(100)
-    with caplog.at_level(logging.WARNING, logger="backend.engine.fused_gradient"):
+    with caplog.at_level(logging.WARNING, logger="siren_recon.engine.field.fused_gradient"):
         f, grad = value_and_gradient_fused(model, x, torch.float32, compile=True)
         _parameter_gradients(model, f, grad, normals)
     assert fused_gradient._PASSES.failed
@@ -131,23 +141,30 @@ def test_unknown_fused_settings_are_refused(key, value):
         small_config(**{key.replace(".", "__"): value})
 
 
+@pytest.mark.slow
 def test_the_last_iterations_run_the_backward_in_float32():
     """``train.reduced_precision_until`` 0 trains exactly as a float32 backward; 1 and 0.5 do not,
     and 0.5 differs from 1 (its second half took float32 steps)."""
-    from backend.engine.sampling import PointSampler
-    from backend.engine.trainer import train
+    from siren_recon.engine.fitting.sampling import PointSampler
+    from siren_recon.engine.fitting.trainer import train
 
     points, normals = sphere_cloud(600)
     finals = {}
-    for name, overrides in {"float32": {"train__backward_precision": "float32"},
-                            "until 0": {"train__backward_precision": "bfloat16", "train__reduced_precision_until": 0.0},
-                            "until 0.5": {"train__backward_precision": "bfloat16", "train__reduced_precision_until": 0.5},
-                            "until 1": {"train__backward_precision": "bfloat16", "train__reduced_precision_until": 1.0}}.items():
+    for name, overrides in {
+        "float32": {"train__backward_precision": "float32"},
+        "until 0": {"train__backward_precision": "bfloat16", "train__reduced_precision_until": 0.0},
+        "until 0.5": {"train__backward_precision": "bfloat16", "train__reduced_precision_until": 0.5},
+        "until 1": {"train__backward_precision": "bfloat16", "train__reduced_precision_until": 1.0},
+    }.items():
         config = small_config(train__iterations=20, **overrides)
         torch.manual_seed(0)
         model = Siren(config.model)
-        sampler = PointSampler(torch.as_tensor(points, dtype=torch.float32), torch.as_tensor(normals, dtype=torch.float32),
-                               config.sampling, torch.Generator().manual_seed(0))
+        sampler = PointSampler(
+            torch.as_tensor(points, dtype=torch.float32),
+            torch.as_tensor(normals, dtype=torch.float32),
+            config.sampling,
+            torch.Generator().manual_seed(0),
+        )
         train(model, sampler, config, "oriented")
         finals[name] = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert torch.equal(finals["until 0"], finals["float32"])

@@ -7,9 +7,10 @@ import signal
 import time
 
 import numpy as np
+import pytest
 import zmq
 
-from protocol import (
+from siren_recon.protocol import (
     Error,
     FetchResult,
     JobAccepted,
@@ -22,11 +23,13 @@ from protocol import (
     decode,
     encode,
 )
-from protocol.client import Client, ConnectionEvent
+from siren_recon.protocol.client import Client, ConnectionEvent
 
 from .live_backend import HEARTBEAT_TIMEOUT, free_port, start_backend, wait_for_log
 from .shapes import SMALL, sphere_cloud
 from .test_server import accepted, collect, finished
+
+pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 JOB = {**SMALL, "train.iterations": 120, "preview.enabled": False, "train.progress_every": 10}
 
@@ -105,8 +108,8 @@ def test_a_client_that_never_reads_gets_every_progress_and_the_final_mesh_later(
     preview = {"first_iteration": 2, "growth": 1.04, "min_resolution": 64, "max_resolution": 64}
     overrides = {**SMALL, "train.iterations": iterations, "train.progress_every": 10, "preview.enabled": True,
                  **{f"preview.{k}": v for k, v in preview.items()}}
-    from backend.engine.config import PreviewConfig
-    from backend.engine.trainer import preview_schedule
+    from siren_recon.engine.config import PreviewConfig
+    from siren_recon.engine.fitting.trainer import preview_schedule
 
     produced = len(preview_schedule(PreviewConfig(**preview), iterations))
     log_path = tmp_path / "backend.txt"
@@ -190,7 +193,8 @@ def test_limits_are_refused_with_an_error_naming_them(tmp_path):
             error = next(e for e in collect(client, finished(Error)) if isinstance(e, Error))
             assert error.code == "too_many_points" and error.parent == request and "1000" in error.message
             long = {**JOB, "train.iterations": 100_000}
-            first, second = client.submit(points, normals, overrides=long), client.submit(points, normals, overrides=long)
+            first = client.submit(points, normals, overrides=long)
+            second = client.submit(points, normals, overrides=long)
             third = client.submit(points, normals, overrides=long)
             events = collect(client, lambda ev: any(isinstance(e, Error) and e.parent == third for e in ev))
             error = next(e for e in events if isinstance(e, Error) and e.parent == third)
@@ -216,7 +220,7 @@ def test_limits_are_refused_with_an_error_naming_them(tmp_path):
 
 
 def test_determinism_same_cloud_config_and_seed_give_the_same_mesh_on_cpu():
-    from backend.engine.pipeline import reconstruct_points
+    from siren_recon.engine.pipeline import reconstruct_points
 
     from .shapes import small_config
 
@@ -232,7 +236,7 @@ def test_determinism_same_cloud_config_and_seed_give_the_same_mesh_on_cpu():
 def test_reconstruct_remote_waits_out_a_frozen_backend(tmp_path):
     import threading
 
-    from protocol.client import reconstruct_remote
+    from siren_recon.protocol.client import reconstruct_remote
 
     port = free_port()
     backend = start_backend(port, tmp_path / "backend.txt")
@@ -241,9 +245,15 @@ def test_reconstruct_remote_waits_out_a_frozen_backend(tmp_path):
 
     def run() -> None:
         try:
-            outcome["result"] = reconstruct_remote(points, normals, address=f"tcp://127.0.0.1:{port}",
-                                                   overrides={**JOB, "train.iterations": 150}, timeout=200,
-                                                   connect_timeout=2.0, lost_grace=30.0)
+            outcome["result"] = reconstruct_remote(
+                points,
+                normals,
+                address=f"tcp://127.0.0.1:{port}",
+                overrides={**JOB, "train.iterations": 150},
+                timeout=200,
+                connect_timeout=2.0,
+                lost_grace=30.0,
+            )
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             outcome["error"] = exc
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend.engine.config import OrientedLossConfig
-from backend.engine.losses import eikonal_term, oriented_loss
+from siren_recon.engine.config import OrientedLossConfig
+from siren_recon.engine.fitting.losses import eikonal_term, oriented_loss
 
 
 def sphere_sdf(x: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,11 +57,15 @@ def test_a_sampled_eikonal_set_weighs_as_the_rows_it_stands_for():
     surface = torch.randn(100, 3, generator=gen)
     off = torch.randn(400, 3, generator=gen)
     deviation = lambda g: (g.norm(dim=-1) - 1).abs()  # noqa: E731
-    assert float(eikonal_term(surface, off)) == pytest.approx(float(torch.cat([deviation(surface), deviation(off)]).mean()))
+    assert float(eikonal_term(surface, off)) == pytest.approx(
+        float(torch.cat([deviation(surface), deviation(off)]).mean())
+    )
     # 40 rows standing for 400: the surface's 100 rows weigh 1/5, the sample's mean 4/5
     sample = off[:40]
     expected = (deviation(surface).sum() + deviation(sample).mean() * 400) / 500
     assert float(eikonal_term(surface, sample, stands_for=(100, 400))) == pytest.approx(float(expected))
-    assert float(eikonal_term(surface, sample, stands_for=(100, 400))) != pytest.approx(float(eikonal_term(surface, sample)))
+    assert float(eikonal_term(surface, sample, stands_for=(100, 400))) != pytest.approx(
+        float(eikonal_term(surface, sample))
+    )
     # a sample standing for exactly its own rows is the plain mean
     assert float(eikonal_term(surface, off, stands_for=(100, 400))) == pytest.approx(float(eikonal_term(surface, off)))

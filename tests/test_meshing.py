@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from backend.engine.meshing import (
+from siren_recon.engine.meshing import (
     component_labels,
     drop_unsupported_components,
     evaluate_grid,
@@ -116,7 +117,7 @@ def assert_same_surface(dense, band, voxel: float) -> None:
 
 
 def test_narrow_band_gives_the_dense_surface_on_thin_features():
-    from backend.engine.meshing import evaluate_band, grid_shape
+    from siren_recon.engine.meshing import evaluate_band, grid_shape
 
     lo, hi = -np.ones(3) * 0.95, np.ones(3) * 0.95
     dense = extract_mesh(thin_features, lo, hi, 64, 1 << 16, torch.device("cpu"))
@@ -130,7 +131,7 @@ def test_narrow_band_gives_the_dense_surface_on_thin_features():
 
 def test_narrow_band_cubes_weld_without_cracks():
     """Small cubes put many seams through the surface: their shared vertices must be welded."""
-    from backend.engine.meshing import (
+    from siren_recon.engine.meshing import (
         evaluate_band,
         grid_shape,
         marching_cubes_blocks,
@@ -200,8 +201,9 @@ def test_narrow_band_of_a_field_without_zero_crossing_is_empty():
         assert verts.shape == (0, 3) and faces.shape == (0, 3)
 
 
+@pytest.mark.slow
 def test_narrow_band_gives_the_dense_surface_on_a_trained_network():
-    from backend.engine.pipeline import train_field
+    from siren_recon.engine.pipeline import train_field
 
     from .shapes import small_config, sphere_cloud
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
-
 import torch
 
-from backend.engine.config import ModelConfig
-from backend.engine.derivatives import sdf_and_gradient
-from backend.engine.model import Siren
+from siren_recon.engine.config import ModelConfig
+from siren_recon.engine.field.derivatives import sdf_and_gradient
+from siren_recon.engine.field.model import Siren
 
 
 def test_initialisation_bounds_follow_the_paper():
@@ -60,7 +59,7 @@ def test_autograd_gradient_matches_finite_differences():
 
 @pytest.mark.parametrize("hidden_layers", [0, 2])
 def test_folded_evaluation_equals_the_network(hidden_layers):
-    from backend.engine.model import FoldedSiren
+    from siren_recon.engine.field.model import FoldedSiren
 
     model = Siren(ModelConfig(hidden_features=48, hidden_layers=hidden_layers))
     x = torch.rand(5000, 3) * 2 - 1

@@ -6,8 +6,8 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from backend.engine.errors import InputError
-from backend.open3d_mode import read_point_cloud, reconstruct, write_mesh
+from siren_recon.engine.errors import InputError
+from siren_recon.open3d_mode import read_point_cloud, reconstruct, write_mesh
 
 from .shapes import small_config, sphere_cloud
 

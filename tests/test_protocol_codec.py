@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from protocol import MESSAGE_TYPES, JobSummary, MeshUpdate, Ping, ProtocolError, SubmitJob, decode, encode
-from protocol import errors as E
-from protocol.messages import array_fields, body_fields
+from siren_recon.protocol import MESSAGE_TYPES, JobSummary, MeshUpdate, Ping, ProtocolError, SubmitJob, decode, encode
+from siren_recon.protocol import errors as E
+from siren_recon.protocol.messages import array_fields, body_fields
 
 text = st.text(max_size=20)
 ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -38,7 +38,10 @@ def values_for(kind: str, metadata: dict):
         return st.dictionaries(text, scalars, max_size=4)
     if kind == "list_record":
         record = metadata["record"]
-        return st.lists(st.builds(record, **{f.name: values_for(f.metadata["kind"], f.metadata) for f in body_fields(record)}), max_size=3)
+        return st.lists(
+            st.builds(record, **{f.name: values_for(f.metadata["kind"], f.metadata) for f in body_fields(record)}),
+            max_size=3,
+        )
     raise AssertionError(kind)
 
 
@@ -53,7 +56,9 @@ def messages(draw, cls):
         if meta["optional"] and draw(st.booleans()):
             continue
         if meta["dtype"] == "uint32":
-            values[f.name] = draw(hnp.arrays(np.uint32, (draw(st.integers(0, 20)), 3), elements=st.integers(0, max(rows - 1, 0))))
+            values[f.name] = draw(
+                hnp.arrays(np.uint32, (draw(st.integers(0, 20)), 3), elements=st.integers(0, max(rows - 1, 0)))
+            )
         else:
             values[f.name] = draw(hnp.arrays(np.float32, (rows, 3), elements=st.floats(-1e6, 1e6, width=32)))
     if "faces" in values and rows == 0:
@@ -131,7 +136,10 @@ def test_unknown_type():
 
 def test_missing_and_wrongly_typed_fields():
     assert "'tag'" in expect(E.MISSING_FIELD, tamper(submit(), body__tag=DELETE)).message
-    assert "submit_job.detached must be a boolean" in expect(E.BAD_FIELD_TYPE, tamper(submit(), body__detached="yes")).message
+    assert (
+        "submit_job.detached must be a boolean"
+        in expect(E.BAD_FIELD_TYPE, tamper(submit(), body__detached="yes")).message
+    )
     expect(E.BAD_FIELD_TYPE, tamper(submit(), body__overrides={"a": [1, 2]}))
     expect(E.BAD_FIELD_TYPE, tamper(mesh(), body__iteration=1.5))
     expect(E.BAD_FIELD_TYPE, tamper(mesh(), body__iteration=True))
@@ -216,12 +224,13 @@ def test_truncated_frames_only_ever_raise_protocol_error(data):
 
 
 def test_job_list_records_round_trip():
-    from protocol import JobList
+    from siren_recon.protocol import JobList
 
     listing = JobList(jobs=[JobSummary(job="a", tag="x", state="running", iteration=5, total=10)])
     assert decode(frames_of(listing)).jobs == listing.jobs
 
 
+@pytest.mark.live
 def test_decoder_fuzz_run_has_no_crashes(tmp_path):
     """The fuzz script (scripts/fuzz_protocol.py) on 5,000 damaged messages: errors, never crashes."""
     import json
@@ -231,8 +240,13 @@ def test_decoder_fuzz_run_has_no_crashes(tmp_path):
     from .paths import REPO
 
     out = tmp_path / "fuzz.json"
-    run = subprocess.run([sys.executable, "scripts/fuzz_protocol.py", "--count", "5000", "--seed", "3", "--json", str(out)],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "scripts/fuzz_protocol.py", "--count", "5000", "--seed", "3", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     figures = json.loads(out.read_text())
     assert run.returncode == 0 and figures["crashes"] == 0, run.stderr
     assert figures["outcomes"]["decoded"] > 0 and figures["outcomes"]["malformed"] > 0

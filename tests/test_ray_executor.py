@@ -20,16 +20,18 @@ pytest.importorskip("ray")
 
 import ray.exceptions
 
-from backend.engine.errors import Cancelled, InputError
-from backend.server.jobs import Job
-from backend.server.ray_executor import WorkerLost, _is_loopback_address, _job_error, cpus_per_job
-from backend.server.worker import run_in_process
-from protocol import JobCancelled, JobDone, JobFailed, MeshUpdate, Progress
-from protocol.client import Client
+from siren_recon.engine.errors import Cancelled, InputError
+from siren_recon.protocol import JobCancelled, JobDone, JobFailed, MeshUpdate, Progress
+from siren_recon.protocol.client import Client
+from siren_recon.server.executors.ray import WorkerLost, _is_loopback_address, _job_error, cpus_per_job
+from siren_recon.server.jobs import Job
+from siren_recon.server.worker import run_in_process
 
 from .live_backend import free_port, start_backend
 from .shapes import SMALL, small_config, sphere_cloud
 from .test_server import accepted, collect, finished
+
+pytestmark = [pytest.mark.ray]
 
 JOB = {
     **SMALL, "train.iterations": 80, "train.progress_every": 10, "train.threads": 1,
@@ -86,6 +88,8 @@ def local_meshes(points: np.ndarray, normals: np.ndarray | None, overrides: dict
     return meshes
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_two_clients_get_previews_and_the_local_mesh(ray_backend):
     address, log = ray_backend
     clouds = [sphere_cloud(800, radius=1.0, seed=1), sphere_cloud(800, radius=3.0, centre=(1.0, 0.0, -2.0), seed=2)]
@@ -120,6 +124,8 @@ def test_two_clients_get_previews_and_the_local_mesh(ray_backend):
             np.testing.assert_array_equal(remote.faces, mine.faces)
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_an_engine_error_on_the_worker_keeps_its_code_and_message(ray_backend):
     """Mode ``oriented`` without normals passes the front end's checks and fails inside the engine."""
     address, _ = ray_backend
@@ -139,12 +145,17 @@ def test_ray_errors_are_told_apart():
     """Lost workers (also wrapped in a RayTaskError) are ``worker_lost``; other task crashes say their cause."""
     crashed = _job_error("j1", ray.exceptions.WorkerCrashedError())
     assert isinstance(crashed, WorkerLost) and crashed.code == "worker_lost" and "j1" in str(crashed)
-    wrapped = _job_error("j2", ray.exceptions.RayTaskError("_run_job", "Traceback ...", ray.exceptions.NodeDiedError("node 7 died")))
+    died = ray.exceptions.NodeDiedError("node 7 died")
+    wrapped = _job_error("j2", ray.exceptions.RayTaskError("_run_job", "Traceback ...", died))
     assert isinstance(wrapped, WorkerLost) and "NodeDiedError: node 7 died" in str(wrapped)
     owner = _job_error("j3", ray.exceptions.OwnerDiedError("00" * 28, None, "here"))
     assert isinstance(owner, WorkerLost)
-    crash = _job_error("j4", ray.exceptions.RayTaskError("_run_job", "Traceback\n  ...\nModuleNotFoundError",
-                                                         ModuleNotFoundError("No module named 'torch'")))
+    crash = _job_error(
+        "j4",
+        ray.exceptions.RayTaskError(
+            "_run_job", "Traceback\n  ...\nModuleNotFoundError", ModuleNotFoundError("No module named 'torch'")
+        ),
+    )
     assert crash.code == "internal_error"
     assert str(crash) == "the Ray task of job j4 failed: ModuleNotFoundError: No module named 'torch'"
     assert isinstance(_job_error("j5", ray.exceptions.TaskCancelledError()), Cancelled)
@@ -158,14 +169,24 @@ def test_cpus_per_job_never_asks_for_more_than_a_node_has():
     assert cpus_per_job(3, 0) == 3  # node sizes unknown: as asked
 
 
-@pytest.mark.parametrize("address, loopback", [
-    ("127.0.0.1:6379", True), ("localhost:6379", True), ("[::1]:6379", True), ("127.0.0.2:10001", True),
-    ("10.0.0.7:6379", False), ("head.example:6379", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "address, loopback",
+    [
+        ("127.0.0.1:6379", True),
+        ("localhost:6379", True),
+        ("[::1]:6379", True),
+        ("127.0.0.2:10001", True),
+        ("10.0.0.7:6379", False),
+        ("head.example:6379", False),
+        ("", False),
+    ],
+)
 def test_only_a_loopback_ray_address_joins_in_single_machine_mode(address, loopback):
     assert _is_loopback_address(address) is loopback
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_cancel_reaches_the_running_task(ray_backend):
     address, log = ray_backend
     points, normals = sphere_cloud(800)
@@ -194,6 +215,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_a_killed_worker_fails_the_job_with_worker_lost(ray_backend):
     address, log = ray_backend
     points, normals = sphere_cloud(800)
@@ -202,13 +225,16 @@ def test_a_killed_worker_fails_the_job_with_worker_lost(ray_backend):
         events = collect(client, lambda ev: any(isinstance(e, Progress) for e in ev), timeout=60)
         job = accepted(events, request)
         os.kill(ray_pid(log, job), signal.SIGKILL)
-        events += collect(client, lambda ev: any(isinstance(e, (JobFailed, JobDone)) and e.job == job for e in ev),
-                          timeout=60)
+        events += collect(
+            client, lambda ev: any(isinstance(e, (JobFailed, JobDone)) and e.job == job for e in ev), timeout=60
+        )
     failed = next(e for e in events if isinstance(e, JobFailed))
     assert failed.code == "worker_lost"
     assert "died" in failed.message and job in failed.message
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_with_retry(ray_backend, tmp_path, monkeypatch):
     """A second front end joins the first one's Ray cluster (``--ray-address``) and retries lost jobs."""
     # a local Ray made by ray.init() wants its token (~/.ray/auth_token) from every driver that joins
@@ -218,8 +244,20 @@ def test_a_killed_worker_is_retried_with_retry(ray_backend, tmp_path, monkeypatc
     assert cluster.startswith("127.0.0.1:")  # the backend's private Ray stays on loopback
     port = free_port()
     log = tmp_path / "log.txt"
-    process = start_backend(port, log, "--executor", "ray", "--ray-address", cluster, "--ray-cpus-per-job", "1",
-                            "--ray-on-worker-lost", "retry", "--ray-retries", "1")
+    process = start_backend(
+        port,
+        log,
+        "--executor",
+        "ray",
+        "--ray-address",
+        cluster,
+        "--ray-cpus-per-job",
+        "1",
+        "--ray-on-worker-lost",
+        "retry",
+        "--ray-retries",
+        "1",
+    )
     try:
         points, normals = sphere_cloud(800)
         slow = {**JOB, "train.iterations": 400, "preview.enabled": False}

@@ -6,7 +6,7 @@ import numpy as np
 import open3d as o3d
 from PIL import Image
 
-from backend.rendering import render_mesh_png, render_side_by_side
+from siren_recon.rendering import render_mesh_png, render_side_by_side
 
 
 def test_sphere_renders_shaded_on_white(tmp_path):

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from backend.server.results import ResultStore, StoredResult
+from siren_recon.server.results import ResultStore, StoredResult
 
 
 def result(job: str, owner: str = "alice", faces: int = 1000) -> StoredResult:

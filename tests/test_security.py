@@ -8,9 +8,9 @@ import sys
 import pytest
 import zmq
 
-from backend.cli import main
-from protocol import JobDone, Welcome
-from protocol.client import Client, reconstruct_remote
+from siren_recon.cli import main
+from siren_recon.protocol import JobDone, Welcome
+from siren_recon.protocol.client import Client, reconstruct_remote
 
 from .live_backend import free_port, start_backend, wait_for_log
 from .paths import REPO
@@ -68,6 +68,8 @@ def test_key_files_are_written_with_a_private_secret(keys):
     assert main(["keys", "generate", str(keys / "alice"), "--name", "alice"]) == 2  # never overwritten
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_strangers_are_refused_and_the_allowed_client_is_served(keys, curve_backend):
     address, process, log_path = curve_backend
     server_key = str(keys / "server_side" / "server.key")
@@ -91,6 +93,8 @@ def test_strangers_are_refused_and_the_allowed_client_is_served(keys, curve_back
     assert "CURVE on: 1 client keys allowed" in log
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_results_are_bound_to_the_client_key(keys, curve_backend):
     address, _, log_path = curve_backend
     server_key = str(keys / "server_side" / "server.key")
@@ -105,16 +109,18 @@ def test_results_are_bound_to_the_client_key(keys, curve_backend):
         assert any(getattr(e, "final", False) and len(e.faces) == len(result.faces) for e in events)
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_a_public_bind_without_curve_is_refused_unless_insecure(tmp_path):
     port = free_port()
     refused = subprocess.run(
-        [sys.executable, "-m", "backend.cli", "serve", "--bind", f"tcp://0.0.0.0:{port}", "--device", "cpu"],
+        [sys.executable, "-m", "siren_recon.cli", "serve", "--bind", f"tcp://0.0.0.0:{port}", "--device", "cpu"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert refused.returncode == 2 and "without CURVE" in refused.stderr and "--insecure" in refused.stderr
     log_path = tmp_path / "insecure.txt"
     process = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve", "--bind", f"tcp://0.0.0.0:{port}", "--device", "cpu",
+        [sys.executable, "-m", "siren_recon.cli", "serve", "--bind", f"tcp://0.0.0.0:{port}", "--device", "cpu",
          "--insecure", "--results-dir", str(tmp_path / "results")],
         cwd=REPO, stderr=open(log_path, "w"),
     )

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import zmq
 
-from backend.engine.pipeline import reconstruct_points
-from protocol import (
+from siren_recon.engine.pipeline import reconstruct_points
+from siren_recon.protocol import (
+    CancelJob,
     Error,
     JobAccepted,
     JobCancelled,
@@ -26,15 +27,24 @@ from protocol import (
     Pong,
     Progress,
     SubmitJob,
+    decode,
     encode,
 )
-from protocol.client import Client, ConnectionEvent, reconstruct_remote
+from siren_recon.protocol.client import Client, ConnectionEvent, reconstruct_remote
 
 from .live_backend import HEARTBEAT_TIMEOUT, free_port, start_backend, wait_for_log
 from .paths import REPO
 from .shapes import SMALL, small_config, sphere_cloud
 
-JOB = {**SMALL, "train.iterations": 150, "preview.enabled": True, "preview.first_iteration": 30, "train.progress_every": 10}
+pytestmark = [pytest.mark.live, pytest.mark.slow]
+
+JOB = {
+    **SMALL,
+    "train.iterations": 150,
+    "preview.enabled": True,
+    "preview.first_iteration": 30,
+    "train.progress_every": 10,
+}
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +98,7 @@ def test_submit_streams_previews_then_the_final_mesh(backend):
     local = reconstruct_points(points.astype(np.float32), normals.astype(np.float32), config)
     # the backend's mesh is the local one (usually bit for bit; CPU thread scheduling can
     # perturb a float reduction, so the check is on the surface: within 0.5% of the diagonal)
-    from backend.engine.metrics import compare_meshes
+    from siren_recon.metrics import compare_meshes
 
     score = compare_meshes(meshes[-1].vertices, meshes[-1].faces, local.vertices, local.faces, samples=20_000)
     assert score.chamfer_l1 < 5e-3
@@ -127,7 +137,9 @@ def test_cancel_mid_job_answers_within_a_second_and_the_next_job_runs(backend):
         long_job = accepted(events, long_request)
         sent = time.monotonic()
         client.cancel(long_job)
-        events += collect(client, lambda ev: any(isinstance(e, JobCancelled) and e.job == long_job for e in ev), timeout=5)
+        events += collect(
+            client, lambda ev: any(isinstance(e, JobCancelled) and e.job == long_job for e in ev), timeout=5
+        )
         assert time.monotonic() - sent < 1.0
         events += collect(client, lambda ev: any(isinstance(e, JobDone) for e in ev))
         next_job = accepted(events, next_request)
@@ -146,7 +158,7 @@ def raw_dealer(address: str):
 
 
 def reply(sock, timeout_ms: int = 5000):
-    from protocol import decode
+    from siren_recon.protocol import decode
 
     assert sock.poll(timeout_ms), "no reply"
     return decode(sock.recv_multipart())
@@ -162,7 +174,9 @@ def tampered(message, **changes) -> list[bytes]:
 def test_bad_messages_get_named_errors_and_a_valid_job_still_completes(backend):
     address, process = backend
     points, normals = sphere_cloud(300)
-    good = SubmitJob(points=points, normals=normals, overrides={**JOB, "train.iterations": 20, "preview.enabled": False})
+    good = SubmitJob(
+        points=points, normals=normals, overrides={**JOB, "train.iterations": 20, "preview.enabled": False}
+    )
     frames = [bytes(f) for f in encode(good)]
     nan_points = points.astype(np.float32)
     nan_points[4, 0] = np.nan
@@ -171,14 +185,21 @@ def test_bad_messages_get_named_errors_and_a_valid_job_still_completes(backend):
         "unsupported_version": tampered(Ping(), v="9.0"),
         "missing_field": tampered(good, body={}),
         "bad_field_type": tampered(good, body={**msgpack.unpackb(frames[0], raw=False)["body"], "detached": "no"}),
-        "bad_dtype": [msgpack.packb({**msgpack.unpackb(frames[0], raw=False), "arrays": [
-            {**a, "dtype": "float64"} for a in msgpack.unpackb(frames[0], raw=False)["arrays"]]})] + frames[1:],
+        "bad_dtype": [
+            msgpack.packb(
+                {
+                    **msgpack.unpackb(frames[0], raw=False),
+                    "arrays": [{**a, "dtype": "float64"} for a in msgpack.unpackb(frames[0], raw=False)["arrays"]],
+                }
+            )
+        ]
+        + frames[1:],
         "buffer_length": [frames[0], frames[1][:-1], frames[2]],
         "non_finite": [frames[0], nan_points.tobytes(), frames[2]],
         "malformed": [b"\xc1\xc1 definitely not msgpack"],
         "bad_config": [bytes(f) for f in encode(SubmitJob(points=points, overrides={"train.iterationz": 5}))],
         "too_few_points": [bytes(f) for f in encode(SubmitJob(points=points[:5]))],
-        "unknown_job": [bytes(f) for f in encode(__import__("protocol").CancelJob(job="nope"))],
+        "unknown_job": [bytes(f) for f in encode(CancelJob(job="nope"))],
     }
     sock = raw_dealer(address)
     try:
@@ -194,7 +215,7 @@ def test_bad_messages_get_named_errors_and_a_valid_job_still_completes(backend):
             sock.send_multipart([frames[0][:cut]] + frames[1:])
         errors = 0
         while sock.poll(2000):
-            assert isinstance(__import__("protocol").decode(sock.recv_multipart()), Error)
+            assert isinstance(decode(sock.recv_multipart()), Error)
             errors += 1
         assert errors == 200 + len(range(0, len(frames[0]), 7))
     finally:
@@ -207,8 +228,8 @@ def test_bad_messages_get_named_errors_and_a_valid_job_still_completes(backend):
 CLIENT_SCRIPT = textwrap.dedent(
     """
     import sys, time, numpy as np
-    from protocol.client import Client
-    from protocol import JobAccepted, Progress
+    from siren_recon.protocol.client import Client
+    from siren_recon.protocol import JobAccepted, Progress
     rng = np.random.default_rng(0)
     n = rng.normal(size=(500, 3)); n /= np.linalg.norm(n, axis=1, keepdims=True)
     c = Client(address=sys.argv[1]); c.connect()
@@ -232,8 +253,13 @@ def test_a_killed_clients_job_is_cancelled_after_the_heartbeat_timeout(tmp_path)
     try:
         script = tmp_path / "client.py"
         script.write_text(CLIENT_SCRIPT)
-        client = subprocess.Popen([sys.executable, str(script), address], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                                  env={**os.environ, "PYTHONPATH": str(REPO)})
+        client = subprocess.Popen(
+            [sys.executable, str(script), address],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
         job = client.stdout.readline().strip()
         assert job
         client.kill()
@@ -241,8 +267,13 @@ def test_a_killed_clients_job_is_cancelled_after_the_heartbeat_timeout(tmp_path)
         assert waited >= HEARTBEAT_TIMEOUT - 1.0
         # the worker is free again: a new job runs to the end
         points, normals = sphere_cloud(300)
-        result = reconstruct_remote(points, normals, address=address,
-                                    overrides={**JOB, "train.iterations": 20, "preview.enabled": False}, timeout=120)
+        result = reconstruct_remote(
+            points,
+            normals,
+            address=address,
+            overrides={**JOB, "train.iterations": 20, "preview.enabled": False},
+            timeout=120,
+        )
         assert len(result.faces) > 0
     finally:
         process.kill()
@@ -257,12 +288,16 @@ def test_a_killed_backend_is_reported_lost_within_the_heartbeat_timeout(tmp_path
         process.kill()
         process.wait()
         killed = time.monotonic()
-        events = collect(client, lambda ev: any(isinstance(e, ConnectionEvent) and e.kind == "lost" for e in ev), timeout=10)
+        events = collect(
+            client, lambda ev: any(isinstance(e, ConnectionEvent) and e.kind == "lost" for e in ev), timeout=10
+        )
         assert time.monotonic() - killed <= 1.5 + 0.5
         # a new backend on the same port is recognised by its new session id
         restarted = start_backend(port, tmp_path / "second.txt")
         try:
-            events = collect(client, lambda ev: any(isinstance(e, ConnectionEvent) and e.kind == "restarted" for e in ev), timeout=15)
+            events = collect(
+                client, lambda ev: any(isinstance(e, ConnectionEvent) and e.kind == "restarted" for e in ev), timeout=15
+            )
             assert any(isinstance(e, ConnectionEvent) and e.kind == "restarted" for e in events)
         finally:
             restarted.kill()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.engine.checkpoint import load_checkpoint, save_checkpoint
-from backend.engine.errors import Cancelled, CheckpointError
-from backend.engine.events import MeshEvent, ProgressEvent
-from backend.engine.meshing import component_labels
-from backend.engine.pipeline import reconstruct_points, train_field
-from backend.engine.trainer import preview_schedule
-from backend.engine.config import PreviewConfig
+from siren_recon.engine.config import PreviewConfig
+from siren_recon.engine.errors import Cancelled, CheckpointError
+from siren_recon.engine.events import MeshEvent, ProgressEvent
+from siren_recon.engine.field.checkpoint import load_checkpoint, save_checkpoint
+from siren_recon.engine.fitting.trainer import preview_schedule
+from siren_recon.engine.meshing import component_labels
+from siren_recon.engine.pipeline import reconstruct_points, train_field
 
 from .shapes import small_config, sphere_cloud
 
@@ -23,7 +23,9 @@ def sphere_result():
     points, normals = sphere_cloud(2000, radius=2.0, centre=CENTRE)
     progress: list[ProgressEvent] = []
     meshes: list[MeshEvent] = []
-    config = small_config(train__iterations=300, preview__enabled=True, preview__first_iteration=50, train__progress_every=20)
+    config = small_config(
+        train__iterations=300, preview__enabled=True, preview__first_iteration=50, train__progress_every=20
+    )
     result = reconstruct_points(points, normals, config, on_progress=progress.append, on_mesh=meshes.append)
     return result, progress, meshes
 
@@ -46,15 +48,15 @@ def test_progress_and_previews_arrive_on_schedule(sphere_result):
     assert progress[-1].losses["total"] < progress[0].losses["total"]
     assert all(e.mode == "oriented" and e.iterations_per_second > 0 for e in progress)
     previews = [m for m in meshes if not m.final]
-    assert [(m.iteration, m.resolution) for m in previews] == preview_schedule(
-        PreviewConfig(first_iteration=50), 300
-    )
+    assert [(m.iteration, m.resolution) for m in previews] == preview_schedule(PreviewConfig(first_iteration=50), 300)
     assert meshes[-1].final and len(meshes[-1].faces) == len(result.faces)
     assert all(len(m.faces) > 0 for m in previews)
 
 
 def test_preview_schedule_grows_in_steps_and_resolution():
-    schedule = preview_schedule(PreviewConfig(first_iteration=100, growth=2.0, min_resolution=32, max_resolution=128), 2000)
+    schedule = preview_schedule(
+        PreviewConfig(first_iteration=100, growth=2.0, min_resolution=32, max_resolution=128), 2000
+    )
     assert [s for s, _ in schedule] == [100, 200, 400, 800, 1600]
     resolutions = [r for _, r in schedule]
     assert resolutions[0] == 32 and resolutions[-1] == 128
@@ -86,8 +88,11 @@ def test_cancellation_stops_within_one_step():
 
     with pytest.raises(Cancelled, match="after 7 of"):
         train_field(
-            points, normals, small_config(train__progress_every=1),
-            on_progress=lambda e: steps.append(e.iteration), should_cancel=should_cancel,
+            points,
+            normals,
+            small_config(train__progress_every=1),
+            on_progress=lambda e: steps.append(e.iteration),
+            should_cancel=should_cancel,
         )
     assert steps == list(range(1, 8))
 
@@ -118,6 +123,7 @@ def test_a_foreign_file_is_not_a_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+@pytest.mark.slow
 def test_training_on_spot_reaches_the_chamfer_bound(spot_cloud):
     """A small network, 300 steps, a 64^3 grid: the bound is what that grid can show.
 
@@ -129,20 +135,39 @@ def test_training_on_spot_reaches_the_chamfer_bound(spot_cloud):
     """
     import open3d as o3d
 
-    from backend.engine.metrics import compare_meshes
+    from siren_recon.metrics import compare_meshes
 
     from .paths import DATA
 
     points, normals = spot_cloud
     config = small_config(
-        train__iterations=300, mesh__resolution=64, sampling__surface_points=3000,
-        sampling__box_points=2000, sampling__near_points=1000,
+        train__iterations=300,
+        mesh__resolution=64,
+        sampling__surface_points=3000,
+        sampling__box_points=2000,
+        sampling__near_points=1000,
     )
     result = reconstruct_points(points, normals, config)
     truth = o3d.io.read_triangle_mesh(str(DATA / "spot.obj"))
-    score = compare_meshes(result.vertices, result.faces, np.asarray(truth.vertices), np.asarray(truth.triangles),
-                           samples=50_000)
+    score = compare_meshes(
+        result.vertices, result.faces, np.asarray(truth.vertices), np.asarray(truth.triangles), samples=50_000
+    )
     assert score.chamfer_l1 < 1.5e-3
     assert score.hausdorff < 2.3e-2
     assert score.normal_consistency > 0.97
     assert score.fscore > 0.99
+
+
+@pytest.mark.slow
+@pytest.mark.cuda
+def test_a_cuda_fit_recovers_the_sphere_as_the_cpu_one_does():
+    """The same small fit on the GPU: the same mode and a sphere of the same radius (the
+    arithmetic differs, so the meshes agree in shape, not bit for bit)."""
+    points, normals = sphere_cloud(2000, radius=2.0, centre=CENTRE)
+    meshes = {
+        device: reconstruct_points(points, normals, small_config(train__iterations=200, train__device=device))
+        for device in ("cpu", "cuda")
+    }
+    radii = {device: float(np.median(np.linalg.norm(r.vertices - CENTRE, axis=1))) for device, r in meshes.items()}
+    assert meshes["cuda"].mode == meshes["cpu"].mode == "oriented"
+    assert abs(radii["cuda"] - radii["cpu"]) < 0.01 * 4.0 and abs(radii["cuda"] - 2.0) < 0.02 * 4.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.engine.errors import InputError
-from backend.engine.pipeline import reconstruct_points
+from siren_recon.engine.errors import InputError
+from siren_recon.engine.pipeline import reconstruct_points
 
 from .shapes import small_config, sphere_cloud
 

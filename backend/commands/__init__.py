@@ -1,1 +1,1 @@
-"""One module per ``siren-recon`` sub-command; the CLI parser lives in :mod:`backend.cli`."""
+"""One module per ``siren-recon`` sub-command; the CLI parser lives in :mod:`siren_recon.cli`."""

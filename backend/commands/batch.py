@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from protocol import (
+from siren_recon.protocol import (
     Error,
     JobAccepted,
     JobCancelled,
@@ -31,7 +31,7 @@ from protocol import (
     MeshUpdate,
     Progress,
 )
-from protocol.client import Client, ConnectionEvent
+from siren_recon.protocol.client import Client, ConnectionEvent
 
 from ..engine.errors import ConfigError, InputError, ReconstructionError
 from ..open3d_mode import MESH_FORMATS, read_point_cloud, write_mesh

@@ -10,10 +10,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..engine.checkpoint import load_checkpoint, save_checkpoint
 from ..engine.config import ReconstructionConfig, apply_overrides
 from ..engine.errors import ReconstructionError
 from ..engine.events import MeshEvent, ProgressEvent
+from ..engine.field.checkpoint import load_checkpoint, save_checkpoint
 from ..engine.pipeline import reconstruct_points
 from ..open3d_mode import MESH_FORMATS, check_format, import_open3d, read_point_cloud, to_open3d_mesh, write_mesh
 
@@ -85,7 +85,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
     def on_mesh(event: MeshEvent) -> None:
         if args.previews and not event.final:
-            write_mesh(Path(args.previews) / f"preview_{event.iteration:06d}_r{event.resolution}.ply", event.vertices, event.faces)
+            write_mesh(
+                Path(args.previews) / f"preview_{event.iteration:06d}_r{event.resolution}.ply",
+                event.vertices,
+                event.faces,
+            )
         if window is not None:
             window.update(event)
 

@@ -1,4 +1,4 @@
-"""``siren-recon serve`` and ``siren-recon submit``."""
+"""``siren-recon serve``: the headless backend."""
 
 from __future__ import annotations
 
@@ -8,13 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
-from protocol.client import RemoteError, reconstruct_remote
-
-from ..engine.errors import ConfigError, ReconstructionError
-from ..open3d_mode import read_point_cloud, write_mesh
-from ..server.server import Server, ServerConfig
+from ..engine.errors import ConfigError
+from ..server.config import RayConfig, ServerConfig
+from ..server.server import Server
 
 log = logging.getLogger("siren-recon.serve")
 
@@ -39,9 +35,11 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         bind=args.bind, device=args.device, heartbeat_timeout=args.heartbeat_timeout,
         curve_secret_key=args.curve_secret_key or "", allowed_clients=args.allowed_clients or "",
         insecure=args.insecure, results_dir=str(args.results_dir or default_results_dir()),
-        executor=args.executor, ray_address=args.ray_address, ray_concurrent_jobs=args.ray_concurrent_jobs,
-        ray_cpus_per_job=args.ray_cpus_per_job, ray_on_worker_lost=args.ray_on_worker_lost,
-        ray_retries=args.ray_retries, **{k: v for k, v in optional.items() if v is not None},
+        executor=args.executor,
+        ray=RayConfig(address=args.ray_address, concurrent_jobs=args.ray_concurrent_jobs,
+                      cpus_per_job=args.ray_cpus_per_job, on_worker_lost=args.ray_on_worker_lost,
+                      retries=args.ray_retries),
+        **{k: v for k, v in optional.items() if v is not None},
     )
 
 
@@ -54,38 +52,4 @@ def run_serve(args: argparse.Namespace) -> int:
     print(f"siren-recon backend listening on {endpoint} ({security}, device {server.device_name})",
           file=sys.stderr, flush=True)
     server.serve_forever(install_signals=True)
-    return 0
-
-
-def run_submit(args: argparse.Namespace) -> int:
-    points, normals, colours = read_point_cloud(args.input)
-    overrides = dict(args.overrides)
-    if args.iterations is not None:
-        overrides["train.iterations"] = args.iterations
-    if args.mode is not None:
-        overrides["mode"] = args.mode
-    bar = tqdm(unit="it", disable=args.no_progress, file=sys.stderr)
-    previews = Path(args.previews) if args.previews else None
-
-    def on_progress(event) -> None:
-        bar.total = event.total
-        bar.set_postfix(loss=f"{event.losses.get('total', float('nan')):.3g}", mode=event.mode, refresh=False)
-        bar.update(event.iteration - bar.n)
-
-    def on_mesh(event) -> None:
-        if previews is not None and not event.final:
-            write_mesh(previews / f"preview_{event.iteration:06d}_r{event.resolution}.ply", event.vertices, event.faces)
-
-    try:
-        result = reconstruct_remote(
-            points, normals, colours, address=args.backend, overrides=overrides, on_progress=on_progress,
-            on_mesh=on_mesh, tag=Path(args.input).name, connect_timeout=args.connect_timeout,
-            server_key_file=args.server_key or "", client_key_file=args.client_key or "", detached=args.detached,
-        )
-    except (RemoteError, TimeoutError) as exc:
-        raise ReconstructionError(f"remote reconstruction failed: {exc}") from exc
-    finally:
-        bar.close()
-    write_mesh(args.output, result.vertices, result.faces)
-    print(f"{args.output}: {len(result.vertices)} vertices, {len(result.faces)} faces, mode {result.done.mode}, job {result.job}", file=sys.stderr)
     return 0

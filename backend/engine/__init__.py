@@ -1,5 +1,12 @@
 """The reconstruction engine: point cloud in, signed distance field and mesh out.
 
-It knows nothing of ZeroMQ or Blender. The front door is :func:`backend.engine.pipeline.reconstruct_points`;
-settings are the dataclasses of :mod:`backend.engine.config`.
+It knows nothing of ZeroMQ or Blender. The front door is
+:func:`siren_recon.engine.pipeline.reconstruct_points`; settings are the dataclasses of
+:mod:`siren_recon.engine.config`. The sub-packages by role:
+
+* ``field``: the SIREN, its initialisations, its derivatives, the trained field, checkpoints;
+* ``fitting``: the points of each step, the loss terms, the regularisers, the training loop;
+* ``unoriented``: normal directions, their orientation, the noise level, and the refinement
+  stage with its regularisers (sign prior, clearance);
+* ``meshing``: dense and narrow-band extraction, cleanup and trimming.
 """

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from .errors import ConfigError
 
@@ -30,15 +31,15 @@ class ModelConfig:
     """Shape of the SIREN network."""
 
     hidden_features: int = 128
-    """Width of every hidden sine layer (the paper uses 256: on spot at 20k points, 128 wide for
-    2,000 steps scored the same Chamfer as 256 wide for 1,000 steps in 60% of the time)."""
+    """Width of every hidden sine layer, >= 1. The paper uses 256; 128 scored the same Chamfer on
+    Spot in 60% of the time (see docs/experiments.md)."""
     hidden_layers: int = 3
     """Number of hidden sine layers after the first one (the paper's SDF net uses 3)."""
     omega_0: float = 30.0
     """Frequency factor of the sine layers, ``sin(omega_0 * (W x + b))``."""
     init: str = "auto"
     """``siren`` (the paper's), ``sphere`` or ``mfgi`` (see geometric_init); ``auto`` picks
-    ``siren`` for oriented input (measured best there) and ``mfgi`` for unoriented input."""
+    ``siren`` for oriented input and ``mfgi`` for unoriented input."""
     init_radius: float = 0.5
     """Radius of the starting sphere of the geometric initialisations, in unit coordinates."""
 
@@ -47,7 +48,7 @@ class ModelConfig:
 class SamplingConfig:
     """How many points each training step draws, and where.
 
-    See :mod:`backend.engine.sampling` for why the off-surface points are split between the
+    See :mod:`siren_recon.engine.fitting.sampling` for why the off-surface points are split between the
     padded box and a band around the surface.
     """
 
@@ -78,16 +79,12 @@ class OrientedLossConfig:
     normal_directions_only: bool = False
     """Use ``1 - |cos(grad f, n)|``: the normals give directions but may be flipped (scans)."""
     eikonal_share: float = 1.0
-    """Share of the box and of the near points at which the gradient is taken for the eikonal
-    term, each step (the first ones of each, drawn afresh every step: a random subset whose mean,
-    weighted by the rows it stands for, estimates the full term without bias). The other box
-    points take the value alone, for the off-surface term, at about a fifth of a gradient row's
-    cost; the surface points always take the gradient (the normal term needs it). A speed
-    option, not a free one: at 0.1 a step took 157 ms against 264 ms at 1 (4 x 256, 10k points,
-    2 threads) and a 2,000-step run 1.5x less time, but Chamfer (x1e-3, oriented input, two seeds
-    each) came out 0.149 / 0.207 against 0.140 / 0.165 on cheburashka and 0.280 / 0.338 against
-    0.296 / 0.294 on the cow: 5% worse summed over four shapes; 0.25 did no better on
-    cheburashka. It also applies to the unoriented refinement, which uses this loss."""
+    """Share of the box and of the near points, in (0, 1], at which the gradient is taken for the
+    eikonal term each step (the first ones of each, drawn afresh every step: a random subset whose
+    weighted mean estimates the full term without bias). The other box points take the value
+    alone, for the off-surface term; the surface points always take the gradient. A speed option
+    that costs quality: at 0.1 a run takes 1.5x less time but Chamfer came out 5% worse (see
+    docs/experiments.md). It also applies to the unoriented refinement, which uses this loss."""
 
 
 @dataclass
@@ -145,92 +142,71 @@ class UnorientedLossConfig:
     divergence_clamp_high: float = 50.0
     """above ``high`` no single point dominates."""
     divergence_share: float = 0.1
-    """Share of the box and of the near points at which the divergence is taken, each step (the
-    first ones of each: they are drawn afresh every step, so this is a random subset and its mean
-    an unbiased estimate of the full one). The Laplacian makes a row cost about 2.5 times a row
-    with the gradient alone: a DiGS step with the divergence took 400 ms at 1, 263 ms at 0.25 and
-    240 ms at 0.1 (4 x 256, 10k points, 2 threads; the reference formulation 991 ms). Quality after
-    the whole pipeline, unoriented input, Chamfer x1e-3 at 1 / 0.1: cheburashka 0.200 / 0.208
-    (another seed 0.214 / 0.200), fandisk 0.269 / 0.258, spot 0.220 / 0.220: within the spread
-    between seeds. DiGS alone (``refine_share = 0``) lost a little: cheburashka 2.36 / 2.39,
-    fandisk 2.57 / 2.70; use 1 there."""
+    """Share of the box and of the near points, in (0, 1], at which the divergence is taken each
+    step (the first ones of each, drawn afresh every step: a random subset whose mean estimates the
+    full one without bias). A row with the Laplacian costs about 2.5 rows with the gradient alone;
+    after the refinement 0.1 scores within the spread between seeds of 1, while DiGS alone
+    (``refine_share = 0``) loses a little and should use 1 (see docs/experiments.md)."""
     learning_rate: float = 1e-4
-    """Adam learning rate of the DiGS stage (``train.learning_rate`` is the refinement's). At
-    ``5e-4`` the DiGS fit of a bumpy sphere (20k points, 128 x 3, 1,000 steps) came out as a thin
-    positive shell, negative inside and outside, with a second surface inside the object (mean
-    radial error 0.064, 37% of the mesh more than 0.05 off); at ``1e-4`` it fit (0.0027, 0.3%)."""
+    """Adam learning rate of the DiGS stage, > 0 (``train.learning_rate`` is the refinement's).
+    Too high a rate leaves the DiGS fit a thin shell with a second surface inside: ``5e-4`` did so
+    on a bumpy sphere where ``1e-4`` fit (see docs/experiments.md)."""
     refine_share: float = 0.5
-    """Share of ``train.iterations`` given to the refinement stage (0: DiGS alone). The DiGS
-    fit is smooth but consistently oriented; the refinement signs the normal directions
+    """Share of ``train.iterations`` given to the refinement stage, in [0, 1) (0: DiGS alone). The
+    DiGS fit is smooth but consistently oriented; the refinement signs the normal directions
     estimated from each point's neighbours (``orientation``) and fits a fresh SIREN to them with
-    the oriented loss, which recovers the edges and detail DiGS rounds off (see ``pipeline``)."""
+    the oriented loss, which recovers the edges and detail DiGS rounds off (see ``unoriented.refinement``)."""
     direction_neighbours: int = 60
-    """Neighbours whose spread gives each point's normal direction for the refinement. Chamfer
-    x1e-3 at 30 / 60 (20,000 points): spot without normals 0.22 / 0.22, noisy 0.99 / 0.90; fandisk
-    0.26 / 0.25, noisy 1.13 / 1.06; cow 0.48 / 0.46, noisy 1.06 / 1.13 (its thin parts lose)."""
+    """Neighbours, >= 3, whose spread gives each point's normal direction for the refinement.
+    More smooth noise better and blur thin parts (see docs/experiments.md)."""
     direction_scales: int = 3
-    """Neighbourhood sizes each point tries, ``direction_neighbours`` and halves of it (60, 30,
-    15): each keeps the flattest, a small one on clean detail, a large one on noise. 1 takes
-    ``direction_neighbours`` alone. Chamfer x1e-3 at 1 / 3 (60 neighbours): noisy cow 1.13 / 1.07,
-    noisy fandisk 1.06 / 1.03, noisy spot 0.90 / 0.91, noisy cheburashka 0.97 / 0.98, cow 0.46 /
-    0.46."""
+    """Neighbourhood sizes each point tries, >= 1: ``direction_neighbours`` and halves of it (60,
+    30, 15); each point keeps the flattest, a small one on clean detail, a large one on noise. 1
+    takes ``direction_neighbours`` alone (see docs/experiments.md)."""
     orientation: str = "propagate"
     """How the refinement signs those directions: ``propagate`` carries one sign along a spanning
     tree of the neighbour graph and lets the DiGS gradient vote once per connected piece (see
     ``orientation``); ``gradient`` takes each point's sign from the DiGS gradient there, which
-    failed on noisy input (20% of the noisy cow's points wrong, against 4.4% propagated)."""
+    fails on noisy input (see docs/experiments.md)."""
     orientation_neighbours: int = 15
-    """Neighbours each point is linked to in the graph the signs propagate over."""
+    """Neighbours, >= 1, each point is linked to in the graph the signs propagate over."""
     drop_disputed_normals: bool = True
     """With ``propagate``: points whose propagated sign the DiGS gradient there contradicts get
     no normal term in the refinement, only the surface term (their sign is unsure: thin parts,
-    noise). On the noisy cow 28% of the points were disputed; dropping them took Chamfer from
-    2.02e-3 to 1.65e-3 and the ghost share from 7.9% to 4.4%."""
+    noise); see docs/experiments.md."""
     rough_normal_share: float = 0.2
-    """Share of the points, those whose neighbourhoods are least flat (largest surface
+    """Share of the points, in [0, 1), whose neighbourhoods are least flat (largest surface
     variation: noise, sharp edges, parts thinner than the neighbourhood), given no normal term in
-    the refinement. Measured with ``drop_disputed_normals`` (Chamfer x1e-3 at 0 / 0.1 / 0.2 / 0.3):
-    noisy cow 1.65 / 1.47 / 1.16 / 1.16; fandisk without normals 0.34 (neither drop) / 0.29 / 0.25;
-    cheburashka without normals 0.22 / 0.21 / 0.21; cow without normals 1.29 / - / 0.48 (at 0 its
-    thin tail came back as a balloon). Short runs should set 0: on a smooth bumpy sphere
-    (4,000 points, 128 x 3) 0.2 left a structure inside after 300 steps (mean radial error 0.076
-    against 0.0016 at 0), not after 600 (0.0012 / 0.0013) or 2,000 (0.0009 / 0.0011)."""
+    the refinement. Short runs (a few hundred steps) should set 0: there it can leave a structure
+    inside a smooth shape (see docs/experiments.md)."""
     refine_sign_prior: float = 1e3
-    """Weight, in the refinement, of agreeing with the DiGS field's sign farther than
-    ``refine_prior_distance`` from every point (no sheets in empty space; see ``sign_prior``)."""
+    """Weight, >= 0, in the refinement, of agreeing with the DiGS field's sign farther than
+    ``refine_prior_distance`` from every point (no sheets in empty space; see ``sign_prior``);
+    0 turns it off."""
     refine_prior_distance: float = 0.1
-    """Distance from the cloud (network units: the cloud spans 1.8) beyond which the prior holds."""
+    """Distance from the cloud, > 0, beyond which the prior holds and at which the clearance is
+    capped (network units: the cloud spans 1.8)."""
     refine_clearance: float = 1e3
-    """Weight, in the refinement, of ``max(0, min(d, refine_prior_distance) - r - |f|)`` at the
-    off-surface points (``d`` their distance to the nearest input point, ``r`` the margin below):
-    no zero crossing farther than ``r`` from every point, where a thin part with unsure normals
-    can otherwise grow a balloon (see ``clearance``); 0 turns it off. Without normals, Chamfer
-    x1e-3 without / with it: the cow's second point sample 1.08 / 0.47 and 0.50 (the tail's balloon gone,
-    ghost share 5.6% / 1.0%), cheburashka 0.19 / 0.18, fandisk 0.29 / 0.25; teddy went the other
-    way, 1.03 / 1.48 and 1.23 / 1.85 (two samples), until ``clearance_points`` (0.33)."""
+    """Weight, >= 0, in the refinement, of ``max(0, min(d, refine_prior_distance) - r - |f|)`` at
+    the off-surface points (``d`` their distance to the nearest input point, ``r`` the margin
+    below): no zero crossing farther than ``r`` from every point, where a thin part with unsure
+    normals can otherwise grow a balloon (see ``clearance``); 0 turns it off. See
+    docs/experiments.md for its effect per shape."""
     clearance_spacings: float = 4.0
-    """The margin ``r`` in median point spacings: on 20,000 points of the test meshes the true
-    surface came at most 3.9-4.3 spacings from the nearest point."""
+    """The margin ``r``, >= 0, in median point spacings: how far from every input point the
+    surface may pass (on clean samples the true surface lies within about 4 spacings)."""
     clearance_points: int = 2000
-    """Extra points a refinement step draws around the places where the field crosses zero
+    """Extra points, >= 0, a refinement step draws around the places where the field crosses zero
     farther than ``r`` from every point (found every 50 steps; none while there are none); only
-    the clearance acts there, by value alone. Without them the box points land in a web too
-    seldom: the cow without normals kept its ears webbed to its horns and its tail to a leg
-    (Chamfer x1e-3 0.47 / 0.50 on two point samples; Poisson 0.43 / 0.45); with them 0.37 /
-    0.38, and teddy 1.48 -> 0.33 (see ``clearance``). 0 turns them off."""
+    the clearance acts there, by value alone. Without them the uniform box points land in a web
+    between two close parts too seldom to remove it (see ``clearance`` and
+    docs/experiments.md). 0 turns them off."""
     noise_free_ratio: float = 0.25
-    """The noise level (:mod:`noise_level`: median quadric-fit residual over median point
-    spacing; 0.002-0.05 on clean samples, 0.5 at the evaluation's noise) up to which the
-    refinement takes the points as exact. Above it the normal weight of the refinement is
-    multiplied by ``ratio / noise_free_ratio``: the smoothed normal directions, averaged over
-    up to ``direction_neighbours`` points, then outweigh the scatter of single points. Noisy
-    input, Chamfer x1e-3 with the normal weight at 100 / 200 / 300: spot 0.921 / 0.839 / 0.824,
-    cow 1.038 / 1.051 / 1.069 (its ears webbed to its horns again at 300), fandisk 1.072 / - /
-    0.995. A third of the surface weight instead: spot 0.798, cow 1.120, and on clean input spot
-    0.224 -> 0.301, cow 0.370 -> 0.499, hence a factor that clean clouds never see. At this
-    default (x1.9-2.2 on the seven noisy test meshes) five rows gained 4-10% (spot 0.826), the cow
-    lost 1.5% (1.054, Poisson 1.064) and teddy, fragile either way, went 1.10 -> 1.94 on one
-    sample and 3.53 -> 1.09 on another. 0 turns it off."""
+    """The noise level, >= 0 (:mod:`.unoriented.noise_level`: median quadric-fit residual over median point
+    spacing; about 0.002-0.05 on clean samples), up to which the refinement takes the points as
+    exact. Above it the refinement's normal weight is multiplied by ``ratio / noise_free_ratio``,
+    so the smoothed normal directions outweigh the scatter of single points; clean clouds are
+    untouched. 0 turns it off (see docs/experiments.md)."""
 
 
 @dataclass
@@ -240,7 +216,8 @@ class TrainConfig:
     iterations: int = 2000
     """Adam steps."""
     learning_rate: float = 5e-4
-    """Adam learning rate; the paper's 1e-4 converged markedly slower in 1,000-2,000 steps."""
+    """Adam learning rate, > 0 (of the oriented fit and of the unoriented refinement); the paper's
+    1e-4 converges markedly slower in 1,000-2,000 steps."""
     lr_decay_final: float = 0.1
     """Learning rate at the last step as a fraction of ``learning_rate`` (cosine decay)."""
     grad_clip: float = 1.0
@@ -258,18 +235,14 @@ class TrainConfig:
     (forward-mode jets through the sine layers, see derivatives.forward_jets), ``fused``
     (value and gradient with a hand-written backward, see fused_gradient; no Laplacian) or
     ``auto``: forward for the rows whose loss has the divergence (it costs autograd three extra
-    backward passes), fused for the rest (the oriented step 1.2x faster than autograd at 4 x 256
-    compiled, 1.05x not compiled; 1.45-1.55x at widths 128 and 64)."""
+    backward passes), fused for the rest (the oriented step about 1.5x faster than autograd at
+    width 128; see docs/experiments.md)."""
     backward_precision: str = "float32"
     """Precision of the matrix products in the fused path's backward pass, which only form the
     parameter gradient (the loss, and so the function being fitted, stays float32): ``float32``,
     ``bfloat16``, or ``auto``: bfloat16 on a CPU with native bfloat16 arithmetic (AVX512-BF16 or
-    AMX), float32 elsewhere, CUDA included (not measured there). On such a CPU bfloat16 took the
-    oriented step from 196 to 129 ms (4 x 256, 10k points, 2 threads; the reference 252 ms) and a
-    2,000-step run of spot from 141 to 113 s, but over eight oriented evaluation runs (four
-    shapes, two seeds, the last 20% of steps in float32) Chamfer summed 1.744e-3 against
-    1.681e-3 in float32 (3.7% worse; spot 0.20 and 0.26 against 0.21 and 0.22), so it is an
-    option, not the default."""
+    AMX), float32 elsewhere, CUDA included. Faster on such a CPU (about 1.25x a run) but 3.7%
+    worse in Chamfer, so an option, not the default (see docs/experiments.md)."""
     reduced_precision_until: float = 0.8
     """Share of the iterations that use the bfloat16 backward when ``backward_precision`` picks
     it; the rest run in float32. Near convergence the parameter gradient is a small sum of large,
@@ -292,9 +265,9 @@ class MeshConfig:
     narrow_band: bool = True
     """Evaluate the network only near its zero level set (coarse to fine, signs elsewhere
     inferred from a slope bound of 1.5, see ``meshing.BAND_LIPSCHITZ``); the surface is the
-    dense grid's (256^3: 16.8x faster, largest deviation 3e-4 voxel on the benchmark network).
-    A separate small piece where the field is steeper than the bound can be missed: ``False``
-    evaluates every grid point."""
+    dense grid's to a small fraction of a voxel, in a fraction of the time (see
+    docs/experiments.md). A separate small piece where the field is steeper than the bound can
+    be missed: ``False`` evaluates every grid point."""
     min_component_fraction: float = 0.002
     """Drop connected pieces with less than this share of the total area; 0 keeps all."""
     support_distance: float = 0.01

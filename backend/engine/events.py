@@ -52,4 +52,4 @@ class ReconstructionResult:
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds spent in ``train`` and ``mesh``."""
     field: Any = None
-    """The trained :class:`~backend.engine.sdf_field.SdfField`, to save or re-mesh (not sent anywhere)."""
+    """The trained :class:`~siren_recon.engine.field.sdf_field.SdfField`, to save or re-mesh (not sent anywhere)."""

@@ -22,13 +22,14 @@ class Normalization:
     scale: float
 
     @classmethod
-    def fit(cls, points: np.ndarray) -> "Normalization":
+    def fit(cls, points: np.ndarray) -> Normalization:
         """Centre the bounding box at the origin and bring its longest half-side to :data:`FILL`."""
         lo = points.min(axis=0)
         hi = points.max(axis=0)
         centre = (lo + hi) / 2.0
         half = float((hi - lo).max()) / 2.0
-        return cls(tuple(float(c) for c in centre), FILL / half)
+        x, y, z = (float(c) for c in centre)
+        return cls((x, y, z), FILL / half)
 
     def to_unit(self, points: np.ndarray) -> np.ndarray:
         return (np.asarray(points, dtype=np.float64) - np.asarray(self.centre)) * self.scale
@@ -40,8 +41,8 @@ class Normalization:
         return {"centre": list(self.centre), "scale": self.scale}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Normalization":
-        centre = tuple(float(c) for c in data["centre"])
+    def from_dict(cls, data: dict) -> Normalization:
+        centre = [float(c) for c in data["centre"]]
         if len(centre) != 3:
             raise ValueError("normalisation centre must have 3 components")
-        return cls(centre, float(data["scale"]))  # type: ignore[arg-type]
+        return cls((centre[0], centre[1], centre[2]), float(data["scale"]))

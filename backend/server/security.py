@@ -1,4 +1,4 @@
-"""CURVE security of the backend's socket: key files, the ZAP authenticator, the bind check.
+"""CURVE security of the backend's socket: key files, the ZAP authenticator, the bind and loopback checks.
 
 Everything here is libzmq's CurveZMQ and pyzmq's ``zmq.auth``; nothing is home-made crypto.
 With a secret key the link is encrypted and the server proves who it is; with a folder of
@@ -8,14 +8,16 @@ message (``User-Id``), which the server uses to keep one client's jobs from anot
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from protocol.client import load_key_file
+from siren_recon.protocol.client import load_key_file
 
 from ..engine.errors import ConfigError
 
@@ -36,6 +38,23 @@ def generate_keys(directory: str | Path, name: str = "server") -> tuple[Path, Pa
     public, secret_path = zmq.auth.create_certificates(str(folder), name)
     Path(secret_path).chmod(0o600)
     return Path(public), Path(secret_path)
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether a ZeroMQ endpoint only listens on this machine."""
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    return is_loopback_host(urlparse(endpoint).hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a host name or IP address (no port) is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_bind(bind: str, curve: bool, insecure: bool, loopback: bool) -> None:

@@ -9,28 +9,24 @@ unless it submitted them as detached.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import signal
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 import zmq
 
-from protocol import (
-    DEFAULT_MAX_BYTES,
+from siren_recon.protocol import (
     CancelJob,
     Error,
     FetchResult,
     Hello,
-    JobDone,
     JobAccepted,
     JobCancelled,
+    JobDone,
     JobList,
     JobSummary,
     ListJobs,
@@ -50,81 +46,15 @@ from ..engine.config import MODES, ReconstructionConfig, apply_overrides
 from ..engine.device import resolve_device
 from ..engine.errors import ReconstructionError
 from ..engine.validation import validate_normals, validate_points
+from .config import ServerConfig
+from .executors import JobRunner, runners
 from .jobs import CANCELLED, FINISHED, QUEUED, FairQueue, Job
 from .outbox import FINAL, OTHER, Outbox
 from .results import ResultStore
-from .security import CurveSecurity, check_bind
-from .worker import JobRunner, Worker, run_in_process
+from .security import CurveSecurity, check_bind, is_loopback
+from .worker import Worker
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ServerConfig:
-    """Settings of ``siren-recon serve``."""
-
-    bind: str = "tcp://127.0.0.1:5555"
-    """ZeroMQ endpoint to listen on; loopback unless you mean to expose the backend."""
-    device: str = "auto"
-    """Training device of the worker: ``auto``, ``cpu``, ``cuda``, ``cuda:N``."""
-    heartbeat_interval: float = 1.0
-    """Seconds between pings that clients are asked to send."""
-    heartbeat_timeout: float = 10.0
-    """Seconds of silence after which a client's non-detached jobs are cancelled."""
-    max_message_bytes: int = DEFAULT_MAX_BYTES
-    """Largest request accepted (socket and decoder)."""
-    keep_finished: int = 200
-    """Finished jobs remembered for ``list_jobs``."""
-    max_points: int = 5_000_000
-    """Most points in one job."""
-    max_queued_jobs: int = 32
-    """Most unfinished (queued or running) jobs one client may have."""
-    send_high_water_mark: int = 64
-    """Messages ZeroMQ buffers per client before the backend holds them back itself (then only the
-    newest preview of each job is kept for that client; progress and results are never dropped)."""
-    curve_secret_key: str = ""
-    """Path of the server's secret key file; set, the link is encrypted and authenticated (CURVE)."""
-    allowed_clients: str = ""
-    """Folder of client public key files; with it only those clients are let in."""
-    insecure: bool = False
-    """Allow a non-loopback ``bind`` without CURVE."""
-    results_dir: str = ""
-    """Where finished meshes are kept for clients that come back (``""``: no keeping)."""
-    results_max_bytes: int = 2 << 30
-    """Size bound of ``results_dir``; the oldest results go first."""
-    results_max_age: float = 72 * 3600.0
-    """Seconds a result is kept."""
-    defaults: ReconstructionConfig | None = None
-    """Engine settings jobs start from before their overrides (``None``: the engine's defaults)."""
-    executor: str = "local"
-    """``local``: jobs train in this process, one at a time; ``ray``: each job is a Ray task."""
-    ray_address: str = ""
-    """Ray cluster to join (``""``: start a local one); only with ``executor="ray"``."""
-    ray_concurrent_jobs: int = 0
-    """Jobs running at once on Ray (0: one per GPU in the cluster, else one per ``ray_cpus_per_job``)."""
-    ray_cpus_per_job: int = 2
-    """CPU cores a job asks Ray for when the cluster has no GPU."""
-    ray_on_worker_lost: str = "fail"
-    """When a Ray worker or node dies mid-job: ``fail`` the job with a message, or ``retry`` it."""
-    ray_retries: int = 1
-    """Attempts after the first when ``ray_on_worker_lost="retry"``."""
-
-
-def is_loopback(endpoint: str) -> bool:
-    """Whether a ZeroMQ endpoint only listens on this machine."""
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return True
-    return is_loopback_host(urlparse(endpoint).hostname or "")
-
-
-def is_loopback_host(host: str) -> bool:
-    """Whether a host name or IP address (no port) is this machine's loopback."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def describe_device(name: str) -> tuple[str, int]:
@@ -197,13 +127,7 @@ class Server:
 
     def _runners(self) -> list[tuple[JobRunner, str]]:
         """One (runner, thread name) per job that may run at once, from the chosen executor."""
-        if self.config.executor == "local":
-            return [(run_in_process, f"worker-{self.config.device}")]
-        if self.config.executor == "ray":
-            from .ray_executor import ray_runners  # Ray is an optional extra
-
-            return ray_runners(self.config)
-        raise ValueError(f"unknown executor {self.config.executor!r} (local or ray)")
+        return runners(self.config)
 
     def stop(self) -> None:
         """Ask :meth:`serve_forever` to shut down (safe from a signal handler or another thread)."""
@@ -234,7 +158,8 @@ class Server:
             self._shutdown()
 
     def _shutdown(self) -> None:
-        log.info("shutting down: cancelling %d unfinished jobs", sum(j.state not in FINISHED for j in self.jobs.values()))
+        unfinished = sum(j.state not in FINISHED for j in self.jobs.values())
+        log.info("shutting down: cancelling %d unfinished jobs", unfinished)
         for job in self.jobs.values():
             if job.state not in FINISHED:
                 self._cancel(job, "the backend is shutting down")
@@ -276,51 +201,90 @@ class Server:
         if isinstance(message, Ping):
             self._reply(identity, Pong(parent=message.msg_id))
         elif isinstance(message, Hello):
-            self._reply(identity, Welcome(
-                parent=message.msg_id, backend_version=__version__, device=self.device_name,
-                device_memory=self.device_memory, modes=list(MODES),
-                max_message_bytes=self.config.max_message_bytes,
-                heartbeat_interval=self.config.heartbeat_interval,
-                heartbeat_timeout=self.config.heartbeat_timeout, queue_length=len(self.queue),
-                max_points=self.config.max_points, max_queued_jobs=self.config.max_queued_jobs,
-                results_kept_seconds=self.config.results_max_age if self.results is not None else 0.0,
-            ))
+            self._reply(
+                identity,
+                Welcome(
+                    parent=message.msg_id,
+                    backend_version=__version__,
+                    device=self.device_name,
+                    device_memory=self.device_memory,
+                    modes=list(MODES),
+                    max_message_bytes=self.config.max_message_bytes,
+                    heartbeat_interval=self.config.heartbeat_interval,
+                    heartbeat_timeout=self.config.heartbeat_timeout,
+                    queue_length=len(self.queue),
+                    max_points=self.config.max_points,
+                    max_queued_jobs=self.config.max_queued_jobs,
+                    results_kept_seconds=self.config.results_max_age if self.results is not None else 0.0,
+                ),
+            )
         elif isinstance(message, SubmitJob):
             self._submit(identity, message)
         elif isinstance(message, CancelJob):
             job = self.jobs.get(message.job)
             if job is None or job.owner != self.owners[identity]:
-                self._reply(identity, Error(job=message.job, parent=message.msg_id, code="unknown_job",
-                                            message=f"no job {message.job!r} of yours on this backend"))
+                self._reply(
+                    identity,
+                    Error(
+                        job=message.job,
+                        parent=message.msg_id,
+                        code="unknown_job",
+                        message=f"no job {message.job!r} of yours on this backend",
+                    ),
+                )
             elif job.state in FINISHED:
-                self._reply(identity, Error(job=job.id, parent=message.msg_id, code="job_finished",
-                                            message=f"job {job.id} has already ended ({job.state})"))
+                self._reply(
+                    identity,
+                    Error(
+                        job=job.id,
+                        parent=message.msg_id,
+                        code="job_finished",
+                        message=f"job {job.id} has already ended ({job.state})",
+                    ),
+                )
             else:
                 self._cancel(job, "cancelled by the client")
         elif isinstance(message, FetchResult):
             self._fetch(identity, message)
         elif isinstance(message, ListJobs):
             mine = [j for j in self.jobs.values() if j.owner == self.owners[identity]]
-            self._reply(identity, JobList(parent=message.msg_id, jobs=[
-                JobSummary(job=j.id, tag=j.tag, state=j.state, iteration=j.iteration, total=j.config.train.iterations)
-                for j in mine
-            ]))
+            self._reply(
+                identity,
+                JobList(
+                    parent=message.msg_id,
+                    jobs=[
+                        JobSummary(
+                            job=j.id, tag=j.tag, state=j.state, iteration=j.iteration, total=j.config.train.iterations
+                        )
+                        for j in mine
+                    ],
+                ),
+            )
         else:
-            self._reply(identity, Error(parent=message.msg_id, job=message.job, code="unexpected_message",
-                                        message=f"a backend does not accept {message.TYPE!r} messages"))
+            self._reply(
+                identity,
+                Error(
+                    parent=message.msg_id,
+                    job=message.job,
+                    code="unexpected_message",
+                    message=f"a backend does not accept {message.TYPE!r} messages",
+                ),
+            )
 
     def _submit(self, identity: bytes, message: SubmitJob) -> None:
         owner = self.owners[identity]
         if len(message.points) > self.config.max_points:
             raise LimitError(
                 f"{len(message.points)} points is over this backend's limit of {self.config.max_points} "
-                "points per job (serve --max-points)", "too_many_points",
+                "points per job (serve --max-points)",
+                "too_many_points",
             )
         active = sum(1 for j in self.jobs.values() if j.owner == owner and j.state not in FINISHED)
         if active >= self.config.max_queued_jobs:
             raise LimitError(
                 f"you have {active} unfinished jobs, this backend's limit per client "
-                f"(serve --max-queued-jobs {self.config.max_queued_jobs}); wait for one to end", "too_many_jobs",
+                f"(serve --max-queued-jobs {self.config.max_queued_jobs}); wait for one to end",
+                "too_many_jobs",
             )
         config = apply_overrides(self.config.defaults or ReconstructionConfig(), message.overrides)
         config = apply_overrides(config, {"train.device": self.config.device})
@@ -330,9 +294,16 @@ class Server:
         if message.normals is not None:
             validate_normals(message.normals, len(message.points))
         job = Job(
-            id=uuid.uuid4().hex, client=identity, owner=owner, result_owner=self._result_owner(identity), tag=message.tag, detached=message.detached,
-            points=np.array(message.points), normals=None if message.normals is None else np.array(message.normals),
-            colours=None if message.colours is None else np.array(message.colours), config=config,
+            id=uuid.uuid4().hex,
+            client=identity,
+            owner=owner,
+            result_owner=self._result_owner(identity),
+            tag=message.tag,
+            detached=message.detached,
+            points=np.array(message.points),
+            normals=None if message.normals is None else np.array(message.normals),
+            colours=None if message.colours is None else np.array(message.colours),
+            config=config,
         )
         self.jobs[job.id] = job
         position = self.queue.put(job)
@@ -355,8 +326,15 @@ class Server:
             frames = encode(message)
         except ProtocolError as exc:  # a bug on our side: say so rather than die
             log.error("could not encode %s: %s", message.TYPE, exc)
-            frames = encode(Error(session=self.session, job=message.job, parent=message.parent,
-                                  code="internal_error", message=f"the backend could not encode its reply: {exc}"))
+            frames = encode(
+                Error(
+                    session=self.session,
+                    job=message.job,
+                    parent=message.parent,
+                    code="internal_error",
+                    message=f"the backend could not encode its reply: {exc}",
+                )
+            )
         self.outbox.send(identity, frames, kind, message.job.encode())
 
     def _forward_worker_replies(self) -> None:
@@ -391,16 +369,37 @@ class Server:
     def _fetch(self, identity: bytes, message: FetchResult) -> None:
         stored = self.results.load(message.job, self._result_owner(identity)) if self.results is not None else None
         if stored is None:
-            self._reply(identity, Error(job=message.job, parent=message.msg_id, code="unknown_job",
-                                        message=f"no kept result of yours for job {message.job!r} (never existed, "
-                                                "not finished, or expired)"))
+            self._reply(
+                identity,
+                Error(
+                    job=message.job,
+                    parent=message.msg_id,
+                    code="unknown_job",
+                    message=f"no kept result of yours for job {message.job!r} (never existed, "
+                    "not finished, or expired)",
+                ),
+            )
             return
-        self._reply(identity, MeshUpdate(
-            job=stored.job, parent=message.msg_id, iteration=int(stored.stats.get("iterations", 0)), resolution=0,
-            final=True, vertices=stored.vertices, faces=stored.faces, colours=stored.colours,
-        ), FINAL)
-        self._reply(identity, JobDone(job=stored.job, parent=message.msg_id, mode=stored.mode,
-                                      stats=stored.stats, timings=stored.timings))
+        self._reply(
+            identity,
+            MeshUpdate(
+                job=stored.job,
+                parent=message.msg_id,
+                iteration=int(stored.stats.get("iterations", 0)),
+                resolution=0,
+                final=True,
+                vertices=stored.vertices,
+                faces=stored.faces,
+                colours=stored.colours,
+            ),
+            FINAL,
+        )
+        self._reply(
+            identity,
+            JobDone(
+                job=stored.job, parent=message.msg_id, mode=stored.mode, stats=stored.stats, timings=stored.timings
+            ),
+        )
 
     def _result_owner(self, identity: bytes) -> str:
         """Results are bound to a CURVE key; without CURVE the (random, 128-bit) job id is the capability."""
@@ -414,8 +413,11 @@ class Server:
         """Log once each time the held-back messages of slow readers reach a new peak."""
         if self.outbox.peak_bytes > self._reported_peak:
             self._reported_peak = self.outbox.peak_bytes
-            log.info("slow readers: at most %d bytes held so far, %d previews replaced by newer ones",
-                     self.outbox.peak_bytes, self.outbox.coalesced)
+            log.info(
+                "slow readers: at most %d bytes held so far, %d previews replaced by newer ones",
+                self.outbox.peak_bytes,
+                self.outbox.coalesced,
+            )
 
     def _reap_silent_clients(self) -> None:
         now = time.monotonic()
@@ -423,8 +425,9 @@ class Server:
             # This process was frozen (SIGSTOP, a suspended VM) somewhere in the last turn of the
             # loop: the silence was ours, not the clients', so nobody is reaped for it. The check
             # sits here, on the same clock reading as the reaping, so no freeze can fall between.
-            log.warning("the backend was stalled for %.1f s; clients get a fresh heartbeat window",
-                        now - self._last_turn)
+            log.warning(
+                "the backend was stalled for %.1f s; clients get a fresh heartbeat window", now - self._last_turn
+            )
             self.last_seen = {identity: now for identity in self.last_seen}
         self._last_turn = now
         for identity, seen in list(self.last_seen.items()):

@@ -10,45 +10,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import zmq
 
-from protocol import JobCancelled, JobDone, JobFailed, MeshUpdate, Message, Progress, encode
+from siren_recon.protocol import JobCancelled, JobDone, JobFailed, MeshUpdate, Message, Progress, encode
 
 from ..engine.colours import transfer_colours
 from ..engine.errors import Cancelled, ReconstructionError
 from ..engine.events import MeshEvent, ProgressEvent, ReconstructionResult
-from ..engine.pipeline import reconstruct_points
+from .executors import JobRunner
+from .executors.local import run_in_process
 from .jobs import CANCELLED, DONE, FAILED, RUNNING, FairQueue, Job
 from .outbox import FINAL, OTHER, PREVIEW
 from .results import ResultStore, StoredResult
 
 log = logging.getLogger(__name__)
-
-JobRunner = Callable[
-    [Job, Callable[[ProgressEvent], None], Callable[[MeshEvent], None], Callable[[], bool]],
-    ReconstructionResult,
-]
-"""Runs one job to its end: ``runner(job, on_progress, on_mesh, should_cancel)``.
-
-It raises :class:`Cancelled` once ``should_cancel()`` is true and :class:`ReconstructionError`
-for a failure the user should read; the result's ``field`` may be ``None``. The executors
-(in-process, Ray) differ only in this function.
-"""
-
-
-def run_in_process(
-    job: Job,
-    on_progress: Callable[[ProgressEvent], None],
-    on_mesh: Callable[[MeshEvent], None],
-    should_cancel: Callable[[], bool],
-) -> ReconstructionResult:
-    """The ``local`` executor: train in this process, on the worker's thread."""
-    return reconstruct_points(
-        job.points, job.normals, job.config, on_progress=on_progress, on_mesh=on_mesh, should_cancel=should_cancel
-    )
 
 
 class Worker(threading.Thread):

@@ -9,32 +9,30 @@ normals are unsure, or a web between two close parts. The term ``max(0, d(q) - r
 the off-surface samples is zero for the true field and pushes those crossings back; it needs no
 sign, so it is the unsigned-distance idea of SAL (Atzmon and Lipman 2020) made one-sided.
 
-``r`` is taken as a multiple of the median distance between neighbouring input points: on
-20,000 points sampled from the test meshes the largest distance from the true surface to the
-nearest point was 3.9-4.3 times that median (clean) and 3.1 times (noise of 0.3% of the
-diagonal). ``d(q)`` comes from a grid of distances computed once; at a sample, the value at a
-grid node less the distance to that node is a lower bound of ``d(q)`` (``d`` is 1-Lipschitz),
-so the grid can only make the term weaker, never penalise the true field.
+``r`` is taken as a multiple of the median distance between neighbouring input points (on clean
+samples the true surface lies within about 4 of them; see docs/experiments.md). ``d(q)`` comes
+from a grid of distances computed once; at a sample, the value at a grid node less the distance
+to that node is a lower bound of ``d(q)`` (``d`` is 1-Lipschitz), so the grid can only make the
+term weaker, never penalise the true field.
 
-A web is small: the box samples, uniform in the cube, land in it a few times in a thousand steps,
-too seldom to remove it (the cow's ears and tail: 1.5% of its surface, 1.4% of the diagonal
-off). So every ``MINE_EVERY`` steps the trainer evaluates the field at the *shell* nodes, those
-between ``r`` and the cap where the term can act, and the sampler draws extra points around the
-nodes where the field crosses zero though it may not (:meth:`Clearance.violated`): hard-example
-mining, one forward pass over ~130k nodes every 50 steps.
+A web is small: the box samples, uniform in the cube, land in it too seldom to remove it. So
+every ``MINE_EVERY`` steps the trainer lets :class:`ClearanceRegulariser` evaluate the field at
+the *shell* nodes, those between ``r`` and the cap where the term can act, and each step draws
+extra points around the nodes where the field crosses zero though it may not
+(:meth:`Clearance.violated`): hard-example mining, one forward pass over the shell every 50 steps.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from ..fitting.regularisers import Field, OffSurface
 from .cube_grid import cube_nodes, distance_to_cloud
 
 RESOLUTION = 128
@@ -66,10 +64,8 @@ class Clearance:
         point spacing.
 
         The cap bounds the term at ``cap - margin``: the refinement passes ``refine_prior_distance``,
-        beyond which the sign prior already holds the field. Measured on cheburashka without
-        normals (Chamfer x1e-3): no term 0.19, capped at the margin + 0.25 0.25, at 0.1 0.18 (a
-        large cap pushed on the whole fresh network, whose values start near 0 everywhere);
-        the cow's second sample 1.08 / 0.57 / 0.47 (0.50 in the evaluation's own run)."""
+        beyond which the sign prior already holds the field (a larger cap pushes on the whole fresh
+        network, whose values start near 0 everywhere; see docs/experiments.md)."""
         margin = spacings * median_spacing(unit_points)
         nodes = cube_nodes(resolution)
         distance = distance_to_cloud(nodes, unit_points, cap)
@@ -82,14 +78,13 @@ class Clearance:
         """Spacing of the grid nodes (the grid spans the cube's side of 2)."""
         return 2.0 / (self.distance.shape[0] - 1)
 
-    def violated(self, model: Callable[[torch.Tensor], torch.Tensor], chunk: int = 65536) -> torch.Tensor:
+    def violated(self, model: Field, chunk: int = 65536) -> torch.Tensor:
         """The shell nodes next to a zero crossing the clearance forbids (no autograd).
 
         A node counts when ``|f|`` there is below both the needed value and a cell's diagonal,
         so the level set passes within about a cell of it. Nodes where the field is merely
         flatter than a distance (``|f|`` small but no crossing near) are left alone: aiming at
-        all of them took cheburashka without normals from Chamfer 0.18e-3 to 0.25e-3, aiming
-        at crossings only 0.17-0.20 over five runs, while fixing the cow just as well."""
+        them too cost quality elsewhere (see docs/experiments.md)."""
         crossing = math.sqrt(3.0) * self.cell
         with torch.no_grad():
             parts = []
@@ -126,3 +121,39 @@ class Clearance:
 def clearance_term(f: torch.Tensor, needed: torch.Tensor) -> torch.Tensor:
     """Mean of ``max(0, needed - |f|)``: a value too close to zero for the distance to the cloud."""
     return torch.relu(needed - f.abs()).mean()
+
+
+@dataclass
+class ClearanceRegulariser:
+    """The clearance as a regulariser: ``weight`` times :func:`clearance_term` at the box points,
+    the near points the step took a value at, and ``points`` shell points of its own, aimed at
+    the violated nodes the last :meth:`refresh` found (none before the first, nor while there
+    are none)."""
+
+    clearance: Clearance
+    weight: float
+    """Weight of the term (``unoriented.refine_clearance``)."""
+    points: int
+    """Shell points drawn each step (``unoriented.clearance_points``); 0: none, and no refresh."""
+    name: str = "clearance"
+    pool: torch.Tensor | None = None
+    """The violated shell nodes the last :meth:`refresh` found; ``None`` before the first."""
+
+    def draw(self, generator: torch.Generator) -> torch.Tensor:
+        pool = self.pool if self.pool is not None else self.clearance.shell[:0]
+        return self.clearance.sample(self.points, generator, pool)
+
+    def loss(self, model: Field, step: OffSurface) -> torch.Tensor:
+        box, near, shell = len(step.box), len(step.near), len(step.extra)
+        needed = self.clearance.needed(torch.cat([step.box, step.near, step.extra]))
+        # the near rows the step took no value at are left out
+        values, rows = [step.f_box, step.f_near], [needed[: box + len(step.f_near)]]
+        if shell:
+            values.append(model(step.extra))
+            rows.append(needed[box + near :])
+        return self.weight * clearance_term(torch.cat(values), torch.cat(rows))
+
+    def refresh(self, model: Field) -> None:
+        """Aim the shell points at the zero crossings ``model`` now has too far from every point."""
+        if self.points > 0:
+            self.pool = self.clearance.violated(model)

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .errors import InputError
-from .meshing import component_labels, face_areas
+from .engine.errors import InputError
+from .engine.meshing import component_labels, face_areas
 
 
 @dataclass(frozen=True)

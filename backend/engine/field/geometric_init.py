@@ -38,7 +38,7 @@ HIGH_FREQUENCY_DAMPING = 1e-3
 @torch.no_grad()
 def sphere_init(model: Siren, radius: float, multi_frequency: bool, generator: torch.Generator | None = None) -> None:
     """Re-initialise ``model`` in place so that ``f(x) ~ (|x|^2 - radius^2) / (2 radius)``."""
-    layers = model.layers
+    layers = model.sine_layers
     omega = layers[0].omega_0
     width = layers[0].linear.out_features
     high = torch.zeros(width, dtype=torch.bool)

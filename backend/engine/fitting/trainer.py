@@ -9,27 +9,26 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
-from .clearance import clearance_term
-from .config import PreviewConfig, ReconstructionConfig
-from .errors import Cancelled
-from .events import ProgressEvent
-from .derivatives import divergence, forward_jets, sdf_and_gradient
-from .fused_gradient import fused_settings, value_and_gradient_fused
+from ..config import PreviewConfig, ReconstructionConfig
+from ..errors import Cancelled
+from ..events import ProgressEvent
+from ..field.derivatives import divergence, forward_jets, sdf_and_gradient
+from ..field.fused_gradient import fused_settings, value_and_gradient_fused
+from ..field.model import Siren
 from .losses import oriented_loss, unoriented_loss
-from .model import Siren
+from .regularisers import OffSurface, Regulariser
 from .sampling import Batch, PointSampler
-from .sign_prior import sign_prior_term
 
 ProgressCallback = Callable[[ProgressEvent], None]
 PreviewCallback = Callable[[int, int], None]
 """Called as ``preview(iteration, resolution)`` on the preview schedule."""
 CancelCheck = Callable[[], bool]
 MINE_EVERY = 50
-"""Steps between two looks for the places that break the clearance (see ``PointSampler.refresh``)."""
+"""Steps between two calls of the regularisers' ``refresh`` (see ``PointSampler.refresh``)."""
 
 
 def preview_schedule(config: PreviewConfig, iterations: int) -> list[tuple[int, int]]:
@@ -62,14 +61,16 @@ def uses_forward_jets(config: ReconstructionConfig, need_laplacian: bool) -> boo
 
     Every path but ``autograd`` takes the Laplacian by jets (it replaces three extra backward
     passes); for the gradient alone only ``forward`` does (``auto`` and ``fused`` take the fused
-    path, autograd measured as fast as jets there).
+    path, autograd as fast as jets there).
     """
     if need_laplacian:
         return config.train.derivatives != "autograd"
     return config.train.derivatives == "forward"
 
 
-def value_and_gradient(model: Siren, x: torch.Tensor, config: ReconstructionConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def value_and_gradient(
+    model: Siren, x: torch.Tensor, config: ReconstructionConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``f`` and ``grad f`` at ``x`` by the path ``train.derivatives`` picks for steps without
     the Laplacian; with autograd, ``x`` itself is made to require grad (a Laplacian of the
     result can then be taken with respect to it)."""
@@ -91,11 +92,22 @@ def sampled_rows(box: int, near: int, share: float) -> tuple[int, int]:
 
 
 def compute_loss(
-    model: Siren, batch: Batch, config: ReconstructionConfig, mode: str, divergence_weight: float = 0.0
+    model: Siren,
+    batch: Batch,
+    config: ReconstructionConfig,
+    mode: str,
+    divergence_weight: float = 0.0,
+    regularisers: Sequence[Regulariser] = (),
 ) -> dict[str, torch.Tensor]:
-    """Loss terms of one batch: the SIREN loss when oriented, the DiGS loss when unoriented."""
+    """Loss terms of one batch: the SIREN loss when oriented, the DiGS loss when unoriented.
+
+    The ``regularisers`` (oriented only) each add their term, in order; ``batch.extra`` holds
+    their points in the same order.
+    """
     if mode == "oriented":
-        return _oriented_loss(model, batch, config)
+        return _oriented_loss(model, batch, config, regularisers)
+    if regularisers:
+        raise ValueError("regularisers act in the oriented loss only")
     s, b = len(batch.surface), len(batch.box)
     need_div = divergence_weight > 0
     if need_div and uses_forward_jets(config, True):
@@ -106,15 +118,16 @@ def compute_loss(
     if need_div:  # by autograd: with forward jets the Laplacian took the path above
         lap_box, lap_near = sampled_rows(b, len(batch.near), config.unoriented.divergence_share)
         device = points.device
-        rows = torch.cat([torch.arange(s, s + lap_box, device=device),
-                          torch.arange(s + b, s + b + lap_near, device=device)])
+        rows = torch.cat(
+            [torch.arange(s, s + lap_box, device=device), torch.arange(s + b, s + b + lap_near, device=device)]
+        )
         div = divergence(grad, points, rows)
-    return unoriented_loss(
-        f[:s], f[s : s + b], [grad[:s], grad[s:]], div, divergence_weight, config.unoriented
-    )
+    return unoriented_loss(f[:s], f[s : s + b], [grad[:s], grad[s:]], div, divergence_weight, config.unoriented)
 
 
-def _oriented_loss(model: Siren, batch: Batch, config: ReconstructionConfig) -> dict[str, torch.Tensor]:
+def _oriented_loss(
+    model: Siren, batch: Batch, config: ReconstructionConfig, regularisers: Sequence[Regulariser]
+) -> dict[str, torch.Tensor]:
     """The SIREN loss, with the gradient taken at the surface rows and at the eikonal share of
     the box and near rows; the other box rows take the value alone (three matrix products per
     layer with its backward pass instead of six)."""
@@ -122,26 +135,26 @@ def _oriented_loss(model: Siren, batch: Batch, config: ReconstructionConfig) -> 
         raise ValueError("the oriented loss needs normals")
     s, b, m = len(batch.surface), len(batch.box), len(batch.near)
     grad_box, grad_near = sampled_rows(b, m, config.oriented.eikonal_share)
-    f, grad = value_and_gradient(model, torch.cat([batch.surface, batch.box[:grad_box], batch.near[:grad_near]]), config)
+    f, grad = value_and_gradient(
+        model, torch.cat([batch.surface, batch.box[:grad_box], batch.near[:grad_near]]), config
+    )
     f_box = f[s : s + grad_box]
     if grad_box < b:
         f_box = torch.cat([f_box, model(batch.box[grad_box:])])
     terms = oriented_loss(
-        f[:s], grad[:s], batch.normals, f_box, grad[s : s + grad_box], grad[s + grad_box :], config.oriented,
+        f[:s],
+        grad[:s],
+        batch.normals,
+        f_box,
+        grad[s : s + grad_box],
+        grad[s + grad_box :],
+        config.oriented,
         off_surface_rows=b + m,
     )
-    if batch.box_prior is not None:
-        terms["sign_prior"] = config.unoriented.refine_sign_prior * sign_prior_term(f_box, batch.box_prior)
-        terms["total"] = terms["total"] + terms["sign_prior"]
-    if batch.clearance is not None:
-        # the near rows past the eikonal share took no value: the term covers those that did
-        f_off = [f_box, f[s + grad_box :]]
-        needed = [batch.clearance[: b + grad_near]]
-        if batch.shell is not None and len(batch.shell):
-            f_off.append(model(batch.shell))
-            needed.append(batch.clearance[b + m :])
-        terms["clearance"] = config.unoriented.refine_clearance * clearance_term(torch.cat(f_off), torch.cat(needed))
-        terms["total"] = terms["total"] + terms["clearance"]
+    for regulariser, extra in zip(regularisers, batch.extra, strict=True):
+        step = OffSurface(batch.box, batch.near, f_box, f[s + grad_box :], extra)
+        terms[regulariser.name] = regulariser.loss(model, step)
+        terms["total"] = terms["total"] + terms[regulariser.name]
     return terms
 
 
@@ -195,7 +208,9 @@ def train(
         div_weight = config.unoriented.divergence.value(step - 1, total) if mode == "unoriented" else 0.0
         if step % MINE_EVERY == 0:  # not at the start: a fresh network crosses zero everywhere
             sampler.refresh(model)
-        terms = compute_loss(model, sampler.sample(), exact if step > exact_from else config, mode, div_weight)
+        terms = compute_loss(
+            model, sampler.sample(), exact if step > exact_from else config, mode, div_weight, sampler.regularisers
+        )
         optimiser.zero_grad(set_to_none=True)
         terms["total"].backward()
         if cfg.grad_clip > 0:

@@ -64,7 +64,11 @@ def _forward_pass(
 
 
 def _backward_pass(
-    f_bar: torch.Tensor, grad_bar: torch.Tensor, saved: list[torch.Tensor], omegas: tuple[float, ...], dtype: torch.dtype
+    f_bar: torch.Tensor,
+    grad_bar: torch.Tensor,
+    saved: list[torch.Tensor],
+    omegas: tuple[float, ...],
+    dtype: torch.dtype,
 ) -> list[torch.Tensor]:
     """The parameter gradient (each sine layer's weight and bias, then the output layer's)."""
     n = len(omegas)
@@ -126,7 +130,9 @@ class _ValueAndGradient(torch.autograd.Function):
     """``(x, params...) -> (f, grad f)``; see the module docstring."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, omegas: tuple[float, ...], dtype: torch.dtype, compile: bool, *params: torch.Tensor):
+    def forward(
+        ctx, x: torch.Tensor, omegas: tuple[float, ...], dtype: torch.dtype, compile: bool, *params: torch.Tensor
+    ):
         forward_pass, _ = _PASSES.get(compile)
         try:
             f, grad, saved = forward_pass(x, list(params), omegas, dtype)
@@ -163,10 +169,10 @@ def value_and_gradient_fused(
     parameters (not ``x``) through a hand-written backward whose matrix products run in
     ``backward_dtype``; ``compile`` runs both passes under ``torch.compile``."""
     params: list[torch.Tensor] = []
-    for layer in model.layers:
+    for layer in model.sine_layers:
         params += [layer.linear.weight, layer.linear.bias]
     params += [model.output.weight, model.output.bias]
-    omegas = tuple(layer.omega_0 for layer in model.layers)
+    omegas = tuple(layer.omega_0 for layer in model.sine_layers)
     return _ValueAndGradient.apply(x.detach(), omegas, backward_dtype, compile, *params)
 
 

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .model import Siren
+
 
 def sdf_and_gradient(model: nn.Module, x: torch.Tensor, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Values ``f(x)`` (B,) and spatial gradients ``grad f(x)`` (B, 3).
@@ -35,7 +37,9 @@ def divergence(grad: torch.Tensor, x: torch.Tensor, rows: slice | torch.Tensor =
     return total
 
 
-def forward_jets(model: nn.Module, x: torch.Tensor, laplacian: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def forward_jets(
+    model: Siren, x: torch.Tensor, laplacian: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Values, gradients and (optionally) Laplacians of a SIREN in one forward pass.
 
     Forward-mode propagation through the sine layers instead of double backward: with
@@ -52,7 +56,7 @@ def forward_jets(model: nn.Module, x: torch.Tensor, laplacian: bool) -> tuple[to
 
     Shapes: ``x`` (B, 3) -> f (B,), grad (B, 3), lap (B,) or ``None``.
     """
-    layers = model.layers
+    layers = model.sine_layers
     first = layers[0]
     weight = first.linear.weight * first.omega_0  # (n, 3)
     z = F.linear(x, weight, first.linear.bias * first.omega_0)  # (B, n)
@@ -65,12 +69,12 @@ def forward_jets(model: nn.Module, x: torch.Tensor, laplacian: bool) -> tuple[to
         z = F.linear(h, weight, layer.linear.bias * layer.omega_0)
         dz = dh @ weight.T  # (3, B, n)
         sin, cos = torch.sin(z), torch.cos(z)
-        if laplacian:
+        if lap is not None:
             lap = torch.addcmul(cos * (lap @ weight.T), sin, dz.square().sum(dim=0), value=-1.0)
         h = sin
         dh = cos * dz
     out_weight = model.output.weight  # (1, n)
     f = model.output(h).squeeze(-1)
     grad = (dh @ out_weight.T).squeeze(-1).T  # (B, 3)
-    lap_f = (lap @ out_weight.T).squeeze(-1) if laplacian else None
+    lap_f = (lap @ out_weight.T).squeeze(-1) if lap is not None else None
     return f, grad, lap_f

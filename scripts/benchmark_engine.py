@@ -19,14 +19,13 @@ In one run, same network, batch and device:
   layers) of 30,000 points sampled from ``data/spot.obj`` without normals, previews on, the
   final 256^3 mesh included; ``--full-run-iterations`` scales it down for a CPU.
 
-    python scripts/benchmark.py --quick --json out/benchmark.json
-    python scripts/benchmark.py --device cuda --full-run --json out/benchmark_gpu.json
+    python scripts/benchmark_engine.py --quick --json out/benchmark_engine.json
+    python scripts/benchmark_engine.py --device cuda --full-run --json out/benchmark_engine_gpu.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import statistics
@@ -37,20 +36,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from siren_recon.engine.config import ReconstructionConfig, apply_overrides
+from siren_recon.engine.device import resolve_device
+from siren_recon.engine.field.derivatives import divergence, sdf_and_gradient
+from siren_recon.engine.field.fused_gradient import fused_settings
+from siren_recon.engine.field.model import FoldedSiren, Siren
+from siren_recon.engine.fitting.losses import oriented_loss, unoriented_loss
+from siren_recon.engine.fitting.sampling import Batch
+from siren_recon.engine.fitting.trainer import compute_loss
+from siren_recon.engine.meshing import extract_mesh
+from siren_recon.engine.pipeline import reconstruct_points, train_field
+from siren_recon.harness import write_json
+from siren_recon.metrics import compare_meshes, sample_surface
 
-from backend.engine.config import ReconstructionConfig, apply_overrides  # noqa: E402
-from backend.engine.derivatives import divergence, sdf_and_gradient  # noqa: E402
-from backend.engine.device import resolve_device  # noqa: E402
-from backend.engine.fused_gradient import fused_settings  # noqa: E402
-from backend.engine.losses import oriented_loss, unoriented_loss  # noqa: E402
-from backend.engine.meshing import extract_mesh  # noqa: E402
-from backend.engine.model import FoldedSiren, Siren  # noqa: E402
-from backend.engine.metrics import compare_meshes, sample_surface  # noqa: E402
-from backend.engine.pipeline import reconstruct_points, train_field  # noqa: E402
-from backend.engine.sampling import Batch  # noqa: E402
-from backend.engine.trainer import compute_loss  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def reference_loss(model: Siren, batch: Batch, config: ReconstructionConfig, mode: str, div_weight: float):
@@ -59,7 +58,9 @@ def reference_loss(model: Siren, batch: Batch, config: ReconstructionConfig, mod
     f, grad = sdf_and_gradient(model, points)
     s, b = len(batch.surface), len(batch.box)
     if mode == "oriented":
-        return oriented_loss(f[:s], grad[:s], batch.normals, f[s : s + b], grad[s : s + b], grad[s + b :], config.oriented)
+        return oriented_loss(
+            f[:s], grad[:s], batch.normals, f[s : s + b], grad[s : s + b], grad[s + b :], config.oriented
+        )
     div = divergence(grad, points, slice(s, None))
     return unoriented_loss(f[:s], f[s : s + b], [grad[:s], grad[s:]], div, div_weight, config.unoriented)
 
@@ -92,8 +93,11 @@ def time_interleaved(methods: dict, batch, config, mode, device, repeats: int) -
             synchronise(device)
             if i >= 2:  # warm-up steps are not counted
                 times[name].append(time.perf_counter() - started)
-            peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else \
-                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            peak = (
+                torch.cuda.max_memory_allocated(device) / 2**20
+                if device.type == "cuda"
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            )
             peaks[name] = max(peaks[name], peak)
     return {name: (1000 * statistics.median(times[name]), peaks[name]) for name in methods}
 
@@ -127,15 +131,24 @@ def train_table(device: torch.device, widths: list[int], points: int, repeats: i
         other = "float32" if config.train.backward_precision == "bfloat16" else "bfloat16"
         precision = {f"{other} backward": {"train.backward_precision": other}}
         _, compiled = fused_settings(config.train.backward_precision, config.train.compile, device)
-        compile_variant = {"not compiled": {"train.compile": "off"}} if compiled else {"compiled": {"train.compile": "on"}}
+        compile_variant = (
+            {"not compiled": {"train.compile": "off"}} if compiled else {"compiled": {"train.compile": "on"}}
+        )
         variants = {
-            "oriented": {**precision, **compile_variant,
-                         "eikonal at a tenth of the off-surface points": {"oriented.eikonal_share": 0.1}},
+            "oriented": {
+                **precision,
+                **compile_variant,
+                "eikonal at a tenth of the off-surface points": {"oriented.eikonal_share": 0.1},
+            },
             "unoriented": {**precision, "divergence at every point": {"unoriented.divergence_share": 1.0}},
         }
-        engines = {mode: {"engine": compute_loss, **{label: _with_overrides(config, overrides)
-                                                       for label, overrides in labelled.items()}}
-                   for mode, labelled in variants.items()}
+        engines = {
+            mode: {
+                "engine": compute_loss,
+                **{label: _with_overrides(config, overrides) for label, overrides in labelled.items()},
+            }
+            for mode, labelled in variants.items()
+        }
         for mode, engine in engines.items():
             methods = {}
             for name, fn in (("reference", reference_loss), *engine.items()):
@@ -144,12 +157,22 @@ def train_table(device: torch.device, widths: list[int], points: int, repeats: i
             results = time_interleaved(methods, batch, config, mode, device, repeats)
             for name in engine:
                 label = mode if name == "engine" else f"{mode}, {name}"
-                row = {"mode": label, "width": width, "points": points,
-                       "reference_ms": results["reference"][0], "engine_ms": results[name][0],
-                       "speedup": results["reference"][0] / results[name][0],
-                       "reference_peak_mb": results["reference"][1], "engine_peak_mb": results[name][1]}
+                row = {
+                    "mode": label,
+                    "width": width,
+                    "points": points,
+                    "reference_ms": results["reference"][0],
+                    "engine_ms": results[name][0],
+                    "speedup": results["reference"][0] / results[name][0],
+                    "reference_peak_mb": results["reference"][1],
+                    "engine_peak_mb": results[name][1],
+                }
                 rows.append(row)
-                print(f"| {label} | {width} | {row['reference_ms']:.0f} | {row['engine_ms']:.0f} | {row['speedup']:.2f}x |", flush=True)
+                print(
+                    f"| {label} | {width} | {row['reference_ms']:.0f} | {row['engine_ms']:.0f} "
+                    f"| {row['speedup']:.2f}x |",
+                    flush=True,
+                )
     return rows
 
 
@@ -160,8 +183,10 @@ def mesh_table(device: torch.device, resolutions: list[int]) -> list[dict]:
     normals = rng.normal(size=(4000, 3))
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
     points = normals * np.array([1.0, 0.7, 0.5])
-    config = apply_overrides(ReconstructionConfig(), {"train.iterations": 300, "model.hidden_features": 256,
-                                                      "train.device": str(device), "preview.enabled": False})
+    config = apply_overrides(
+        ReconstructionConfig(),
+        {"train.iterations": 300, "model.hidden_features": 256, "train.device": str(device), "preview.enabled": False},
+    )
     field, _ = train_field(points, normals, config)
     lo, hi = np.array(field.bounds[0]), np.array(field.bounds[1])
     rows = []
@@ -178,10 +203,19 @@ def mesh_table(device: torch.device, resolutions: list[int]) -> list[dict]:
         voxel = float((hi - lo).max()) / (resolution - 1)
         a, b = meshes["dense"][0], meshes["band"][0]
         deviation = max(cKDTree(a).query(b)[0].max(), cKDTree(b).query(a)[0].max()) / voxel
-        row = {"resolution": resolution, "dense_s": timings["dense"], "band_s": timings["band"],
-               "speedup": timings["dense"] / timings["band"], "max_deviation_voxels": float(deviation)}
+        row = {
+            "resolution": resolution,
+            "dense_s": timings["dense"],
+            "band_s": timings["band"],
+            "speedup": timings["dense"] / timings["band"],
+            "max_deviation_voxels": float(deviation),
+        }
         rows.append(row)
-        print(f"| {resolution}^3 | {row['dense_s']:.1f} | {row['band_s']:.1f} | {row['speedup']:.1f}x | {deviation:.2g} |", flush=True)
+        print(
+            f"| {resolution}^3 | {row['dense_s']:.1f} | {row['band_s']:.1f} | {row['speedup']:.1f}x "
+            f"| {deviation:.2g} |",
+            flush=True,
+        )
     return rows
 
 
@@ -200,24 +234,35 @@ FULL_RUN = {
 def full_run(device: torch.device, iterations: int) -> dict:
     """Seconds of one whole unoriented reconstruction at :data:`FULL_RUN` (training with
     previews, then the final mesh) and the Chamfer of its mesh to ``data/spot.obj``."""
-    from backend.open3d_mode import import_open3d
+    from siren_recon.open3d_mode import import_open3d
 
     o3d = import_open3d()
     truth = o3d.io.read_triangle_mesh(str(REPO / "data" / "spot.obj"))
     gt_v, gt_f = np.asarray(truth.vertices), np.asarray(truth.triangles)
     points, _ = sample_surface(gt_v, gt_f, 30_000, np.random.default_rng(0))
-    config = apply_overrides(ReconstructionConfig(), {
-        **FULL_RUN, "train.iterations": iterations, "train.device": str(device),
-    })
+    config = apply_overrides(
+        ReconstructionConfig(),
+        {
+            **FULL_RUN,
+            "train.iterations": iterations,
+            "train.device": str(device),
+        },
+    )
     meshes = []
     started = time.perf_counter()
     result = reconstruct_points(points, None, config, on_mesh=lambda event: meshes.append(event.resolution))
     synchronise(device)
     seconds = time.perf_counter() - started
     scores = compare_meshes(result.vertices, result.faces, gt_v, gt_f, samples=100_000)
-    return {"iterations": iterations, "seconds": seconds, "train_s": result.timings["train"],
-            "mesh_s": result.timings["mesh"], "meshes_streamed": len(meshes),
-            "chamfer_l1": scores.chamfer_l1, **{k: v for k, v in FULL_RUN.items() if k != "mode"}}
+    return {
+        "iterations": iterations,
+        "seconds": seconds,
+        "train_s": result.timings["train"],
+        "mesh_s": result.timings["mesh"],
+        "meshes_streamed": len(meshes),
+        "chamfer_l1": scores.chamfer_l1,
+        **{k: v for k, v in FULL_RUN.items() if k != "mode"},
+    }
 
 
 def main() -> int:
@@ -226,16 +271,26 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--points", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, help="timed steps per method and size (default 3 with --quick, else 10)")
-    parser.add_argument("--full-run", action="store_true", help="also time one whole unoriented reconstruction (see above)")
+    parser.add_argument(
+        "--full-run", action="store_true", help="also time one whole unoriented reconstruction (see above)"
+    )
     parser.add_argument("--full-run-iterations", type=int, default=10_000, help="its training steps")
     parser.add_argument("--json")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    )
     defaults = ReconstructionConfig().train
     dtype, compiled = fused_settings(defaults.backward_precision, defaults.compile, device)
     settings = f"fused backward in {str(dtype).removeprefix('torch.')}, compile {'on' if compiled else 'off'}"
-    print(f"device: {name}; engine defaults here: {settings}\n\n| mode | width | reference ms/step | engine ms/step | speedup |\n|---|---|---|---|---|", flush=True)
+    print(
+        f"device: {name}; engine defaults here: {settings}\n\n"
+        "| mode | width | reference ms/step | engine ms/step | speedup |\n|---|---|---|---|---|",
+        flush=True,
+    )
     train = train_table(device, [64, 128, 256], args.points, args.repeats or (3 if args.quick else 10))
     print("\n| mesh | dense s | narrow band s | speedup | max deviation (voxels) |\n|---|---|---|---|---|", flush=True)
     mesh = mesh_table(device, [128, 256] if args.quick else [128, 256, 512])
@@ -245,19 +300,22 @@ def main() -> int:
         "train": train,
         "mesh": mesh,
         "train.oriented.speedup": next(r["speedup"] for r in train if r["mode"] == "oriented" and r["width"] == 256),
-        "train.unoriented.speedup": next(r["speedup"] for r in train if r["mode"] == "unoriented" and r["width"] == 256),
+        "train.unoriented.speedup": next(
+            r["speedup"] for r in train if r["mode"] == "unoriented" and r["width"] == 256
+        ),
         "mesh.speedup_256": next(r["speedup"] for r in mesh if r["resolution"] == 256),
     }
     if args.full_run:
         run = full_run(device, args.full_run_iterations)
-        print(f"\nfull unoriented reconstruction ({run['iterations']} steps, 15k + 15k points a step, 4 x 256): "
-              f"{run['seconds']:.1f} s (training {run['train_s']:.1f} s with {run['meshes_streamed'] - 1} previews, "
-              f"final mesh {run['mesh_s']:.1f} s), Chamfer {1e3 * run['chamfer_l1']:.3f}e-3 of the diagonal", flush=True)
+        print(
+            f"\nfull unoriented reconstruction ({run['iterations']} steps, 15k + 15k points a step, 4 x 256): "
+            f"{run['seconds']:.1f} s (training {run['train_s']:.1f} s with {run['meshes_streamed'] - 1} previews, "
+            f"final mesh {run['mesh_s']:.1f} s), Chamfer {1e3 * run['chamfer_l1']:.3f}e-3 of the diagonal",
+            flush=True,
+        )
         summary["full_run"] = run
         summary["full_run.seconds"] = run["seconds"]
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=1))
+    write_json(args.json, summary)
     return 0
 
 

@@ -8,10 +8,9 @@ the ones whose relative sign is surest) and give every point the sign that agree
 parent. That makes each connected piece of the cloud consistent up to one sign per piece;
 the caller decides that sign (the unoriented pipeline lets the DiGS field vote).
 
-Why not the DiGS gradient at each point directly: on noisy input (cow, noise 0.3% of the
-diagonal) the DiGS field after 1,000 steps is locally inverted on coherent patches, and 20% of
-the points took the wrong sign from its gradient; propagated and then voted, 4.4% did (the true
-normals of that mesh themselves disagree between neighbours on 5% of the points).
+Why not the DiGS gradient at each point directly: on noisy input the DiGS field is locally
+inverted on coherent patches, and a point-by-point sign takes those patches' error with it;
+propagated and then voted, about a fifth as many points go wrong (see docs/experiments.md).
 """
 
 from __future__ import annotations

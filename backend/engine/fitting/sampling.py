@@ -13,21 +13,20 @@ Three sets are drawn afresh every step, all in the network's cube ``[-1, 1]^3``:
   off-surface term on purpose: at the distances they sit at, ``exp(-alpha |f|)`` would fight the
   surface term and pull the level set apart.
 
-In the unoriented refinement a fourth set, **shell** points, serves the clearance term alone (see
-:mod:`backend.engine.clearance`): drawn around the zero crossings that the last
-:meth:`PointSampler.refresh` found too far from every point; none while there are none.
+Each :mod:`regulariser <siren_recon.engine.fitting.regularisers>` the sampler holds may add points
+of its own (the clearance's shell points, see :mod:`siren_recon.engine.unoriented.clearance`),
+drawn after these three, in the regularisers' order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .clearance import Clearance
-from .config import SamplingConfig
-from .sign_prior import SignPrior
+from ..config import SamplingConfig
+from .regularisers import Field, Regulariser
 
 
 @dataclass
@@ -40,14 +39,8 @@ class Batch:
     """(B, 3) uniform in the cube."""
     near: torch.Tensor
     """(M, 3) jittered cloud points."""
-    box_prior: torch.Tensor | None = None
-    """(B,) sign the box points should have (+1, -1, or 0 for none), or ``None``."""
-    clearance: torch.Tensor | None = None
-    """(B + M + K,) least ``|f|`` at the box, the near then the shell points (see clearance), or
-    ``None``."""
-    shell: torch.Tensor | None = None
-    """(K, 3) around the shell nodes the last :meth:`PointSampler.refresh` found violated (K = 0
-    when none), where only the clearance term acts; ``None`` without a clearance."""
+    extra: tuple[torch.Tensor, ...] = ()
+    """(K_i, 3) the points each of the sampler's regularisers added, in their order."""
 
 
 class PointSampler:
@@ -59,23 +52,18 @@ class PointSampler:
         normals: torch.Tensor | None,
         config: SamplingConfig,
         generator: torch.Generator,
-        prior: SignPrior | None = None,
-        clearance: Clearance | None = None,
-        shell_points: int = 0,
+        regularisers: Sequence[Regulariser] = (),
     ) -> None:
-        self.prior = prior
-        self.clearance = clearance
-        self.shell_points = shell_points if clearance is not None else 0
-        self.pool: torch.Tensor | None = None
         self.points = points
         self.normals = normals
         self.config = config
         self.generator = generator
+        self.regularisers = tuple(regularisers)
 
-    def refresh(self, model: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        """Aim the shell points at the zero crossings ``model`` now has too far from every point."""
-        if self.clearance is not None and self.shell_points > 0:
-            self.pool = self.clearance.violated(model)
+    def refresh(self, model: Field) -> None:
+        """Let each regulariser look at the field as it now is."""
+        for regulariser in self.regularisers:
+            regulariser.refresh(model)
 
     def sample(self) -> Batch:
         cfg = self.config
@@ -89,11 +77,5 @@ class PointSampler:
         near_idx = torch.randint(0, count, (cfg.near_points,), device=device, generator=gen)
         jitter = torch.randn((cfg.near_points, 3), device=device, generator=gen) * cfg.near_sigma
         near = (self.points[near_idx] + jitter).clamp_(-1.0, 1.0)
-        prior = self.prior.lookup(box) if self.prior is not None else None
-        shell = needed = None
-        if self.clearance is not None:
-            pool = self.pool if self.pool is not None else self.clearance.shell[:0]
-            shell = self.clearance.sample(self.shell_points, gen, pool)
-            needed = self.clearance.needed(torch.cat([box, near, shell]))
-        return Batch(surface=surface, normals=normals, box=box, near=near, box_prior=prior, clearance=needed,
-                     shell=shell)
+        extra = tuple(regulariser.draw(gen) for regulariser in self.regularisers)
+        return Batch(surface=surface, normals=normals, box=box, near=near, extra=extra)

@@ -10,55 +10,52 @@ For each executor a real backend process is started on 127.0.0.1 and fed:
   each job (task scheduling, shipping the cloud, the stream back); the first job on a fresh Ray
   cluster also starts a worker process, reported apart as the cold start.
 
-    python scripts/bench_ray.py [--json out/bench_ray.json]
+    python scripts/benchmark_ray.py [--json out/benchmark_ray.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
+
+from siren_recon.harness import free_port, start_backend, write_json
+from siren_recon.protocol import JobAccepted, JobDone, JobFailed, MeshUpdate, Progress
+from siren_recon.protocol.client import Client
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from protocol import JobAccepted, JobDone, JobFailed, MeshUpdate, Progress
-from protocol.client import Client
-from tests.shapes import SMALL, sphere_cloud
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def load_test_shapes() -> ModuleType:
+    """``tests/shapes.py`` (the tests' small configuration and sphere cloud), loaded by its path."""
+    spec = importlib.util.spec_from_file_location("siren_test_shapes", REPO / "tests" / "shapes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+shapes = load_test_shapes()
+SMALL, sphere_cloud = shapes.SMALL, shapes.sphere_cloud
 
 
 def start(executor: str, log_path: Path, cpus_per_job: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+    address = f"tcp://127.0.0.1:{free_port()}"
     extra = ["--executor", executor]
     if executor == "ray":
         extra += ["--ray-cpus-per-job", str(cpus_per_job)]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}", "--device", "cpu",
-             "--results-dir", str(log_path.parent / f"results-{executor}"), *extra],
-            cwd=REPO, stderr=log,
-        )
-    deadline = time.monotonic() + 120
-    while "listening on" not in log_path.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the {executor} backend did not start; see {log_path}")
-        time.sleep(0.05)
-    return process, f"tcp://127.0.0.1:{port}"
+    process = start_backend(address, log_path, "--device", "cpu", "--results-dir",
+                            str(log_path.parent / f"results-{executor}"), *extra, cwd=REPO)
+    return process, address
 
 
 def run_jobs(address: str, clouds: list, overrides: dict) -> dict:
@@ -149,11 +146,8 @@ def main() -> int:
             else None),
         "ray_cold_start_seconds": round(ray["cold_first_progress_seconds"] - local["cold_first_progress_seconds"], 3),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+    print(json.dumps(report, indent=2))
+    write_json(args.json, report)
     return 0
 
 

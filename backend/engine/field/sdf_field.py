@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from .config import ReconstructionConfig
-from .meshing import drop_unsupported_components, extract_mesh, remove_small_components, trim_far_faces
+from ..config import ReconstructionConfig
+from ..meshing import drop_unsupported_components, extract_mesh, remove_small_components, trim_far_faces
+from ..normalization import Normalization
 from .model import FoldedSiren, Siren
-from .normalization import Normalization
 
 SUPPORT_POINTS = 50_000
 """At most this many cloud points are kept with a field to tell supported surface from ghosts."""
@@ -32,7 +32,7 @@ class SdfField:
     support: np.ndarray = field(repr=False)
     """float32 (S, 3): the cloud (or a subsample) in unit coordinates."""
     noise_ratio: float | None = None
-    """The cloud's noise level (:class:`~backend.engine.noise_level.NoiseLevel` ``ratio``) where
+    """The cloud's noise level (:class:`~siren_recon.engine.unoriented.noise_level.NoiseLevel` ``ratio``) where
     the unoriented refinement measured it to weigh its normals; ``None`` elsewhere."""
 
     @property
@@ -85,7 +85,9 @@ def support_subsample(unit_points: np.ndarray, seed: int) -> np.ndarray:
     return np.ascontiguousarray(unit_points, dtype=np.float32)
 
 
-def mesh_bounds(unit_points: np.ndarray, padding: float) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+def mesh_bounds(
+    unit_points: np.ndarray, padding: float
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """The cloud's box in unit coordinates grown by ``padding`` of its longest side, kept in the cube."""
     lo = unit_points.min(axis=0)
     hi = unit_points.max(axis=0)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from .config import config_from_dict, config_to_dict
-from .device import resolve_device
-from .errors import CheckpointError, ConfigError
+from ..config import config_from_dict, config_to_dict
+from ..device import resolve_device
+from ..errors import CheckpointError, ConfigError
+from ..normalization import Normalization
 from .model import Siren
-from .normalization import Normalization
 from .sdf_field import SdfField
 
 FORMAT = "siren-recon-checkpoint"

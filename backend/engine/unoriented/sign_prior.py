@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..fitting.regularisers import Field, OffSurface
 from .cube_grid import cube_nodes, distance_to_cloud
 
 RESOLUTION = 48
@@ -27,7 +28,7 @@ class SignPrior:
     """(R, R, R) of +1 (outside), -1 (inside) or 0 (near the cloud: no prior)."""
 
     @classmethod
-    def build(cls, evaluate, unit_points: np.ndarray, far: float, device: torch.device,
+    def build(cls, evaluate: Field, unit_points: np.ndarray, far: float, device: torch.device,
               resolution: int = RESOLUTION) -> SignPrior:
         """Sample ``evaluate`` (the DiGS field) on the grid; zero within ``far`` of a point."""
         grid = cube_nodes(resolution)
@@ -47,3 +48,23 @@ class SignPrior:
 def sign_prior_term(f_box: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
     """Mean of ``max(0, -prior * f)``: a value of the wrong sign where the prior has one."""
     return torch.relu(-prior * f_box).mean()
+
+
+@dataclass
+class SignPriorRegulariser:
+    """The sign prior as a regulariser: ``weight`` times :func:`sign_prior_term` at the box points."""
+
+    prior: SignPrior
+    weight: float
+    """Weight of the term (``unoriented.refine_sign_prior``)."""
+    name: str = "sign_prior"
+
+    def draw(self, generator: torch.Generator) -> torch.Tensor:
+        """No points of its own: the prior acts at the box points."""
+        return torch.zeros((0, 3), device=self.prior.grid.device)
+
+    def loss(self, model: Field, step: OffSurface) -> torch.Tensor:
+        return self.weight * sign_prior_term(step.f_box, self.prior.lookup(step.box))
+
+    def refresh(self, model: Field) -> None:
+        """The prior is fixed: the DiGS field it was sampled from does not change."""

@@ -5,17 +5,16 @@
 * mesh_update throughput in MB/s for meshes of 100k and 1M triangles: encode, send over
   tcp://127.0.0.1, receive and fully validate (decode), between two real sockets.
 
-    python scripts/bench_protocol.py [--json out/bench_protocol.json]
+    python scripts/benchmark_protocol.py [--json out/benchmark_protocol.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
-import socket
-import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -23,18 +22,10 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from protocol import MeshUpdate, decode, encode  # noqa: E402
-from protocol.client import Client  # noqa: E402
-from protocol.messages import Progress  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from siren_recon.harness import free_port, start_backend, write_json
+from siren_recon.protocol import MeshUpdate, decode, encode
+from siren_recon.protocol.client import Client
+from siren_recon.protocol.messages import Progress
 
 
 def mesh_of(triangles: int) -> MeshUpdate:
@@ -74,15 +65,9 @@ def throughput(triangles: int, repeats: int) -> dict:
             "messages_per_s": repeats / seconds}
 
 
-def first_preview_latency(runs: int) -> dict:
+def first_preview_latency(runs: int, log_path: Path) -> dict:
     port = free_port()
-    backend = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}"],
-        cwd=REPO, stderr=subprocess.PIPE, text=True,
-    )
-    while "listening on" not in backend.stderr.readline():
-        pass
-    threading.Thread(target=backend.stderr.read, daemon=True).start()
+    backend = start_backend(f"tcp://127.0.0.1:{port}", log_path)
     rng = np.random.default_rng(0)
     normals = rng.normal(size=(10_000, 3))
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
@@ -123,19 +108,22 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     results = {
-        "machine": f"{platform.machine()} {platform.processor() or ''} {__import__('os').cpu_count()} cores".strip(),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
         "throughput": [throughput(100_000, 50), throughput(1_000_000, 10)],
-        "latency": first_preview_latency(args.runs),
+        "latency": first_preview_latency(args.runs, Path(tempfile.mkdtemp()) / "backend.txt"),
     }
     print("| mesh_update | size | MB/s | messages/s |\n|---|---|---|---|")
     for row in results["throughput"]:
-        print(f"| {row['triangles']:,} triangles | {row['message_mb']:.1f} MB | {row['mb_per_s']:.0f} | {row['messages_per_s']:.1f} |")
+        print(
+            f"| {row['triangles']:,} triangles | {row['message_mb']:.1f} MB | {row['mb_per_s']:.0f} "
+            f"| {row['messages_per_s']:.1f} |"
+        )
     lat = results["latency"]
-    print(f"\nsubmit -> first progress: {lat['first_progress_s_median']:.2f} s; "
-          f"submit -> first preview (iteration 25, 48^3): {lat['first_preview_s_median']:.2f} s (median of {lat['runs']})")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=1))
+    print(
+        f"\nsubmit -> first progress: {lat['first_progress_s_median']:.2f} s; "
+        f"submit -> first preview (iteration 25, 48^3): {lat['first_preview_s_median']:.2f} s (median of {lat['runs']})"
+    )
+    write_json(args.json, results)
     return 0
 
 

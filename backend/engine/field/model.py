@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
+from ..config import ModelConfig
 
 
 class SineLayer(nn.Module):
@@ -18,6 +19,8 @@ class SineLayer(nn.Module):
     the unit cube; later layers draw ``W ~ U(-sqrt(6/n)/omega_0, sqrt(6/n)/omega_0)`` so that the
     pre-activations stay standard-normal-like through depth (the paper's section 3.2).
     """
+
+    linear: nn.Linear
 
     def __init__(self, in_features: int, out_features: int, omega_0: float, is_first: bool) -> None:
         super().__init__()
@@ -42,6 +45,9 @@ class Siren(nn.Module):
     output, initialised like a hidden layer (as in the paper's code).
     """
 
+    layers: nn.ModuleList
+    output: nn.Linear
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
@@ -53,6 +59,11 @@ class Siren(nn.Module):
         bound = math.sqrt(6.0 / width) / config.omega_0
         with torch.no_grad():
             self.output.weight.uniform_(-bound, bound)
+
+    @property
+    def sine_layers(self) -> list[SineLayer]:
+        """The sine layers, first to last (``layers`` typed as what it holds)."""
+        return [cast(SineLayer, layer) for layer in self.layers]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Signed distance at each row of ``x`` (shape (B, 3)) as shape (B,)."""
@@ -75,7 +86,7 @@ class FoldedSiren:
         with torch.no_grad():
             self.layers = [
                 ((layer.linear.weight * layer.omega_0).t().contiguous(), layer.linear.bias * layer.omega_0)
-                for layer in model.layers
+                for layer in model.sine_layers
             ]
             self.output = (model.output.weight.t().contiguous().clone(), model.output.bias.clone())
 

@@ -7,12 +7,12 @@ against analytic SDFs. Each returns a dict of named, already weighted terms plus
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from .config import OrientedLossConfig, UnorientedLossConfig
+from ..config import OrientedLossConfig, UnorientedLossConfig
 
 
 def surface_term(f_surface: torch.Tensor) -> torch.Tensor:
@@ -72,7 +72,7 @@ def oriented_loss(
     """The SIREN loss for a cloud with normals.
 
     The eikonal term covers the surface, box and near points; the off-surface term the box
-    points only (see :mod:`backend.engine.sampling` for why). ``grad_box`` and ``grad_near``
+    points only (see :mod:`siren_recon.engine.fitting.sampling` for why). ``grad_box`` and ``grad_near``
     may be a random sample standing for ``off_surface_rows`` box and near rows (see
     ``OrientedLossConfig.eikonal_share``); ``None``: they are all of them.
     """

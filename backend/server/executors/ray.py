@@ -1,18 +1,19 @@
 """The ``ray`` executor: each job runs as a Ray task somewhere on a Ray cluster.
 
 The front end keeps its queue, its sockets and its clients; only the training moves. Each job
-becomes one *streaming generator* task that asks Ray for a GPU (or ``ray_cpus_per_job`` cores on
+becomes one *streaming generator* task that asks Ray for a GPU (or ``cpus_per_job`` cores on
 a cluster without GPUs), so Ray decides where it runs and holds it until resources are free.
 Inside the task :func:`reconstruct_points` runs in a thread; its progress and preview meshes go
 through a :class:`queue.Queue` and the generator yields them in small batches between training
-steps (each yield carries every event queued by then). The front-end side (:class:`RayExecutor`) turns those batches back into
+steps (each yield carries every event queued by then). The front-end side (:class:`RayExecutor`)
+turns those batches back into
 :class:`ProgressEvent` / :class:`MeshEvent` calls, so clients see exactly what the local executor
 sends them.
 
 Engine errors come back as records (code, message, class name) rather than as Ray's wrapped
 exceptions, so a ``bad_input`` is still a ``bad_input``. A worker process or node that dies
 mid-job shows up as one of Ray's system errors; the job then fails with ``worker_lost`` or, with
-``ray_on_worker_lost="retry"``, starts again (up to ``ray_retries`` times).
+``on_worker_lost="retry"``, starts again (up to ``retries`` times).
 
 Ray is imported here and nowhere else: the engine and the local executor never need it.
 """
@@ -26,23 +27,20 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import ray
 import ray.exceptions
 from ray._private import ray_constants  # see _loopback_only
 
-from ..engine.config import ReconstructionConfig, apply_overrides
-from ..engine.errors import Cancelled, ReconstructionError
-from ..engine.events import MeshEvent, ProgressEvent, ReconstructionResult
-from .jobs import Job
-from .server import is_loopback_host
-from .worker import JobRunner
-
-if TYPE_CHECKING:
-    from .server import ServerConfig
+from ...engine.config import ReconstructionConfig, apply_overrides
+from ...engine.errors import Cancelled, ReconstructionError
+from ...engine.events import MeshEvent, ProgressEvent, ReconstructionResult
+from ..config import RayConfig
+from ..jobs import Job
+from ..security import is_loopback_host
+from . import JobRunner
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +70,10 @@ class RemoteError(ReconstructionError):
 
 # -- the task (runs on a Ray worker) ---------------------------------------------------------
 
-def _run_job(points: np.ndarray, normals: np.ndarray | None, config: ReconstructionConfig,
-             threads: int) -> Iterator[list[tuple]]:
+
+def _run_job(
+    points: np.ndarray, normals: np.ndarray | None, config: ReconstructionConfig, threads: int
+) -> Iterator[list[tuple]]:
     """Train one job; yield lists of event records until (and including) the result or error.
 
     The first record says which process runs the job (operators and tests read it from the
@@ -81,10 +81,14 @@ def _run_job(points: np.ndarray, normals: np.ndarray | None, config: Reconstruct
     """
     import torch
 
-    from ..engine.pipeline import reconstruct_points
+    from ...engine.pipeline import reconstruct_points
 
-    yield [(STARTED, {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
-                      "cuda": torch.cuda.is_available()})]
+    yield [
+        (
+            STARTED,
+            {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "cuda": torch.cuda.is_available()},
+        )
+    ]
     if threads > 0 and not torch.cuda.is_available():
         torch.set_num_threads(threads)
     events: queue.Queue[tuple] = queue.Queue()
@@ -98,8 +102,9 @@ def _run_job(points: np.ndarray, normals: np.ndarray | None, config: Reconstruct
 
     def train() -> None:
         try:
-            result = reconstruct_points(points, normals, config, on_progress=on_progress, on_mesh=on_mesh,
-                                        should_cancel=stop.is_set)
+            result = reconstruct_points(
+                points, normals, config, on_progress=on_progress, on_mesh=on_mesh, should_cancel=stop.is_set
+            )
         except ReconstructionError as exc:
             events.put((ERROR, exc.code, str(exc), type(exc).__name__))
         except Exception as exc:  # reported to the front end as the job's failure, not lost
@@ -133,10 +138,6 @@ def _run_job(points: np.ndarray, normals: np.ndarray | None, config: Reconstruct
 
 # -- the front-end side --------------------------------------------------------------------------
 
-def _repo_root() -> str:
-    return str(Path(__file__).resolve().parents[2])
-
-
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 """Ray's own switch for a cluster of one machine; ``0`` makes every Ray process use 127.0.0.1."""
 
@@ -160,23 +161,18 @@ def _loopback_only() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
-def _init_ray(config: ServerConfig) -> None:
-    """Join ``ray_address`` or start a private Ray on loopback, once per process.
+def _init_ray(config: RayConfig) -> None:
+    """Join ``address`` or start a private Ray on loopback, once per process.
 
-    A loopback ``ray_address`` (another backend's private Ray on this machine) is joined in the
+    A loopback ``address`` (another backend's private Ray on this machine) is joined in the
     same single-machine mode, since a driver looks for its raylet at its own node address.
     """
     if ray.is_initialized():
         return
-    if not config.ray_address or _is_loopback_address(config.ray_address):
+    if not config.address or _is_loopback_address(config.address):
         _loopback_only()
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
-    if not config.ray_address:
-        # A local Ray's workers start from a temporary folder: give them this source tree, so
-        # they import the same ``backend`` as the front end even when it is not installed.
-        python_path = os.pathsep.join(p for p in (_repo_root(), os.environ.get("PYTHONPATH", "")) if p)
-        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": python_path}}
-    ray.init(address=config.ray_address or None, **kwargs)
+    ray.init(address=config.address or None, **kwargs)
 
 
 def _cluster_gpus() -> int:
@@ -187,8 +183,6 @@ class RayExecutor:
     """Runs jobs as Ray tasks; :meth:`run` is a :data:`JobRunner` that any number of worker threads share."""
 
     def __init__(self, cpus_per_job: int, gpus_per_job: int, on_worker_lost: str = "fail", retries: int = 1) -> None:
-        if on_worker_lost not in ("fail", "retry"):
-            raise ValueError(f"ray_on_worker_lost must be 'fail' or 'retry', not {on_worker_lost!r}")
         self.cpus_per_job = cpus_per_job
         self.gpus_per_job = gpus_per_job
         self.attempts = 1 + (max(0, retries) if on_worker_lost == "retry" else 0)
@@ -198,8 +192,13 @@ class RayExecutor:
         # our own retry loop decides about lost workers; Ray must not re-run the task by itself
         self.task = ray.remote(_run_job).options(**options)
 
-    def run(self, job: Job, on_progress: Callable[[ProgressEvent], None], on_mesh: Callable[[MeshEvent], None],
-            should_cancel: Callable[[], bool]) -> ReconstructionResult:
+    def run(
+        self,
+        job: Job,
+        on_progress: Callable[[ProgressEvent], None],
+        on_mesh: Callable[[MeshEvent], None],
+        should_cancel: Callable[[], bool],
+    ) -> ReconstructionResult:
         """Run ``job`` on the cluster, retrying on a lost worker as configured."""
         config = apply_overrides(job.config, {"train.device": "auto"})
         points = ray.put(job.points)
@@ -214,9 +213,16 @@ class RayExecutor:
                 attempt += 1
                 log.warning("ray job %s: %s; retrying (attempt %d of %d)", job.id, exc, attempt, self.attempts)
 
-    def _attempt(self, job: Job, points: Any, normals: Any, config: ReconstructionConfig,
-                 on_progress: Callable[[ProgressEvent], None], on_mesh: Callable[[MeshEvent], None],
-                 should_cancel: Callable[[], bool]) -> ReconstructionResult:
+    def _attempt(
+        self,
+        job: Job,
+        points: Any,
+        normals: Any,
+        config: ReconstructionConfig,
+        on_progress: Callable[[ProgressEvent], None],
+        on_mesh: Callable[[MeshEvent], None],
+        should_cancel: Callable[[], bool],
+    ) -> ReconstructionResult:
         threads = self.cpus_per_job if config.train.threads == 0 else config.train.threads
         stream = self.task.remote(points, normals, config, threads)
         submitted = time.monotonic()
@@ -240,8 +246,14 @@ class RayExecutor:
                 kind = record[0]
                 if kind == STARTED:
                     info = record[1]
-                    log.info("ray job %s on pid %d (node %s, %s), %.2f s after submit", job.id, info["pid"],
-                             info["node"], "GPU" if info["cuda"] else "CPU", time.monotonic() - submitted)
+                    log.info(
+                        "ray job %s on pid %d (node %s, %s), %.2f s after submit",
+                        job.id,
+                        info["pid"],
+                        info["node"],
+                        "GPU" if info["cuda"] else "CPU",
+                        time.monotonic() - submitted,
+                    )
                 elif kind == PROGRESS:
                     on_progress(ProgressEvent(**record[1]))
                 elif kind == MESH:
@@ -284,8 +296,9 @@ class RayExecutor:
                 except ray.exceptions.RayError:
                     return
                 ready, _ = ray.wait([stream], timeout=FORCE_CANCEL_AFTER)
-            log.warning("ray job %s did not stop within %.0f s of its cancel: killing its worker", job.id,
-                        FORCE_CANCEL_AFTER)
+            log.warning(
+                "ray job %s did not stop within %.0f s of its cancel: killing its worker", job.id, FORCE_CANCEL_AFTER
+            )
             try:
                 ray.cancel(stream, force=True)
             except (ray.exceptions.RayError, ValueError, TypeError) as exc:
@@ -295,8 +308,12 @@ class RayExecutor:
 
 
 LOST_WORKER_ERRORS: tuple[type[BaseException], ...] = (
-    ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError,
-    ray.exceptions.LocalRayletDiedError, ray.exceptions.RaySystemError, ray.exceptions.RayActorError,
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.LocalRayletDiedError,
+    ray.exceptions.RaySystemError,
+    ray.exceptions.RayActorError,
 )
 """Ray's ways of saying the process or machine running a task went away (``OwnerDiedError`` and
 ``ObjectReconstructionFailedError`` are :class:`ObjectLostError` subclasses, ``ActorDiedError`` a
@@ -321,10 +338,14 @@ def _job_error(job: str, exc: BaseException) -> ReconstructionError:
     if isinstance(cause, ray.exceptions.OutOfMemoryError):
         return WorkerLost(f"Ray killed the worker of job {job} for lack of memory: {_first_line(cause)}")
     if isinstance(cause, LOST_WORKER_ERRORS):
-        return WorkerLost(f"the Ray worker running job {job} died mid-job ({type(cause).__name__}: "
-                          f"{_first_line(cause)})")
-    return RemoteError(f"the Ray task of job {job} failed: {type(cause).__name__}: {_first_line(cause)}",
-                       "internal_error", type(cause).__name__)
+        return WorkerLost(
+            f"the Ray worker running job {job} died mid-job ({type(cause).__name__}: {_first_line(cause)})"
+        )
+    return RemoteError(
+        f"the Ray task of job {job} failed: {type(cause).__name__}: {_first_line(cause)}",
+        "internal_error",
+        type(cause).__name__,
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -344,28 +365,36 @@ def cpus_per_job(requested: int, largest_node: int) -> int:
     return min(wanted, largest_node) if largest_node > 0 else wanted
 
 
-def ray_runners(config: ServerConfig) -> list[tuple[JobRunner, str]]:
+def ray_runners(config: RayConfig) -> list[tuple[JobRunner, str]]:
     """Connect to (or start) Ray and return one runner per job the cluster can run at once.
 
-    Jobs ask for one GPU each; a cluster without GPUs gives each ``ray_cpus_per_job`` cores
-    instead. ``ray_concurrent_jobs`` overrides how many jobs the front end hands Ray at once
+    Jobs ask for one GPU each; a cluster without GPUs gives each ``cpus_per_job`` cores
+    instead. ``concurrent_jobs`` overrides how many jobs the front end hands Ray at once
     (more than fit just queue inside Ray).
     """
     _init_ray(config)
     gpus = _cluster_gpus()
     cpus = int(ray.cluster_resources().get("CPU", 0))
-    per_job = cpus_per_job(config.ray_cpus_per_job, _largest_node_cpus())
-    if not gpus and per_job != config.ray_cpus_per_job:
-        log.warning("ray_cpus_per_job %d: no node of the cluster has that many CPUs; each job asks for %d",
-                    config.ray_cpus_per_job, per_job)
+    per_job = cpus_per_job(config.cpus_per_job, _largest_node_cpus())
+    if not gpus and per_job != config.cpus_per_job:
+        log.warning(
+            "ray_cpus_per_job %d: no node of the cluster has that many CPUs; each job asks for %d",
+            config.cpus_per_job,
+            per_job,
+        )
     if gpus:
-        executor = RayExecutor(1, 1, config.ray_on_worker_lost, config.ray_retries)
+        executor = RayExecutor(1, 1, config.on_worker_lost, config.retries)
         fits = gpus
     else:
-        executor = RayExecutor(per_job, 0, config.ray_on_worker_lost, config.ray_retries)
+        executor = RayExecutor(per_job, 0, config.on_worker_lost, config.retries)
         fits = max(1, cpus // per_job)
-    count = config.ray_concurrent_jobs if config.ray_concurrent_jobs > 0 else fits
+    count = config.concurrent_jobs if config.concurrent_jobs > 0 else fits
     log.info("ray cluster at %s", ray.get_runtime_context().gcs_address)
-    log.info("ray executor: cluster of %d CPUs and %d GPUs, each job asks for %s, %d jobs at once", cpus, gpus,
-             "1 GPU" if gpus else f"{per_job} CPUs", count)
+    log.info(
+        "ray executor: cluster of %d CPUs and %d GPUs, each job asks for %s, %d jobs at once",
+        cpus,
+        gpus,
+        "1 GPU" if gpus else f"{per_job} CPUs",
+        count,
+    )
     return [(executor.run, f"ray-worker-{index}") for index in range(count)]

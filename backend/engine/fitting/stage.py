@@ -1,0 +1,146 @@
+"""One network fitted to the cloud: a fresh SIREN, its sampler and its training run.
+
+A reconstruction fits one stage (oriented input, or DiGS alone) or two (the unoriented
+refinement fits a second, fresh network after the first); :func:`fit_stage` runs one of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from ..config import ReconstructionConfig
+from ..events import MeshEvent, ProgressEvent
+from ..field.geometric_init import sphere_init
+from ..field.model import Siren
+from ..field.sdf_field import SdfField
+from ..normalization import Normalization
+from .regularisers import Regulariser
+from .sampling import PointSampler
+from .trainer import train
+
+MeshCallback = Callable[[MeshEvent], None]
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclass
+class Stage:
+    """What one stage fits, and how."""
+
+    index: int
+    """0 for the first network, 1 for the refinement's: offsets the seed of its init and sampling."""
+    loss: str
+    """``oriented`` (the SIREN loss) or ``unoriented`` (the DiGS loss)."""
+    iterations: int
+    normals: np.ndarray | None
+    """(N, 3) normals in unit coordinates for the oriented loss, ``None`` for the DiGS loss."""
+    init: str
+    """``siren``, ``sphere`` or ``mfgi`` (resolved, never ``auto``)."""
+    learning_rate: float
+    offset: int = 0
+    """Iterations done by the stages before this one (progress counts across stages)."""
+    normal_weight: float | None = None
+    """Weight of the normal term instead of ``oriented.normal``; ``None``: that one."""
+    regularisers: Sequence[Regulariser] = ()
+
+
+@dataclass
+class Cloud:
+    """The cloud and what every stage of one reconstruction shares."""
+
+    unit: np.ndarray
+    """(N, 3) the points in the network's unit coordinates."""
+    normalization: Normalization
+    bounds: tuple[tuple[float, float, float], tuple[float, float, float]]
+    support: np.ndarray
+    device: torch.device
+    mode: str
+    """The mode reported in progress events and kept with the field (``oriented``/``unoriented``)."""
+
+
+@dataclass
+class Reporting:
+    """Where a stage's progress and previews go; ``total`` counts the iterations of all stages."""
+
+    total: int
+    on_progress: ProgressCallback | None = None
+    on_mesh: MeshCallback | None = None
+    should_cancel: Callable[[], bool] | None = None
+
+
+def stage_config(config: ReconstructionConfig, stage: Stage) -> ReconstructionConfig:
+    """``config`` with the stage's iterations, learning rate and normal weight."""
+    staged = replace(
+        config, train=replace(config.train, iterations=stage.iterations, learning_rate=stage.learning_rate)
+    )
+    if stage.normal_weight is not None:
+        staged = replace(staged, oriented=replace(config.oriented, normal=stage.normal_weight))
+    return staged
+
+
+def fit_stage(
+    stage: Stage, cloud: Cloud, config: ReconstructionConfig, reporting: Reporting
+) -> tuple[SdfField, dict[str, float]]:
+    """Fit a fresh network for ``stage``; return the field (in eval mode) and its last losses."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed + stage.index)
+        model = Siren(config.model)
+        if stage.init != "siren":
+            sphere_init(model, config.model.init_radius, stage.init == "mfgi")
+    model.to(cloud.device)
+    generator = torch.Generator(device=cloud.device)
+    generator.manual_seed(config.train.seed + stage.index)
+    normals = stage.normals
+    sampler = PointSampler(
+        torch.as_tensor(cloud.unit, dtype=torch.float32, device=cloud.device),
+        torch.as_tensor(normals, dtype=torch.float32, device=cloud.device) if normals is not None else None,
+        config.sampling,
+        generator,
+        stage.regularisers,
+    )
+    field = SdfField(model, cloud.normalization, config, cloud.mode, cloud.bounds, cloud.support)
+    on_preview = _preview(field, stage.offset, reporting.on_mesh) if reporting.on_mesh is not None else None
+    losses = train(
+        model,
+        sampler,
+        stage_config(config, stage),
+        stage.loss,
+        _progress(stage.offset, cloud.mode, reporting),
+        on_preview,
+        reporting.should_cancel,
+    )
+    model.eval()
+    return field, losses
+
+
+def _progress(offset: int, mode: str, reporting: Reporting) -> ProgressCallback:
+    """A stage's progress as progress of the whole reconstruction."""
+    total = reporting.total
+
+    def progress(event: ProgressEvent) -> None:
+        if reporting.on_progress is not None:
+            done = event.iteration + offset
+            reporting.on_progress(
+                replace(
+                    event,
+                    iteration=done,
+                    total=total,
+                    mode=mode,
+                    eta_seconds=(total - done) / max(event.iterations_per_second, 1e-9),
+                )
+            )
+
+    return progress
+
+
+def _preview(field: SdfField, offset: int, on_mesh: MeshCallback) -> Callable[[int, int], None]:
+    """Mesh ``field`` at a preview's resolution and hand it on as a non-final mesh."""
+
+    def preview(iteration: int, resolution: int) -> None:
+        vertices, faces = field.mesh(resolution)
+        on_mesh(MeshEvent(iteration + offset, resolution, vertices, faces, final=False))
+
+    return preview

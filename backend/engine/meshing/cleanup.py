@@ -1,0 +1,79 @@
+"""Cleaning an extracted mesh: connected pieces, small pieces and pieces the cloud does not support."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+
+def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    a, b, c = (vertices[faces[:, i]] for i in range(3))
+    return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+
+
+def component_labels(vertex_count: int, faces: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of a triangle mesh by shared vertices: (count, label per face)."""
+    if len(faces) == 0:
+        return 0, np.zeros(0, dtype=np.int64)
+    rows = np.concatenate([faces[:, 0], faces[:, 1]])
+    cols = np.concatenate([faces[:, 1], faces[:, 2]])
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(vertex_count, vertex_count))
+    count, vertex_labels = connected_components(graph, directed=False)
+    return int(count), vertex_labels[faces[:, 0]]
+
+
+def remove_small_components(
+    vertices: np.ndarray, faces: np.ndarray, min_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop connected pieces whose area is below ``min_fraction`` of the total area.
+
+    A SIREN fit can leave small detached sheets in empty space (ghost geometry); they carry
+    little area, so an area share separates them from real parts.
+    """
+    if min_fraction <= 0.0 or len(faces) == 0:
+        return vertices, faces
+    _, labels = component_labels(len(vertices), faces)
+    areas = np.bincount(labels, weights=face_areas(vertices, faces))
+    keep_labels = areas >= min_fraction * areas.sum()
+    keep_faces = faces[keep_labels[labels]]
+    return compact(vertices, keep_faces)
+
+
+def drop_unsupported_components(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    support: cKDTree,
+    distance: float,
+    min_share: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop connected pieces that the input points do not explain.
+
+    A piece is kept when at least ``min_share`` of its area lies within ``distance`` of an
+    input point. A fit can leave detached sheets in empty space ("ghost geometry") where no
+    point constrains the field; real parts pass through the cloud. The piece with the most
+    supported area is always kept, so a poor fit is never emptied.
+    """
+    if min_share <= 0.0 or len(faces) == 0:
+        return vertices, faces
+    count, labels = component_labels(len(vertices), faces)
+    areas = face_areas(vertices, faces)
+    centroids = vertices[faces].mean(axis=1)
+    near = support.query(centroids, k=1, distance_upper_bound=distance)[0] <= distance
+    total = np.bincount(labels, weights=areas, minlength=count)
+    supported = np.bincount(labels, weights=areas * near, minlength=count)
+    keep = supported >= min_share * np.maximum(total, 1e-30)
+    keep[int(np.argmax(supported))] = True
+    if keep.all():
+        return vertices, faces
+    return compact(vertices, faces[keep[labels]])
+
+
+
+def compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop vertices no face uses and renumber the faces."""
+    used = np.unique(faces)
+    remap = np.full(len(vertices), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return vertices[used], remap[faces]

@@ -1,0 +1,94 @@
+"""The second stage of unoriented mode: a fresh SIREN fitted to normals the DiGS field signed.
+
+The DiGS fit is smooth and has one consistent inside, but rounds off detail. The refinement
+estimates each point's normal direction from its neighbours, signs the directions (consistently
+along the neighbour graph, the side chosen by the DiGS field's gradient; :func:`orient_directions`)
+and fits a fresh network to them with the oriented loss, held to the DiGS field's sign far from
+the cloud (:mod:`.sign_prior`), kept from zero crossings far from every point (:mod:`.clearance`),
+its normal weight raised on a noisy cloud (:func:`noise_factor`). A fresh network, not the DiGS
+one: continuing the geometric-init network fitted detail several times worse (see
+docs/experiments.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..config import ReconstructionConfig, UnorientedLossConfig
+from ..field.derivatives import sdf_and_gradient
+from ..field.model import FoldedSiren
+from ..field.sdf_field import SdfField
+from ..fitting.regularisers import Regulariser
+from ..fitting.stage import Stage
+from .clearance import Clearance, ClearanceRegulariser
+from .noise_level import estimate_noise
+from .normal_estimation import estimate_directions, nearest_neighbours
+from .orientation import propagate_signs
+from .sign_prior import SignPrior, SignPriorRegulariser
+
+ORIENT_CHUNK = 65_536
+"""Points whose gradients are evaluated at once when orienting the estimated normals."""
+
+
+def refinement_stage(
+    digs: SdfField, unit: np.ndarray, config: ReconstructionConfig, device: torch.device, iterations: int, offset: int
+) -> tuple[Stage, float]:
+    """The refinement's stage, built from the DiGS stage's field, and the cloud's noise level."""
+    settings = config.unoriented
+    oriented = orient_directions(digs.model, unit, settings, device)
+    regularisers: list[Regulariser] = []
+    if settings.refine_sign_prior > 0:
+        prior = SignPrior.build(FoldedSiren(digs.model), unit, settings.refine_prior_distance, device)
+        regularisers.append(SignPriorRegulariser(prior, settings.refine_sign_prior))
+    if settings.refine_clearance > 0:
+        clearance = Clearance.build(unit, settings.clearance_spacings, settings.refine_prior_distance, device)
+        regularisers.append(ClearanceRegulariser(clearance, settings.refine_clearance, settings.clearance_points))
+    noise = estimate_noise(unit, config.train.seed).ratio
+    weight = config.oriented.normal * noise_factor(noise, settings.noise_free_ratio)
+    stage = Stage(index=1, loss="oriented", iterations=iterations, normals=oriented, init="siren",
+                  learning_rate=config.train.learning_rate, offset=offset, normal_weight=weight,
+                  regularisers=regularisers)
+    return stage, noise
+
+
+def noise_factor(ratio: float, noise_free_ratio: float) -> float:
+    """How many times the normal weight the refinement gives a cloud of noise level ``ratio``
+    (see ``UnorientedLossConfig.noise_free_ratio``): 1 up to ``noise_free_ratio``, then in
+    proportion; always 1 when ``noise_free_ratio`` is 0."""
+    if noise_free_ratio <= 0:
+        return 1.0
+    return max(1.0, ratio / noise_free_ratio)
+
+
+def orient_directions(model: torch.nn.Module, unit: np.ndarray, config: UnorientedLossConfig,
+                      device: torch.device) -> np.ndarray:
+    """Normal directions estimated from the neighbours, signed so that ``grad f`` agrees with them.
+
+    With ``orientation="propagate"`` the gradient only votes, once per connected piece of the
+    cloud, on signs made consistent along the neighbour graph; with ``"gradient"`` it decides
+    each point's sign alone. A zero normal, no normal term there, goes to the points whose
+    gradient contradicts their propagated sign (``drop_disputed_normals``) and to the share
+    ``rough_normal_share`` of the points with the roughest neighbourhoods.
+    """
+    propagate = config.orientation == "propagate"
+    index = nearest_neighbours(
+        unit, max(config.direction_neighbours, config.orientation_neighbours + 1 if propagate else 0)
+    )
+    directions, variation = estimate_directions(unit, config.direction_neighbours, index, config.direction_scales)
+    grads = []
+    for start in range(0, len(unit), ORIENT_CHUNK):
+        x = torch.as_tensor(unit[start : start + ORIENT_CHUNK], dtype=torch.float32, device=device)
+        _, grad = sdf_and_gradient(model, x, create_graph=False)
+        grads.append(grad.detach().cpu().numpy())
+    votes = np.einsum("ij,ij->i", np.concatenate(grads), directions)
+    if propagate:
+        sign, pieces = propagate_signs(unit, directions, config.orientation_neighbours, index)
+        sign = sign * np.where(np.bincount(pieces, weights=sign * votes) < 0, -1.0, 1.0)[pieces]
+        if config.drop_disputed_normals:
+            sign[sign * votes < 0] = 0.0
+    else:
+        sign = np.where(votes < 0, -1.0, 1.0)
+    if config.rough_normal_share > 0:
+        sign[variation > np.quantile(variation, 1.0 - config.rough_normal_share)] = 0.0
+    return (directions * sign[:, None]).astype(np.float32)

@@ -1,0 +1,39 @@
+"""Where jobs train, behind one interface: a :data:`JobRunner` runs one job to its end.
+
+Two executors sit side by side: :mod:`.local` trains in the server's own process, :mod:`.ray`
+runs each job as a Ray task on a cluster. The server's worker threads call a runner and do not
+know which one it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ...engine.events import MeshEvent, ProgressEvent, ReconstructionResult
+from ..jobs import Job
+
+if TYPE_CHECKING:
+    from ..config import ServerConfig
+
+JobRunner = Callable[
+    [Job, Callable[[ProgressEvent], None], Callable[[MeshEvent], None], Callable[[], bool]],
+    ReconstructionResult,
+]
+"""Runs one job to its end: ``runner(job, on_progress, on_mesh, should_cancel)``.
+
+It raises :class:`Cancelled` once ``should_cancel()`` is true and :class:`ReconstructionError`
+for a failure the user should read; the result's ``field`` may be ``None``. The executors
+(in-process, Ray) differ only in this function.
+"""
+
+
+def runners(config: ServerConfig) -> list[tuple[JobRunner, str]]:
+    """One (runner, thread name) per job that may run at once, from the configured executor."""
+    if config.executor == "ray":
+        from .ray import ray_runners  # Ray is an optional extra
+
+        return ray_runners(config.ray)
+    from .local import run_in_process
+
+    return [(run_in_process, f"worker-{config.device}")]
