@@ -10,14 +10,14 @@ from .paths import DATA
 try:
     import torch
 except ImportError:  # the Blender-only environment runs the add-on's tests without torch
-    pass
+    torch = None
 else:
     torch.set_num_threads(2)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``cuda`` are skipped on a machine without a CUDA device."""
-    if torch.cuda.is_available():
+    if torch is not None and torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
