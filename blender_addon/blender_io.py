@@ -100,7 +100,7 @@ def cloud_from_object(obj, depsgraph) -> tuple[np.ndarray, np.ndarray | None, np
 
 
 def show_mesh(name: str, source_name: str, vertices: np.ndarray, faces: np.ndarray,
-              colours: np.ndarray | None, collection, job_id: str = "") -> "bpy.types.Object":
+              colours: np.ndarray | None, collection, job_id: str = "") -> bpy.types.Object:
     """Replace the geometry of the preview object ``name`` in place (creating it the first time).
 
     The object remembers its job id (``siren_job``), so a reopened .blend can fetch the result again.
@@ -123,7 +123,8 @@ def show_mesh(name: str, source_name: str, vertices: np.ndarray, faces: np.ndarr
     mesh.loops.foreach_set("vertex_index", arrays["vertex_index"])
     mesh.polygons.foreach_set("loop_start", arrays["loop_start"])
     if colours is not None and len(colours) == len(vertices):
-        layer = mesh.color_attributes.get(COLOUR_LAYER) or mesh.color_attributes.new(COLOUR_LAYER, "FLOAT_COLOR", "POINT")
+        layer = (mesh.color_attributes.get(COLOUR_LAYER)
+                 or mesh.color_attributes.new(COLOUR_LAYER, "FLOAT_COLOR", "POINT"))
         rgba = np.ones((len(vertices), 4), dtype=np.float32)
         rgba[:, :3] = colours
         layer.data.foreach_set("color", rgba.reshape(-1))

@@ -8,10 +8,10 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty
 
 from . import state
-from .protocol import ProtocolError
-from .protocol.client import NotSent
 from .blender_io import cloud_from_object, show_mesh
 from .properties import MODE_ITEMS, QUALITY_ITEMS, key_files
+from .protocol import ProtocolError
+from .protocol.client import NotSent
 from .settings import MIN_POINTS, job_overrides
 
 TICK_INTERVAL = 0.1
@@ -30,7 +30,10 @@ def apply_updates() -> int:
         if mesh is None:
             continue
         source = bpy.data.objects.get(job.source)
-        collection = source.users_collection[0] if source is not None and source.users_collection else bpy.context.scene.collection
+        if source is not None and source.users_collection:
+            collection = source.users_collection[0]
+        else:
+            collection = bpy.context.scene.collection
         show_mesh(job.preview, job.source, mesh.vertices, mesh.faces, mesh.colours, collection, job.job)
         shown += 1
     return shown
@@ -118,7 +121,8 @@ class SIREN_OT_reconstruct(bpy.types.Operator):
 
     mode: EnumProperty(name="Mode", items=MODE_ITEMS, default="auto")
     quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="standard")
-    wait: BoolProperty(name="Wait", default=False, description="Block until every job ends (for scripts and batch runs)")
+    wait: BoolProperty(name="Wait", default=False,
+                       description="Block until every job ends (for scripts and batch runs)")
     timeout: FloatProperty(name="Timeout", default=3600.0, min=1.0, description="Seconds to wait at most, with Wait")
 
     def execute(self, context):

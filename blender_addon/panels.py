@@ -27,7 +27,8 @@ class SIREN_PT_main(bpy.types.Panel):
             row.operator("siren.connect", icon="LINKED")
         row.operator("siren.start_backend", icon="PLAY", text="Start Local")
         status = session.message if session is not None else "not connected"
-        box.label(text=status, icon="ERROR" if session is not None and session.status in ("unreachable", "lost") else "INFO")
+        failed = session is not None and session.status in ("unreachable", "lost")
+        box.label(text=status, icon="ERROR" if failed else "INFO")
 
         layout.prop(settings, "mode")
         layout.prop(settings, "quality")

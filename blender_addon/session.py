@@ -243,7 +243,8 @@ class Session:
                 else:
                     job.status, job.message = "failed", "the backend restarted and lost this request"
             self.status = "connected"
-            self.message = f"the backend restarted; {sum(j.status == 'interrupted' for j in lost)} job(s) can be resubmitted"
+            interrupted = sum(j.status == "interrupted" for j in lost)
+            self.message = f"the backend restarted; {interrupted} job(s) can be resubmitted"
 
     def take_mesh(self, job: JobState) -> MeshUpdate | None:
         """The newest unseen mesh of ``job`` (then forgotten), or ``None``."""

@@ -65,6 +65,10 @@ PLATFORM_TAGS = {
 """Wheel platform tags pip may choose for each Blender platform (Blender 4.2+ needs macOS 11 and glibc 2.28)."""
 
 
+MACHINE_TAGS = {"x64": "x86_64", "arm64": "arm64"}
+"""The machine part of Linux and macOS wheel tags, by Blender's name for the machine."""
+
+
 def platform_fits(wheel_platform: str, platform: str) -> bool:
     """Whether a wheel's platform tag (possibly compressed, ``a.b``) installs on a Blender platform.
 
@@ -76,11 +80,10 @@ def platform_fits(wheel_platform: str, platform: str) -> bool:
     for tag in wheel_platform.split("."):
         if system == "windows" and tag == {"x64": "win_amd64", "arm64": "win_arm64"}[machine]:
             return True
-        if system == "linux" and tag.startswith("manylinux") and tag.endswith("_" + {"x64": "x86_64"}.get(machine, machine)):
+        if system == "linux" and tag.startswith("manylinux") and tag.endswith("_" + MACHINE_TAGS[machine]):
             return True
-        if system == "macos" and tag.startswith("macosx_") and (
-            tag.endswith("_universal2") or tag.endswith("_" + {"x64": "x86_64"}.get(machine, machine))
-        ):
+        mac_suffixes = ("_universal2", f"_{MACHINE_TAGS[machine]}")
+        if system == "macos" and tag.startswith("macosx_") and tag.endswith(mac_suffixes):
             return True
     return False
 
@@ -114,9 +117,10 @@ def missing_wheels(wheels: list[str], blenders=BLENDERS, packages=WHEELS) -> lis
     for blender in blenders:
         for platform in blender.platforms:
             for package in packages:
-                found = [w for w in wheels if Path(w).name.split("-")[0].lower() == package and wheel_fits(w, blender.python, platform)]
-                if not found:
-                    gaps.append(f"Blender {blender.version} (Python {blender.python[0]}.{blender.python[1]}) on {platform}: no {package} wheel")
+                if not any(Path(w).name.split("-")[0].lower() == package and wheel_fits(w, blender.python, platform)
+                           for w in wheels):
+                    python = f"{blender.python[0]}.{blender.python[1]}"
+                    gaps.append(f"Blender {blender.version} (Python {python}) on {platform}: no {package} wheel")
     return gaps
 
 
@@ -131,13 +135,18 @@ def vendor_protocol(target: Path) -> None:
     shutil.copytree(PROTOCOL, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
+def cached_wheels(cache: Path, package: str, version: str, python: tuple[int, int], platform: str) -> list[Path]:
+    """The wheels of ``package==version`` in ``cache`` that install on that Python and platform."""
+    return [w for w in sorted(cache.glob(f"{package}-{version}-*.whl")) if wheel_fits(w.name, python, platform)]
+
+
 def download_wheels(cache: Path, blenders=BLENDERS) -> list[Path]:
     """One wheel of each package for each (Python, platform) of ``blenders``, deduplicated."""
     cache.mkdir(parents=True, exist_ok=True)
     chosen: set[Path] = set()
     for python, platform in sorted({(b.python, p) for b in blenders for p in b.platforms}):
         for package, version in WHEELS.items():
-            existing = [w for w in sorted(cache.glob(f"{package}-{version}-*.whl")) if wheel_fits(w.name, python, platform)]
+            existing = cached_wheels(cache, package, version, python, platform)
             if not existing:
                 flags = [flag for tag in PLATFORM_TAGS[platform] for flag in ("--platform", tag)]
                 subprocess.run(
@@ -146,7 +155,7 @@ def download_wheels(cache: Path, blenders=BLENDERS) -> list[Path]:
                      "-d", str(cache), f"{package}=={version}"],
                     check=True,
                 )
-                existing = [w for w in sorted(cache.glob(f"{package}-{version}-*.whl")) if wheel_fits(w.name, python, platform)]
+                existing = cached_wheels(cache, package, version, python, platform)
             chosen.update(existing[:1])
     return sorted(chosen)
 
@@ -189,8 +198,8 @@ def build(output: Path, with_wheels: bool, cache: Path) -> Path:
         stage(source, wheels)
         version = re.search(r'^version = "([^"]+)"', (source / "blender_manifest.toml").read_text(), re.M).group(1)
         archive = output / f"siren_recon-{version}.zip"
-        subprocess.run([sys.executable, str(tool), "build", "--source-dir", str(source), "--output-filepath", str(archive)],
-                       check=True)
+        subprocess.run([sys.executable, str(tool), "build", "--source-dir", str(source),
+                        "--output-filepath", str(archive)], check=True)
     subprocess.run([sys.executable, str(tool), "validate", str(archive)], check=True)
     return archive
 

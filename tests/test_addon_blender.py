@@ -50,11 +50,13 @@ def addon(tmp_path_factory):
     assert sorted(manifest["platforms"]) == ["linux-x64", "macos-arm64", "macos-x64", "windows-arm64", "windows-x64"]
     assert build.missing_wheels([Path(w).name for w in manifest["wheels"]]) == []
     assert archive.stat().st_size < 12_000_000
-    result = bpy.ops.extensions.package_install_files(filepath=str(archive), repo="user_default", enable_on_install=True)
+    result = bpy.ops.extensions.package_install_files(filepath=str(archive), repo="user_default",
+                                                      enable_on_install=True)
     assert result == {"FINISHED"}
     assert hasattr(bpy.types.Scene, "siren") and hasattr(bpy.ops.siren, "reconstruct")
     panel = getattr(bpy.types, "SIREN_PT_main", None)  # in the 3D view's sidebar, its own tab
-    assert panel is not None and (panel.bl_space_type, panel.bl_region_type, panel.bl_category) == ("VIEW_3D", "UI", "SIREN")
+    assert panel is not None
+    assert (panel.bl_space_type, panel.bl_region_type, panel.bl_category) == ("VIEW_3D", "UI", "SIREN")
     package = sys.modules[MODULE]
     if not own_wheels:
         import msgpack
