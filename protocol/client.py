@@ -25,6 +25,7 @@ from .messages import (
     CancelJob,
     Error,
     FetchResult,
+    GetSettings,
     Hello,
     JobAccepted,
     JobCancelled,
@@ -232,6 +233,10 @@ class Client:
 
     def list_jobs(self) -> str:
         return self.send(ListJobs(session=self.session))
+
+    def get_settings(self) -> str:
+        """Ask which engine settings a job may override (1.2); answered by a ``Settings`` message."""
+        return self.send(GetSettings(session=self.session))
 
     def poll(self, timeout_ms: int = 0) -> list[Message | ConnectionEvent]:
         """Everything received so far (waiting at most ``timeout_ms`` for the first), plus link events.

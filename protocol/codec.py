@@ -9,6 +9,7 @@ schema in :mod:`protocol.messages` before a message object is built.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,8 @@ DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 MAX_ARRAY_ROWS = 2**31 - 1
 INT64 = (-(2**63), 2**63 - 1)
 DTYPES = {"float32": np.dtype("<f4"), "uint32": np.dtype("<u4")}
+VERSION_FORMAT = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}")
+"""``v``: the major version, a dot, the minor version, each 1 to 4 ASCII digits (e.g. ``1.2``)."""
 
 Frame = Any  # bytes, bytearray, memoryview or a zmq.Frame
 
@@ -86,56 +89,89 @@ def _reject_ext(code: int, data: bytes) -> Any:
 
 
 def decode(frames: Sequence[Frame], max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
-    """Validate and decode a multipart message; raise :class:`ProtocolError` on any fault."""
+    """Validate and decode a multipart message; raise :class:`ProtocolError` on any fault.
+
+    The error carries the message's ``msg_id`` and ``job`` whenever frame 0 could be read as a
+    map holding them as strings, so the reply to a refused message names what it refuses.
+    """
     buffers = [_buffer(frame) for frame in frames]
     if not buffers:
         raise ProtocolError(E.MALFORMED, "empty message: no frames")
     size = sum(len(b) for b in buffers)
     if size > max_bytes:
-        raise ProtocolError(E.TOO_LARGE, f"message of {size} bytes is over the limit of {max_bytes} bytes")
+        head = _unpack_head(buffers[0]) if len(buffers[0]) <= max_bytes else None
+        raise ProtocolError(E.TOO_LARGE, f"message of {size} bytes is over the limit of {max_bytes} bytes",
+                            *_ids(head))
+    head = _unpack_head(buffers[0])
     try:
-        head = msgpack.unpackb(buffers[0], raw=False, strict_map_key=True, ext_hook=_reject_ext, use_list=True)
+        return _decode_head(head, buffers[1:])
+    except ProtocolError as exc:
+        exc.msg_id, exc.job = _ids(head)
+        raise
+
+
+def _unpack_head(frame: memoryview) -> Any:
+    """Frame 0 as a Python value: strict msgpack, string map keys, no extension types."""
+    try:
+        return msgpack.unpackb(frame, raw=False, strict_map_key=True, ext_hook=_reject_ext, use_list=True)
     except ProtocolError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types for bad bytes
         raise ProtocolError(E.MALFORMED, f"header frame is not valid msgpack ({type(exc).__name__})") from exc
+
+
+def _ids(head: Any) -> tuple[str, str]:
+    """The ``msg_id`` and ``job`` of a header map, each ``""`` where absent or not a string."""
+    if not isinstance(head, dict):
+        return "", ""
+    msg_id, job = head.get("msg_id"), head.get("job")
+    return (msg_id if isinstance(msg_id, str) else "", job if isinstance(job, str) else "")
+
+
+def _decode_head(head: Any, frames: list[memoryview]) -> Message:
+    """The message described by the header map ``head`` with its array ``frames``."""
     if not isinstance(head, dict) or not all(isinstance(key, str) for key in head):
         raise ProtocolError(E.MALFORMED, "header frame is not a map with string keys")
     _check_version(head.get("v"))
-    kind = head.get("type")
-    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
+    if "type" not in head:
+        raise ProtocolError(E.MISSING_FIELD, "header field 'type' is missing")
+    kind = head["type"]
+    if not isinstance(kind, str):
+        raise ProtocolError(E.BAD_FIELD_TYPE, f"header field 'type' must be a string, got {type(kind).__name__}")
+    if kind not in MESSAGE_TYPES:
         raise ProtocolError(E.UNKNOWN_TYPE, f"unknown message type {kind!r}")
     cls = MESSAGE_TYPES[kind]
     values: dict[str, Any] = {}
     for f in header_fields(cls):
-        raw = head.get(f.name, None if f.name == "msg_id" else "")
-        if raw is None:
+        if f.name not in head:
             raise ProtocolError(E.MISSING_FIELD, f"{kind}: header field {f.name!r} is missing")
-        values[f.name] = _check_value(kind, f.name, raw, f.metadata)
-    body = head.get("body")
+        values[f.name] = _check_value(kind, f.name, head[f.name], f.metadata)
+    if "body" not in head:
+        raise ProtocolError(E.MISSING_FIELD, f"{kind}: header field 'body' is missing")
+    body = head["body"]
     if not isinstance(body, dict):
-        raise ProtocolError(E.MISSING_FIELD if body is None else E.BAD_FIELD_TYPE, f"{kind}: 'body' must be a map")
+        raise ProtocolError(E.BAD_FIELD_TYPE, f"{kind}: 'body' must be a map")
     for f in body_fields(cls):
         if f.name not in body:
             if f.metadata.get("added"):
                 continue  # a newer minor version's field, absent from an older peer: its default
             raise ProtocolError(E.MISSING_FIELD, f"{kind}: field {f.name!r} is missing")
         values[f.name] = _check_value(kind, f.name, body[f.name], f.metadata)
-    values.update(_decode_arrays(cls, head.get("arrays"), buffers[1:]))
+    if "arrays" not in head:
+        raise ProtocolError(E.MISSING_FIELD, f"{kind}: header field 'arrays' is missing")
+    values.update(_decode_arrays(cls, head["arrays"], frames))
     return cls(**values)
 
 
 def _check_version(version: Any) -> None:
-    if not isinstance(version, str):
+    """Refuse a missing or malformed ``v`` and a major version other than ours."""
+    if version is None:
+        raise ProtocolError(E.MISSING_FIELD, "header field 'v' (protocol version) is missing")
+    if not isinstance(version, str) or not VERSION_FORMAT.fullmatch(version):
         raise ProtocolError(
-            E.MISSING_FIELD if version is None else E.BAD_FIELD_TYPE,
-            "'v' (protocol version) must be a 'major.minor' string",
+            E.BAD_VERSION, f"protocol version {version!r} is not 'MAJOR.MINOR' (1 to 4 ASCII digits each)"
         )
-    parts = version.split(".")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise ProtocolError(E.BAD_FIELD_TYPE, f"protocol version {version!r} is not 'major.minor'")
-    ours = PROTOCOL_VERSION.split(".")[0]
-    if parts[0] != ours:
+    if int(version.split(".")[0]) != int(PROTOCOL_VERSION.split(".")[0]):
         raise ProtocolError(
             E.UNSUPPORTED_VERSION, f"protocol version {version} is not supported (this side speaks {PROTOCOL_VERSION})"
         )
@@ -163,6 +199,10 @@ def _check_value(kind: str, name: str, value: Any, metadata: Mapping[str, Any]) 
     if wire == "bool":
         if not isinstance(value, bool):
             raise wrong("a boolean")
+        return value
+    if wire == "scalar":
+        if not (isinstance(value, (str, bool, float)) or _is_int(value)):
+            raise wrong("a string, number or boolean")
         return value
     if wire == "list_str":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -208,7 +248,11 @@ def _is_number(value: Any) -> bool:
 def _decode_arrays(cls: type[Message], table: Any, frames: list[memoryview]) -> dict[str, np.ndarray | None]:
     kind = cls.TYPE
     if not isinstance(table, list) or not all(isinstance(entry, dict) for entry in table):
-        raise ProtocolError(E.MALFORMED, f"{kind}: 'arrays' must be a list of maps")
+        raise ProtocolError(E.BAD_FIELD_TYPE, f"{kind}: 'arrays' must be a list of maps")
+    for entry in table:
+        for key in ("name", "dtype", "shape"):
+            if key not in entry:
+                raise ProtocolError(E.MISSING_FIELD, f"{kind}: an entry of 'arrays' lacks {key!r}")
     if len(table) != len(frames):
         raise ProtocolError(E.MALFORMED, f"{kind}: {len(table)} arrays declared but {len(frames)} array frames sent")
     declared = {f.name: f.metadata for f in array_fields(cls)}

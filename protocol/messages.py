@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-PROTOCOL_VERSION = "1.1"
+PROTOCOL_VERSION = "1.2"
 
 SCALAR = "scalar"  # str, int, float or bool
 
@@ -45,7 +45,13 @@ def real(default: float = 0.0, added: str | None = None) -> Any:
 
 
 def flag(default: bool = False) -> Any:
+    """A boolean (never an integer)."""
     return _field("bool", default)
+
+
+def scalar(default: Any = "") -> Any:
+    """One str, int, float or bool."""
+    return _field("scalar", default)
 
 
 def float_map() -> Any:
@@ -59,6 +65,7 @@ def scalar_map() -> Any:
 
 
 def text_list() -> Any:
+    """A list of strings."""
     return _field("list_str", factory=list)
 
 
@@ -153,7 +160,8 @@ class SubmitJob(Message):
 class JobAccepted(Message):
     TYPE: ClassVar[str] = "job_accepted"
     queue_position: int = integer()
-    """0 when the job starts at once."""
+    """0: a worker was free and the job started at once; n > 0: it waits until n jobs have
+    started before it (the first of them when a running job ends)."""
     tag: str = text()
 
 
@@ -175,7 +183,10 @@ class MeshUpdate(Message):
 
     TYPE: ClassVar[str] = "mesh_update"
     iteration: int = integer()
+    """Training iteration the mesh was taken at (the job's last for the final mesh)."""
     resolution: int = integer()
+    """Grid points along the longest side of the box the mesh was extracted on (0: unknown,
+    only in a result kept by a backend older than 1.2)."""
     final: bool = flag()
     vertices: np.ndarray | None = array("float32", 3)
     faces: np.ndarray | None = array("uint32", 3, indexes="vertices")
@@ -245,6 +256,43 @@ class JobList(Message):
 
 
 @dataclass(frozen=True, eq=False)
+class GetSettings(Message):
+    """Client -> backend (1.2): which engine settings ``submit_job.overrides`` may set. Answered
+    by ``settings``."""
+
+    TYPE: ClassVar[str] = "get_settings"
+
+
+@dataclass(frozen=True)
+class SettingEntry:
+    """One row of ``settings``: an override key and what it accepts."""
+
+    name: str = text()
+    """Dotted name, the key in ``overrides`` (``train.iterations``)."""
+    type: str = text()
+    """``int``, ``float``, ``bool`` or ``str``."""
+    default: Any = scalar()
+    """The value this backend uses when no override sets it."""
+    choices: list = text_list()
+    """The values a ``str`` setting allows; empty when it is free or not a string."""
+    range: str = text()
+    """Interval a number must lie in, e.g. ``[8, 2048]``, ``(0, 1]``, ``[1, inf)``; empty: any."""
+    meaning: str = text()
+    """One sentence on what it does."""
+
+
+@dataclass(frozen=True, eq=False)
+class Settings(Message):
+    """Backend -> client (1.2): the settings a job may override, and rules between them."""
+
+    TYPE: ClassVar[str] = "settings"
+    backend_version: str = text()
+    settings: list = record_list(SettingEntry)
+    relations: list = text_list()
+    """Rules tying two settings, e.g. ``preview.min_resolution <= preview.max_resolution``."""
+
+
+@dataclass(frozen=True, eq=False)
 class Ping(Message):
     TYPE: ClassVar[str] = "ping"
 
@@ -266,7 +314,8 @@ class Error(Message):
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
     for cls in (Hello, Welcome, SubmitJob, JobAccepted, Progress, MeshUpdate, JobDone, JobFailed,
-                CancelJob, JobCancelled, FetchResult, ListJobs, JobList, Ping, Pong, Error)
+                CancelJob, JobCancelled, FetchResult, ListJobs, JobList, GetSettings, Settings, Ping, Pong,
+                Error)
 }
 
 

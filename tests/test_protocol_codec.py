@@ -30,6 +30,8 @@ def values_for(kind: str, metadata: dict):
         return floats
     if kind == "bool":
         return st.booleans()
+    if kind == "scalar":
+        return scalars
     if kind == "list_str":
         return st.lists(text, max_size=4)
     if kind == "dict_str_float":
@@ -185,7 +187,65 @@ def test_face_index_out_of_range():
 def test_major_version_refused_minor_accepted():
     assert "2.0" in expect(E.UNSUPPORTED_VERSION, tamper(Ping(), v="2.0")).message
     assert isinstance(decode(tamper(Ping(), v="1.7")), Ping)
-    expect(E.BAD_FIELD_TYPE, tamper(Ping(), v="one"))
+    expect(E.BAD_VERSION, tamper(Ping(), v="one"))
+
+
+@pytest.mark.parametrize("version", ["banana", "1", "1.2.3", "v1.2", "1.", ".2", " 1.2", "1.2 ", "\u0661.2", "12345.0"])
+def test_a_version_not_of_the_form_major_minor_is_bad_version(version):
+    assert repr(version) in expect(E.BAD_VERSION, tamper(Ping(), v=version)).message
+
+
+@pytest.mark.parametrize("value", [1.2, 1, True, ["1", "2"]])
+def test_a_version_that_is_not_a_string_is_bad_version(value):
+    expect(E.BAD_VERSION, tamper(Ping(), v=value))
+
+
+@pytest.mark.parametrize("key", ["v", "type", "msg_id", "session", "job", "parent", "body", "arrays"])
+def test_every_missing_header_key_is_missing_field_naming_it(key):
+    error = expect(E.MISSING_FIELD, tamper(submit(), **{key: DELETE}))
+    assert repr(key) in error.message
+
+
+def refusal(frames, **kwargs) -> ProtocolError:
+    with pytest.raises(ProtocolError) as info:
+        decode(frames, **kwargs)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("code", "change"),
+    [
+        (E.UNKNOWN_TYPE, {"type": "frobnicate"}),
+        (E.UNSUPPORTED_VERSION, {"v": "9.0"}),
+        (E.BAD_VERSION, {"v": "banana"}),
+        (E.MISSING_FIELD, {"session": DELETE}),
+        (E.MISSING_FIELD, {"type": DELETE}),
+        (E.BAD_FIELD_TYPE, {"body__tag": 3}),
+        (E.MISSING_FIELD, {"arrays": DELETE}),
+        (E.MALFORMED, {"arrays": []}),
+    ],
+)
+def test_errors_carry_the_refused_messages_msg_id_and_job(code, change):
+    request = SubmitJob(msg_id="m-1", job="j-1", points=np.zeros((4, 3)))
+    error = refusal(tamper(request, **change))
+    assert (error.code, error.msg_id, error.job) == (code, "m-1", "j-1")
+
+
+def test_a_too_large_message_names_its_msg_id_when_frame_0_is_within_the_limit():
+    frames = frames_of(SubmitJob(msg_id="m-1", points=np.zeros((40, 3))))
+    error = refusal(frames, max_bytes=len(frames[0]) + 10)
+    assert (error.code, error.msg_id) == (E.TOO_LARGE, "m-1")
+
+
+@pytest.mark.parametrize("frames", [[b"\xc1"], tamper(Ping(), msg_id=DELETE), tamper(Ping(), msg_id=5)])
+def test_an_unreadable_msg_id_leaves_the_errors_parent_empty(frames):
+    assert refusal(frames).msg_id == ""
+
+
+def test_a_missing_or_wrongly_typed_arrays_table():
+    expect(E.MISSING_FIELD, tamper(submit(), arrays=DELETE))
+    expect(E.BAD_FIELD_TYPE, tamper(submit(), arrays={"points": 1}))
+    assert "'shape'" in expect(E.MISSING_FIELD, tamper(submit(), arrays__0__shape=DELETE)).message
 
 
 def test_size_limit():

@@ -56,3 +56,21 @@ def test_a_pickled_array_file_is_refused(tmp_path):
     store.save(result("c" * 32))
     np.savez(tmp_path / ("c" * 32 + ".npz"), vertices=np.array([object()], dtype=object), faces=np.zeros((1, 3)))
     assert store.load("c" * 32, "alice") is None
+
+
+def test_the_final_meshes_iteration_and_resolution_are_kept(tmp_path):
+    import dataclasses
+    import json
+
+    store = ResultStore(tmp_path, max_bytes=10**8, max_age=3600)
+    store.save(dataclasses.replace(result("b" * 32), iteration=200, resolution=64))
+    loaded = store.load("b" * 32, "alice")
+    assert loaded is not None and (loaded.iteration, loaded.resolution) == (200, 64)
+    # a result filed by a 1.1 backend has neither: the iterations from its stats, resolution 0 (unknown)
+    meta = tmp_path / f"{'b' * 32}.json"
+    info = json.loads(meta.read_text())
+    del info["iteration"], info["resolution"]
+    info["stats"]["iterations"] = 150.0
+    meta.write_text(json.dumps(info))
+    old = store.load("b" * 32, "alice")
+    assert old is not None and (old.iteration, old.resolution) == (150, 0)

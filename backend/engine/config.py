@@ -9,21 +9,33 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping
+import difflib
+import functools
+import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from .bounds import Bound, above, at_least, between
 from .errors import ConfigError
 
 Mode = Literal["auto", "oriented", "unoriented"]
-ORIENTATIONS = ("propagate", "gradient")
+"""Reconstruction modes (``ReconstructionConfig.mode``)."""
+Orientation = Literal["propagate", "gradient"]
 """Ways the unoriented refinement signs its estimated normal directions."""
-MODES: tuple[str, ...] = ("auto", "oriented", "unoriented")
-INITS: tuple[str, ...] = ("auto", "siren", "sphere", "mfgi")
-DIVERGENCE_SHAPES: tuple[str, ...] = ("linear", "quintic", "step")
-DERIVATIVES: tuple[str, ...] = ("auto", "autograd", "forward", "fused")
-BACKWARD_PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
-COMPILE_CHOICES: tuple[str, ...] = ("auto", "on", "off")
+Init = Literal["auto", "siren", "sphere", "mfgi"]
+DivergenceShape = Literal["linear", "quintic", "step"]
+Derivatives = Literal["auto", "autograd", "forward", "fused"]
+BackwardPrecision = Literal["auto", "float32", "bfloat16"]
+CompileChoice = Literal["auto", "on", "off"]
+
+ORIENTATIONS: tuple[str, ...] = get_args(Orientation)
+MODES: tuple[str, ...] = get_args(Mode)
+INITS: tuple[str, ...] = get_args(Init)
+DIVERGENCE_SHAPES: tuple[str, ...] = get_args(DivergenceShape)
+DERIVATIVES: tuple[str, ...] = get_args(Derivatives)
+BACKWARD_PRECISIONS: tuple[str, ...] = get_args(BackwardPrecision)
+COMPILE_CHOICES: tuple[str, ...] = get_args(CompileChoice)
 
 
 @dataclass
@@ -37,7 +49,7 @@ class ModelConfig:
     """Number of hidden sine layers after the first one (the paper's SDF net uses 3)."""
     omega_0: float = 30.0
     """Frequency factor of the sine layers, ``sin(omega_0 * (W x + b))``."""
-    init: str = "auto"
+    init: Init = "auto"
     """``siren`` (the paper's), ``sphere`` or ``mfgi`` (see geometric_init); ``auto`` picks
     ``siren`` for oriented input and ``mfgi`` for unoriented input."""
     init_radius: float = 0.5
@@ -102,7 +114,7 @@ class DivergenceSchedule:
     """Share of the iterations at the full weight."""
     zero_at: float = 0.4
     """Share of the iterations from which the weight is 0."""
-    shape: str = "linear"
+    shape: DivergenceShape = "linear"
     """``linear``, ``quintic`` or ``step``."""
 
     def value(self, iteration: int, total: int) -> float:
@@ -138,9 +150,9 @@ class UnorientedLossConfig:
     divergence: DivergenceSchedule = field(default_factory=DivergenceSchedule)
     """Weight of ``|div grad f|`` on the box and near points, over training."""
     divergence_clamp_low: float = 0.1
-    """``|div|`` is clamped to ``[low, high]``: below ``low`` no push (a hinge), and"""
+    """Lower end of the clamp on ``|div|``: below it the term does not push (a hinge)."""
     divergence_clamp_high: float = 50.0
-    """above ``high`` no single point dominates."""
+    """Upper end of the clamp on ``|div|``: above it no single point dominates."""
     divergence_share: float = 0.1
     """Share of the box and of the near points, in (0, 1], at which the divergence is taken each
     step (the first ones of each, drawn afresh every step: a random subset whose mean estimates the
@@ -163,7 +175,7 @@ class UnorientedLossConfig:
     """Neighbourhood sizes each point tries, >= 1: ``direction_neighbours`` and halves of it (60,
     30, 15); each point keeps the flattest, a small one on clean detail, a large one on noise. 1
     takes ``direction_neighbours`` alone (see docs/experiments.md)."""
-    orientation: str = "propagate"
+    orientation: Orientation = "propagate"
     """How the refinement signs those directions: ``propagate`` carries one sign along a spanning
     tree of the neighbour graph and lets the DiGS gradient vote once per connected piece (see
     ``orientation``); ``gradient`` takes each point's sign from the DiGS gradient there, which
@@ -230,14 +242,14 @@ class TrainConfig:
     """A progress callback every this many steps (and at the last one)."""
     threads: int = 0
     """CPU threads for torch; 0 leaves torch's default."""
-    derivatives: str = "auto"
+    derivatives: Derivatives = "auto"
     """How gradients and Laplacians are computed: ``autograd`` (double backward), ``forward``
     (forward-mode jets through the sine layers, see derivatives.forward_jets), ``fused``
     (value and gradient with a hand-written backward, see fused_gradient; no Laplacian) or
     ``auto``: forward for the rows whose loss has the divergence (it costs autograd three extra
     backward passes), fused for the rest (the oriented step about 1.5x faster than autograd at
     width 128; see docs/experiments.md)."""
-    backward_precision: str = "float32"
+    backward_precision: BackwardPrecision = "float32"
     """Precision of the matrix products in the fused path's backward pass, which only form the
     parameter gradient (the loss, and so the function being fitted, stays float32): ``float32``,
     ``bfloat16``, or ``auto``: bfloat16 on a CPU with native bfloat16 arithmetic (AVX512-BF16 or
@@ -247,7 +259,7 @@ class TrainConfig:
     """Share of the iterations that use the bfloat16 backward when ``backward_precision`` picks
     it; the rest run in float32. Near convergence the parameter gradient is a small sum of large,
     cancelling terms, whose rounding is no longer small against it."""
-    compile: str = "auto"
+    compile: CompileChoice = "auto"
     """``torch.compile`` the fused path's two passes (fusing their elementwise work, which bounds
     the CPU step by memory traffic): ``on``, ``off`` or ``auto``: on for the CPU when a C++
     compiler is found, off on CUDA (not measured there). The first compile on a machine takes
@@ -301,7 +313,7 @@ class PreviewConfig:
 class ReconstructionConfig:
     """Everything that decides a reconstruction."""
 
-    mode: str = "auto"
+    mode: Mode = "auto"
     """``oriented`` (normals given), ``unoriented`` or ``auto`` (oriented when normals exist)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -315,67 +327,115 @@ class ReconstructionConfig:
         validate_config(self)
 
 
+BOUNDS: dict[str, Bound] = {
+    "model.hidden_features": at_least(1),
+    "model.hidden_layers": at_least(0),
+    "model.omega_0": above(0),
+    "model.init_radius": between(0, 1, low_open=True, high_open=True),
+    "sampling.surface_points": at_least(1),
+    "sampling.box_points": at_least(1),
+    "sampling.near_points": at_least(0),
+    "sampling.near_sigma": above(0),
+    "oriented.eikonal_share": between(0, 1, low_open=True),
+    "unoriented.divergence.hold_until": between(0, 1),
+    "unoriented.divergence.zero_at": between(0, 1),
+    "unoriented.divergence_clamp_low": at_least(0),
+    "unoriented.divergence_share": between(0, 1, low_open=True),
+    "unoriented.learning_rate": above(0),
+    "unoriented.refine_share": between(0, 1, high_open=True),
+    "unoriented.direction_neighbours": at_least(3),
+    "unoriented.direction_scales": at_least(1),
+    "unoriented.orientation_neighbours": at_least(1),
+    "unoriented.rough_normal_share": between(0, 1, high_open=True),
+    "unoriented.refine_sign_prior": at_least(0),
+    "unoriented.refine_prior_distance": above(0),
+    "unoriented.refine_clearance": at_least(0),
+    "unoriented.clearance_spacings": at_least(0),
+    "unoriented.clearance_points": at_least(0),
+    "unoriented.noise_free_ratio": at_least(0),
+    "train.iterations": at_least(1),
+    "train.learning_rate": above(0),
+    "train.lr_decay_final": between(0, 1, low_open=True),
+    "train.grad_clip": at_least(0),
+    "train.progress_every": at_least(1),
+    "train.threads": at_least(0),
+    "train.reduced_precision_until": between(0, 1),
+    "mesh.resolution": between(8, 2048),
+    "mesh.chunk_points": at_least(1024),
+    "mesh.min_component_fraction": between(0, 1, high_open=True),
+    "mesh.support_distance": above(0),
+    "mesh.min_supported_share": between(0, 1),
+    "mesh.trim_distance": at_least(0),
+    "mesh.padding": between(0, 1),
+    "preview.first_iteration": at_least(1),
+    "preview.growth": above(1),
+    "preview.min_resolution": at_least(8),
+}
+"""The interval each number setting must lie in, by dotted name (settings not named: any value)."""
+
+RELATIONS: tuple[tuple[str, Callable[[ReconstructionConfig], bool]], ...] = (
+    ("unoriented.divergence.hold_until <= unoriented.divergence.zero_at",
+     lambda c: c.unoriented.divergence.hold_until <= c.unoriented.divergence.zero_at),
+    ("unoriented.divergence_clamp_low < unoriented.divergence_clamp_high",
+     lambda c: c.unoriented.divergence_clamp_low < c.unoriented.divergence_clamp_high),
+    ("preview.min_resolution <= preview.max_resolution",
+     lambda c: c.preview.min_resolution <= c.preview.max_resolution),
+)
+"""Rules between two settings, each with its statement (printed in the settings table)."""
+
+
 def validate_config(config: ReconstructionConfig) -> None:
     """Raise :class:`ConfigError` naming the first field with an impossible value."""
-    checks: list[tuple[bool, str]] = [
-        (config.mode in MODES, f"mode must be one of {MODES}, got {config.mode!r}"),
-        (config.model.hidden_features >= 1, "model.hidden_features must be >= 1"),
-        (config.model.hidden_layers >= 0, "model.hidden_layers must be >= 0"),
-        (config.model.omega_0 > 0, "model.omega_0 must be > 0"),
-        (config.model.init in INITS, f"model.init must be one of {INITS}, got {config.model.init!r}"),
-        (0 < config.model.init_radius < 1, "model.init_radius must be in (0, 1)"),
-        (config.sampling.surface_points >= 1, "sampling.surface_points must be >= 1"),
-        (config.sampling.box_points >= 1, "sampling.box_points must be >= 1"),
-        (config.sampling.near_points >= 0, "sampling.near_points must be >= 0"),
-        (config.sampling.near_sigma > 0, "sampling.near_sigma must be > 0"),
-        (config.train.iterations >= 1, "train.iterations must be >= 1"),
-        (config.train.learning_rate > 0, "train.learning_rate must be > 0"),
-        (0 < config.train.lr_decay_final <= 1, "train.lr_decay_final must be in (0, 1]"),
-        (config.train.grad_clip >= 0, "train.grad_clip must be >= 0"),
-        (config.train.progress_every >= 1, "train.progress_every must be >= 1"),
-        (config.train.threads >= 0, "train.threads must be >= 0"),
-        (config.train.derivatives in DERIVATIVES, f"train.derivatives must be one of {DERIVATIVES}"),
-        (config.train.backward_precision in BACKWARD_PRECISIONS,
-         f"train.backward_precision must be one of {BACKWARD_PRECISIONS}"),
-        (config.train.compile in COMPILE_CHOICES, f"train.compile must be one of {COMPILE_CHOICES}"),
-        (0 <= config.train.reduced_precision_until <= 1, "train.reduced_precision_until must be in [0, 1]"),
-        (8 <= config.mesh.resolution <= 2048, "mesh.resolution must be in [8, 2048]"),
-        (config.mesh.chunk_points >= 1024, "mesh.chunk_points must be >= 1024"),
-        (0 <= config.mesh.min_component_fraction < 1, "mesh.min_component_fraction must be in [0, 1)"),
-        (0 <= config.mesh.padding <= 1, "mesh.padding must be in [0, 1]"),
-        (config.mesh.support_distance > 0, "mesh.support_distance must be > 0"),
-        (0 <= config.mesh.min_supported_share <= 1, "mesh.min_supported_share must be in [0, 1]"),
-        (config.mesh.trim_distance >= 0, "mesh.trim_distance must be >= 0"),
-        (config.unoriented.divergence.shape in DIVERGENCE_SHAPES,
-         f"unoriented.divergence.shape must be one of {DIVERGENCE_SHAPES}"),
-        (0 <= config.unoriented.divergence.hold_until <= config.unoriented.divergence.zero_at <= 1,
-         "unoriented.divergence needs 0 <= hold_until <= zero_at <= 1"),
-        (0 <= config.unoriented.divergence_clamp_low < config.unoriented.divergence_clamp_high,
-         "unoriented divergence clamps need 0 <= low < high"),
-        (0 <= config.unoriented.refine_share < 1, "unoriented.refine_share must be in [0, 1)"),
-        (0 < config.unoriented.divergence_share <= 1, "unoriented.divergence_share must be in (0, 1]"),
-        (0 < config.oriented.eikonal_share <= 1, "oriented.eikonal_share must be in (0, 1]"),
-        (config.unoriented.direction_neighbours >= 3, "unoriented.direction_neighbours must be >= 3"),
-        (config.unoriented.direction_scales >= 1, "unoriented.direction_scales must be >= 1"),
-        (config.unoriented.orientation in ORIENTATIONS,
-         f"unoriented.orientation must be one of {ORIENTATIONS}, got {config.unoriented.orientation!r}"),
-        (config.unoriented.orientation_neighbours >= 1, "unoriented.orientation_neighbours must be >= 1"),
-        (0 <= config.unoriented.rough_normal_share < 1, "unoriented.rough_normal_share must be in [0, 1)"),
-        (config.unoriented.refine_sign_prior >= 0, "unoriented.refine_sign_prior must be >= 0"),
-        (config.unoriented.learning_rate > 0, "unoriented.learning_rate must be > 0"),
-        (config.unoriented.refine_prior_distance > 0, "unoriented.refine_prior_distance must be > 0"),
-        (config.unoriented.refine_clearance >= 0, "unoriented.refine_clearance must be >= 0"),
-        (config.unoriented.noise_free_ratio >= 0, "unoriented.noise_free_ratio must be >= 0"),
-        (config.unoriented.clearance_spacings >= 0, "unoriented.clearance_spacings must be >= 0"),
-        (config.unoriented.clearance_points >= 0, "unoriented.clearance_points must be >= 0"),
-        (config.preview.first_iteration >= 1, "preview.first_iteration must be >= 1"),
-        (config.preview.growth > 1, "preview.growth must be > 1"),
-        (8 <= config.preview.min_resolution <= config.preview.max_resolution,
-         "preview resolutions must satisfy 8 <= min_resolution <= max_resolution"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+    for name, owner, spec in setting_fields(config):
+        value = getattr(owner, spec.name)
+        choices = setting_choices(owner, spec.name)
+        if choices and value not in choices:
+            raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
+        bound = BOUNDS.get(name)
+        if bound is not None and not bound.contains(value):
+            raise ConfigError(f"{name} must be {bound.requirement()}, got {value!r}")
+    for statement, holds in RELATIONS:
+        if not holds(config):
+            raise ConfigError(f"the settings need {statement}")
+
+
+def setting_fields(config: Any, prefix: str = "") -> Iterator[tuple[str, Any, dataclasses.Field]]:
+    """Every leaf setting of ``config`` as (dotted name, the section holding it, its field)."""
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        if dataclasses.is_dataclass(value):
+            yield from setting_fields(value, f"{prefix}{spec.name}.")
+        else:
+            yield f"{prefix}{spec.name}", config, spec
+
+
+def setting_choices(section: Any, name: str) -> tuple[str, ...]:
+    """The values a ``Literal`` field of ``section`` allows; empty for a free field."""
+    cls: type = type(section)
+    hint = _type_hints(cls).get(name)
+    return tuple(get_args(hint)) if get_origin(hint) is Literal else ()
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def setting_names(config: ReconstructionConfig | None = None) -> list[str]:
+    """Every dotted name :func:`apply_overrides` accepts, in declaration order."""
+    return [name for name, _, _ in setting_fields(config or ReconstructionConfig())]
+
+
+def closest_setting(key: str) -> str | None:
+    """The valid setting name most like ``key``: same last part first (``resolution`` ->
+    ``mesh.resolution``), else the nearest by :func:`difflib.get_close_matches`."""
+    names = setting_names()
+    leaf = key.rsplit(".", 1)[-1]
+    same_leaf = [name for name in names if name.rsplit(".", 1)[-1] == leaf]
+    if same_leaf:
+        return difflib.get_close_matches(key, same_leaf, n=1, cutoff=0.0)[0]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    return close[0] if close else None
 
 
 def config_to_dict(config: ReconstructionConfig) -> dict[str, Any]:
@@ -411,17 +471,24 @@ def apply_overrides(config: ReconstructionConfig, overrides: Mapping[str, Any]) 
         target: Any = updated
         for part in parts[:-1]:
             if not dataclasses.is_dataclass(target) or part not in _field_names(target):
-                raise ConfigError(f"unknown config key {key!r}")
+                raise ConfigError(_unknown_key(key))
             target = getattr(target, part)
         leaf = parts[-1]
         if not dataclasses.is_dataclass(target) or leaf not in _field_names(target):
-            raise ConfigError(f"unknown config key {key!r}")
+            raise ConfigError(_unknown_key(key))
         current = getattr(target, leaf)
         if dataclasses.is_dataclass(current):
             raise ConfigError(f"config key {key!r} names a section, not a field")
         setattr(target, leaf, _coerce(key, current, value))
     validate_config(updated)
     return updated
+
+
+def _unknown_key(key: str) -> str:
+    """The message for an unknown key: the key, and the closest valid one when there is one."""
+    closest = closest_setting(str(key))
+    hint = f"; did you mean {closest!r}?" if closest else ""
+    return f"unknown config key {key!r}{hint}"
 
 
 def _field_names(obj: Any) -> set[str]:
@@ -437,6 +504,8 @@ def _coerce(key: str, current: Any, value: Any) -> Any:
             return value
     elif isinstance(current, float):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
             return float(value)
     elif isinstance(current, str):
         if isinstance(value, str):

@@ -36,6 +36,29 @@ class Job:
     finished: float = 0.0
     cancel: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = ""
+    cancel_requests: list[str] = field(default_factory=list)
+    """``msg_id`` of each ``cancel_job`` not yet answered: its ``job_cancelled`` (or, when the job
+    ended otherwise first, its ``error``) names it as ``parent``."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def request_cancel(self, reason: str, request: str = "") -> bool:
+        """Ask the job to stop, for ``reason``, on behalf of the ``cancel_job`` ``request`` (``""``:
+        the backend's own decision). False when the job has already ended."""
+        with self._lock:
+            if self.state in FINISHED:
+                return False
+            self.cancel_reason = reason
+            if request:
+                self.cancel_requests.append(request)
+            self.cancel.set()
+            return True
+
+    def end(self, state: str) -> list[str]:
+        """Record that the job ended in ``state``; return the cancel requests still unanswered."""
+        with self._lock:
+            self.state = state
+            answered, self.cancel_requests = self.cancel_requests, []
+            return answered
 
     def release_input(self) -> None:
         """Drop the cloud once the job has ended, so finished jobs hold no large arrays."""
@@ -48,22 +71,32 @@ class FairQueue:
     """Round-robin over clients, first-in first-out within a client.
 
     A client that queues a hundred jobs delays another client's single job by at most the one
-    job that is running, not by the hundred.
+    job that is running, not by the hundred. ``slots`` jobs run at once (one per worker); the
+    queue counts those taken and not yet :meth:`done`, so it knows when a new job starts at once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, slots: int = 1) -> None:
         self._lanes: OrderedDict[bytes, deque[Job]] = OrderedDict()
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
+        self.slots = slots
+        """Jobs that run at once: the number of workers taking from this queue."""
+        self._running = 0
 
     def put(self, job: Job) -> int:
-        """Queue ``job``; returns how many queued jobs will start before it."""
+        """Queue ``job``; return its ``queue_position``: 0 when a slot is free for it now, else
+        how many jobs must start before it, counting the one that starts when a slot frees."""
         with self._lock:
             lane = self._lanes.setdefault(job.client, deque())
             lane.append(job)
-            position = self._position(job)
+            position = max(0, self._position(job) + 1 - (self.slots - self._running))
             self._ready.notify()
             return position
+
+    def done(self) -> None:
+        """A job taken with :meth:`get` has ended: its slot is free."""
+        with self._lock:
+            self._running = max(0, self._running - 1)
 
     def _position(self, job: Job) -> int:
         depth = len(self._lanes[job.client]) - 1
@@ -79,6 +112,7 @@ class FairQueue:
                 return None
             client, lane = next(iter(self._lanes.items()))
             job = lane.popleft()
+            self._running += 1
             del self._lanes[client]
             if lane:
                 self._lanes[client] = lane  # back of the rotation

@@ -38,6 +38,10 @@ class StoredResult:
     colours: np.ndarray | None
     finished: float
     """Wall-clock time (seconds since the epoch) the job ended."""
+    iteration: int = 0
+    """Training iteration of the final mesh (the job's last)."""
+    resolution: int = 0
+    """Grid resolution the final mesh was extracted at (0: unknown, a result filed before it was kept)."""
 
 
 class ResultStore:
@@ -68,6 +72,7 @@ class ResultStore:
             info = {
                 "job": result.job, "owner": result.owner, "tag": result.tag, "mode": result.mode,
                 "stats": result.stats, "timings": result.timings, "finished": result.finished,
+                "iteration": result.iteration, "resolution": result.resolution,
             }
             tmp_meta = meta.with_suffix(".tmp.json")
             tmp_meta.write_text(json.dumps(info))
@@ -96,6 +101,8 @@ class ResultStore:
             stats={k: float(v) for k, v in info.get("stats", {}).items()},
             timings={k: float(v) for k, v in info.get("timings", {}).items()},
             vertices=vertices, faces=faces, colours=colours, finished=float(info["finished"]),
+            iteration=int(info.get("iteration", info.get("stats", {}).get("iterations", 0))),
+            resolution=int(info.get("resolution", 0)),
         )
 
     def prune(self) -> None:

@@ -23,6 +23,7 @@ from siren_recon.protocol import (
     CancelJob,
     Error,
     FetchResult,
+    GetSettings,
     Hello,
     JobAccepted,
     JobCancelled,
@@ -35,6 +36,7 @@ from siren_recon.protocol import (
     Ping,
     Pong,
     ProtocolError,
+    Settings,
     SubmitJob,
     Welcome,
     decode,
@@ -52,6 +54,7 @@ from .jobs import CANCELLED, FINISHED, QUEUED, FairQueue, Job
 from .outbox import FINAL, OTHER, Outbox
 from .results import ResultStore
 from .security import CurveSecurity, check_bind, is_loopback
+from .settings import setting_entries, setting_relations
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -117,7 +120,9 @@ class Server:
         self.router.bind(self.config.bind)
         self.outbox = Outbox(self.router)
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
-        for runner, name in self._runners():
+        runners_and_names = self._runners()
+        self.queue.slots = len(runners_and_names)
+        for runner, name in runners_and_names:
             worker = Worker(self.queue, self.context, self.inbox, self.session, self.config.device,
                             self._job_finished, runner, name, self.results)
             worker.start()
@@ -190,7 +195,7 @@ class Server:
                 message = decode(payload, self.config.max_message_bytes)
             except ProtocolError as exc:
                 log.warning("bad message from %s: %s", identity.hex(), exc)
-                self._reply(identity, Error(code=exc.code, message=exc.message))
+                self._reply(identity, Error(job=exc.job, parent=exc.msg_id, code=exc.code, message=exc.message))
                 continue
             try:
                 self._handle(identity, message)
@@ -221,29 +226,17 @@ class Server:
         elif isinstance(message, SubmitJob):
             self._submit(identity, message)
         elif isinstance(message, CancelJob):
-            job = self.jobs.get(message.job)
-            if job is None or job.owner != self.owners[identity]:
-                self._reply(
-                    identity,
-                    Error(
-                        job=message.job,
-                        parent=message.msg_id,
-                        code="unknown_job",
-                        message=f"no job {message.job!r} of yours on this backend",
-                    ),
-                )
-            elif job.state in FINISHED:
-                self._reply(
-                    identity,
-                    Error(
-                        job=job.id,
-                        parent=message.msg_id,
-                        code="job_finished",
-                        message=f"job {job.id} has already ended ({job.state})",
-                    ),
-                )
-            else:
-                self._cancel(job, "cancelled by the client")
+            self._cancel_request(identity, message)
+        elif isinstance(message, GetSettings):
+            self._reply(
+                identity,
+                Settings(
+                    parent=message.msg_id,
+                    backend_version=__version__,
+                    settings=setting_entries(self.config.defaults),
+                    relations=setting_relations(),
+                ),
+            )
         elif isinstance(message, FetchResult):
             self._fetch(identity, message)
         elif isinstance(message, ListJobs):
@@ -310,14 +303,42 @@ class Server:
         log.info("job %s (%s) queued at %d from %s", job.id, job.tag, position, identity.hex())
         self._reply(identity, JobAccepted(job=job.id, parent=message.msg_id, queue_position=position, tag=job.tag))
 
-    def _cancel(self, job: Job, reason: str) -> None:
-        job.cancel_reason = reason
-        job.cancel.set()
+    def _cancel_request(self, identity: bytes, message: CancelJob) -> None:
+        """A client's ``cancel_job``: answered by ``job_cancelled`` naming it once the job has
+        stopped, or at once by ``error`` (``unknown_job``, ``job_finished``)."""
+        job = self.jobs.get(message.job)
+        if job is None or job.owner != self.owners[identity]:
+            self._reply(
+                identity,
+                Error(
+                    job=message.job,
+                    parent=message.msg_id,
+                    code="unknown_job",
+                    message=f"no job {message.job!r} of yours on this backend",
+                ),
+            )
+        elif not self._cancel(job, "cancelled by the client", message.msg_id):
+            self._reply(
+                identity,
+                Error(
+                    job=job.id,
+                    parent=message.msg_id,
+                    code="job_finished",
+                    message=f"job {job.id} has already ended ({job.state})",
+                ),
+            )
+
+    def _cancel(self, job: Job, reason: str, request: str = "") -> bool:
+        """Stop ``job`` for ``reason`` on behalf of the cancel ``request`` (``""``: the backend's
+        own decision); a queued job ends here, a running one at its next step. False: it had ended."""
+        if not job.request_cancel(reason, request):
+            return False
         if job.state == QUEUED and self.queue.remove(job):
-            job.state = CANCELLED
             job.finished = time.monotonic()
             job.release_input()
-            self._reply(job.client, JobCancelled(job=job.id, reason=reason))
+            for parent in job.end(CANCELLED) or [""]:
+                self._reply(job.client, JobCancelled(job=job.id, parent=parent, reason=reason))
+        return True
 
     # -- replies and housekeeping -------------------------------------------------------------
     def _reply(self, identity: bytes, message: Message, kind: bytes = OTHER) -> None:
@@ -385,8 +406,8 @@ class Server:
             MeshUpdate(
                 job=stored.job,
                 parent=message.msg_id,
-                iteration=int(stored.stats.get("iterations", 0)),
-                resolution=0,
+                iteration=stored.iteration,
+                resolution=stored.resolution,
                 final=True,
                 vertices=stored.vertices,
                 faces=stored.faces,

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import zmq
 
-from siren_recon.protocol import JobCancelled, JobDone, JobFailed, MeshUpdate, Message, Progress, encode
+from siren_recon.protocol import Error, JobCancelled, JobDone, JobFailed, MeshUpdate, Message, Progress, encode
 
 from ..engine.colours import transfer_colours
 from ..engine.errors import Cancelled, ReconstructionError
@@ -61,6 +61,7 @@ class Worker(threading.Thread):
                     self._run_job(job, push)
                 finally:
                     self.current = None
+                    self.queue.done()
                     job.release_input()
                     self._free_device_memory()
                     self.on_finished(job)
@@ -75,7 +76,7 @@ class Worker(threading.Thread):
             self.results.save(StoredResult(
                 job=job.id, owner=job.result_owner, tag=job.tag, mode=result.mode, stats=result.stats,
                 timings=result.timings, vertices=mesh.vertices, faces=mesh.faces, colours=mesh.colours,
-                finished=time.time(),
+                finished=time.time(), iteration=mesh.iteration, resolution=mesh.resolution,
             ))
         except OSError as exc:
             log.warning("could not keep the result of job %s: %s", job.id, exc)
@@ -88,10 +89,25 @@ class Worker(threading.Thread):
     def _send(self, push: Any, job: Job, message: Message, kind: bytes = OTHER) -> None:
         push.send_multipart([job.client, kind, job.id.encode(), *encode(message)], copy=False)
 
+    def _cancelled(self, push: Any, job: Job) -> None:
+        """End ``job`` as cancelled: one ``job_cancelled`` per ``cancel_job`` that asked (each
+        naming it), or one with no parent when the backend itself decided."""
+        for request in job.end(CANCELLED) or [""]:
+            self._send(push, job, JobCancelled(session=self.session, job=job.id, parent=request,
+                                               reason=job.cancel_reason))
+
+    def _ended(self, push: Any, job: Job, state: str, message: Message) -> None:
+        """End ``job`` in ``state`` (done or failed) and send its last ``message``; a ``cancel_job``
+        that came too late to stop it is then answered ``job_finished``."""
+        late = job.end(state)
+        self._send(push, job, message)
+        for request in late:
+            self._send(push, job, Error(session=self.session, job=job.id, parent=request, code="job_finished",
+                                        message=f"job {job.id} ended ({state}) before it could be cancelled"))
+
     def _run_job(self, job: Job, push: Any) -> None:
         if job.cancel.is_set():
-            job.state = CANCELLED
-            self._send(push, job, JobCancelled(session=self.session, job=job.id, reason=job.cancel_reason))
+            self._cancelled(push, job)
             return
         job.state = RUNNING
         log.info("job %s (%s) started: %d points", job.id, job.tag, len(job.points))
@@ -121,24 +137,21 @@ class Worker(threading.Thread):
         try:
             result = self.runner(job, on_progress, on_mesh, job.cancel.is_set)
         except Cancelled:
-            job.state = CANCELLED
             log.info("job %s cancelled: %s", job.id, job.cancel_reason)
-            self._send(push, job, JobCancelled(session=self.session, job=job.id, reason=job.cancel_reason))
+            self._cancelled(push, job)
             return
         except ReconstructionError as exc:
-            job.state = FAILED
             log.warning("job %s failed: %s", job.id, exc)
-            self._send(push, job, JobFailed(session=self.session, job=job.id, code=exc.code, message=str(exc)))
+            self._ended(push, job, FAILED,
+                        JobFailed(session=self.session, job=job.id, code=exc.code, message=str(exc)))
             return
         except Exception as exc:  # a bug or an out-of-memory must fail this job, not the backend
-            job.state = FAILED
             log.exception("job %s crashed", job.id)
-            self._send(push, job, JobFailed(session=self.session, job=job.id, code="internal_error",
-                                            message=f"{type(exc).__name__}: {exc}"))
+            self._ended(push, job, FAILED, JobFailed(session=self.session, job=job.id, code="internal_error",
+                                                     message=f"{type(exc).__name__}: {exc}"))
             return
-        job.state = DONE
         log.info("job %s done in %.1f s", job.id, sum(result.timings.values()))
         if final:
             self._keep(job, final[-1], result)
-        self._send(push, job, JobDone(session=self.session, job=job.id, mode=result.mode,
-                                      stats=result.stats, timings=result.timings))
+        self._ended(push, job, DONE, JobDone(session=self.session, job=job.id, mode=result.mode,
+                                             stats=result.stats, timings=result.timings))
