@@ -7,6 +7,9 @@ the points stay float64 from here on, so the file's own precision survives.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import laspy
@@ -23,7 +26,7 @@ EIGHT_BIT_MAX = 255
 def read_las(source: Path) -> Cloud:
     """The points of a LAS or LAZ file in its own coordinates, with its RGB colours when it has them."""
     try:
-        with laspy.open(source) as reader:
+        with quiet_laspy(), laspy.open(source) as reader:
             header = reader.header
             expected = int(header.point_count)
             if expected == 0:
@@ -45,6 +48,18 @@ def read_las(source: Path) -> Cloud:
         raise unreadable(source, f"truncated: the header counts {expected} points, the file holds {len(data.points)}")
     points = np.column_stack([np.asarray(data.x), np.asarray(data.y), np.asarray(data.z)]).astype(np.float64)
     return Cloud(points=points, colours=las_colours(data))
+
+
+@contextmanager
+def quiet_laspy() -> Iterator[None]:
+    """laspy logs a damaged file's error before raising it; the raised error is reported here, once."""
+    logger = logging.getLogger("laspy")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def check_uncompressed_length(source: Path, header: laspy.LasHeader) -> None:
