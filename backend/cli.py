@@ -45,8 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     rec = sub.add_parser("reconstruct", help="reconstruct a point cloud file into a mesh file")
-    rec.add_argument("input", help="point cloud: .ply .pcd .xyz .xyzn .xyzrgb .pts")
-    rec.add_argument("-o", "--output", required=True, help="mesh: .ply .obj .stl .glb .gltf .off")
+    rec.add_argument("input", help="point cloud: .ply .pcd .xyz .xyzn .xyzrgb .pts .las .laz .e57")
+    rec.add_argument(
+        "-o", "--output", required=True,
+        help="mesh: .ply .obj .stl .glb .gltf .off (coloured from the input's colours, but .stl)",
+    )
     rec.add_argument("--iterations", type=int, help="training steps")
     rec.add_argument("--resolution", type=int, help="marching-cubes grid along the longest side")
     rec.add_argument("--device", help="auto, cpu, cuda or cuda:N")
@@ -138,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--name", default="server", help="file name stem (default: server)")
 
     batch = sub.add_parser("batch", help="reconstruct a folder (or glob) of point clouds on a running backend")
-    batch.add_argument("inputs", help="a folder (its .ply .pcd .xyz .xyzn .pts files) or a glob such as 'scans/*.ply'")
+    batch.add_argument(
+        "inputs",
+        help="a folder (its .ply .pcd .xyz .xyzn .xyzrgb .pts .las .laz .e57 files) or a glob such as 'scans/*.laz'",
+    )
     batch.add_argument(
         "-o", "--output-dir", required=True, help="meshes go here as NAME.ply; existing ones are skipped"
     )
@@ -159,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--no-progress", action="store_true")
 
     submit = sub.add_parser("submit", help="reconstruct a file on a running backend")
-    submit.add_argument("input")
+    submit.add_argument("input", help="point cloud, as for reconstruct")
     submit.add_argument("-o", "--output", required=True)
     submit.add_argument("--backend", default=DEFAULT_ADDRESS)
     submit.add_argument("--previews", help="write each preview mesh into this folder")

@@ -117,3 +117,23 @@ def test_format_sets_the_extension_and_a_rerun_skips_it(backend, tmp_path):
     again = subprocess.run(batch_command(inputs, output, backend, "--format", "off"), cwd=REPO,
                            stderr=subprocess.PIPE, text=True, check=False, timeout=60)
     assert again.returncode == 0 and "1 point clouds, 1 skipped" in again.stderr, again.stderr
+
+
+def test_a_coloured_las_at_utm_offsets_comes_back_coloured_in_its_own_coordinates(backend, tmp_path):
+    """The cloud travels to the backend as float32 relative to its centre and its mesh is moved back,
+    so the glTF lands on the sphere 500,000 m out, coloured red above and blue below."""
+    from .scan_files import UTM, read_coloured_mesh, write_las
+
+    inputs, output = tmp_path / "clouds", tmp_path / "meshes"
+    inputs.mkdir()
+    points, _ = sphere_cloud(600, radius=5.0, centre=tuple(UTM))
+    rgb = np.where((points[:, 2] > UTM[2])[:, None], [65535, 0, 0], [0, 0, 65535])
+    write_las(inputs / "ball.laz", points, rgb)
+    done = subprocess.run(batch_command(inputs, output, backend, "--iterations", "40", "--format", "gltf"), cwd=REPO,
+                          stderr=subprocess.PIPE, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    vertices, colours = read_coloured_mesh(output / "ball.gltf")
+    assert abs(np.median(np.linalg.norm(vertices - UTM, axis=1)) - 5.0) < 0.25
+    assert colours is not None
+    top, bottom = vertices[:, 2] > UTM[2] + 1.5, vertices[:, 2] < UTM[2] - 1.5
+    assert colours[top, 0].mean() > 0.95 and colours[bottom, 2].mean() > 0.95

@@ -51,5 +51,5 @@ def test_point_formats_read_back(tmp_path, suffix):
 def test_unknown_formats_are_named(tmp_path):
     with pytest.raises(InputError, match="unknown mesh format '.fbx'"):
         write_mesh(tmp_path / "x.fbx", np.zeros((3, 3)), np.array([[0, 1, 2]]))
-    with pytest.raises(InputError, match="unknown point cloud format '.las'"):
-        read_point_cloud(tmp_path / "x.las")
+    with pytest.raises(InputError, match="unknown point cloud format '.rcp'"):
+        read_point_cloud(tmp_path / "x.rcp")

@@ -38,7 +38,7 @@ def test_sphere_radius_is_recovered_within_two_percent_of_the_box(sphere_result)
     assert np.abs(radii - 2.0).max() < 0.05 * box
     assert component_labels(len(result.vertices), result.faces)[0] == 1
     assert result.mode == "oriented"
-    assert result.vertices.dtype == np.float32 and result.faces.dtype == np.uint32
+    assert result.vertices.dtype == np.float64 and result.faces.dtype == np.uint32
 
 
 def test_progress_and_previews_arrive_on_schedule(sphere_result):

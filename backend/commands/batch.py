@@ -34,11 +34,12 @@ from siren_recon.protocol import (
 from siren_recon.protocol.client import Client, ConnectionEvent
 
 from ..engine.errors import ConfigError, InputError, ReconstructionError
-from ..open3d_mode import MESH_FORMATS, read_point_cloud, write_mesh
+from ..io import CLOUD_FORMATS, MESH_FORMATS, read_cloud, write_mesh
+from .local_frame import LocalFrame
 
 log = logging.getLogger("siren-recon.batch")
 
-CLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", ".xyzn", ".pts")
+CLOUD_SUFFIXES = CLOUD_FORMATS
 EXIT_FAILED = 2
 EXIT_INTERRUPTED = 130
 CANCEL_WAIT = 3.0
@@ -61,6 +62,8 @@ class Item:
     error: str = ""
     job: str = ""
     final: MeshUpdate | None = None
+    frame: LocalFrame | None = None
+    """How the cloud was shifted to travel as float32; its mesh is shifted back."""
 
 
 def find_inputs(spec: str) -> list[Path]:
@@ -97,13 +100,15 @@ def plan(inputs: list[Path], output_dir: Path, extension: str = "ply") -> list[I
 
 
 def write_atomically(path: Path, item: Item) -> None:
-    """Write the final mesh under a temporary name in the same folder, then rename it into place."""
+    """Write the final mesh (coloured when the backend coloured it) under a temporary name in the
+    same folder, then rename it into place."""
     if item.final is None:
         raise ReconstructionError(f"the backend finished {item.source.name} without sending its mesh")
     handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(handle)
     try:
-        write_mesh(temporary, item.final.vertices, item.final.faces)
+        vertices = item.frame.to_cloud(item.final.vertices) if item.frame else item.final.vertices
+        write_mesh(temporary, vertices, item.final.faces, item.final.colours)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
@@ -138,14 +143,16 @@ class Batch:
 
     def _submit(self, item: Item) -> None:
         try:
-            points, normals, colours = read_point_cloud(item.source)
+            cloud = read_cloud(item.source)
         except ReconstructionError as exc:
             self._end(item, FAILED, str(exc))
             return
-        item.points = len(points)
+        item.points = len(cloud.points)
+        item.frame = LocalFrame.of(cloud.points)
         item.started = time.monotonic()
         item.status = RUNNING
-        request = self.client.submit(points, normals, colours, overrides=self.overrides, tag=item.source.name)
+        request = self.client.submit(item.frame.to_local(cloud.points), cloud.normals, cloud.colours,
+                                     overrides=self.overrides, tag=item.source.name)
         self.requests[request] = item
 
     def _end(self, item: Item, status: str, error: str = "") -> None:

@@ -8,14 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
+from ..engine.colours import transfer_colours
 from ..engine.config import ReconstructionConfig, apply_overrides
 from ..engine.errors import ReconstructionError
 from ..engine.events import MeshEvent, ProgressEvent
 from ..engine.field.checkpoint import load_checkpoint, save_checkpoint
 from ..engine.pipeline import reconstruct_points
-from ..open3d_mode import MESH_FORMATS, check_format, import_open3d, read_point_cloud, to_open3d_mesh, write_mesh
+from ..io import MESH_FORMATS, Cloud, read_cloud, write_mesh
+from ..io.cloud import check_format
+from ..io.open3d_library import import_open3d, to_open3d_mesh
 
 
 def config_from_args(args: argparse.Namespace) -> ReconstructionConfig:
@@ -70,7 +74,7 @@ class LiveWindow:
 def run_reconstruct(args: argparse.Namespace) -> int:
     check_format(args.output, MESH_FORMATS, "mesh")
     config = config_from_args(args)
-    points, normals, _ = read_point_cloud(args.input)
+    cloud = read_cloud(args.input)
     window = LiveWindow() if args.show else None
     bars: list[tqdm] = []
 
@@ -94,11 +98,12 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             window.update(event)
 
     try:
-        result = reconstruct_points(points, normals, config, on_progress=on_progress, on_mesh=on_mesh)
+        result = reconstruct_points(cloud.points, cloud.normals, config, on_progress=on_progress, on_mesh=on_mesh)
     finally:
         for bar in bars:
             bar.close()
-    write_mesh(args.output, result.vertices, result.faces)
+    colours = mesh_colours(cloud, result.vertices)
+    write_mesh(args.output, result.vertices, result.faces, colours)
     if args.checkpoint:
         save_checkpoint(result.field, args.checkpoint)
     if args.render:
@@ -106,14 +111,22 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
         render_mesh_png(result.vertices, result.faces, args.render)
     noise = f", noise {result.stats['noise_ratio']:.2f} spacings" if "noise_ratio" in result.stats else ""
+    coloured = ", coloured from the input" if colours is not None else ""
     print(
-        f"{args.output}: {len(result.vertices)} vertices, {len(result.faces)} faces, mode {result.mode}{noise}, "
-        f"train {result.timings['train']:.1f} s, mesh {result.timings['mesh']:.1f} s",
+        f"{args.output}: {len(result.vertices)} vertices, {len(result.faces)} faces{coloured}, "
+        f"mode {result.mode}{noise}, train {result.timings['train']:.1f} s, mesh {result.timings['mesh']:.1f} s",
         file=sys.stderr,
     )
     if window is not None:
         window.hold()
     return 0
+
+
+def mesh_colours(cloud: Cloud, vertices: np.ndarray) -> np.ndarray | None:
+    """Each vertex's colour from the nearest input points, or ``None`` when the input has no colours."""
+    if cloud.colours is None:
+        return None
+    return transfer_colours(cloud.points, cloud.colours, vertices)
 
 
 def run_mesh(args: argparse.Namespace) -> int:

@@ -12,11 +12,13 @@ from siren_recon.protocol import MeshUpdate, Progress
 from siren_recon.protocol.client import RemoteError, reconstruct_remote
 
 from ..engine.errors import ReconstructionError
-from ..open3d_mode import read_point_cloud, write_mesh
+from ..io import read_cloud, write_mesh
+from .local_frame import LocalFrame
 
 
 def run_submit(args: argparse.Namespace) -> int:
-    points, normals, colours = read_point_cloud(args.input)
+    cloud = read_cloud(args.input)
+    frame = LocalFrame.of(cloud.points)
     overrides = dict(args.overrides)
     if args.iterations is not None:
         overrides["train.iterations"] = args.iterations
@@ -24,6 +26,7 @@ def run_submit(args: argparse.Namespace) -> int:
         overrides["mode"] = args.mode
     bar = tqdm(unit="it", disable=args.no_progress, file=sys.stderr)
     previews = Path(args.previews) if args.previews else None
+    finals: list[MeshUpdate] = []
 
     def on_progress(event: Progress) -> None:
         bar.total = event.total
@@ -31,12 +34,16 @@ def run_submit(args: argparse.Namespace) -> int:
         bar.update(event.iteration - bar.n)
 
     def on_mesh(event: MeshUpdate) -> None:
-        if previews is not None and not event.final:
-            write_mesh(previews / f"preview_{event.iteration:06d}_r{event.resolution}.ply", event.vertices, event.faces)
+        if event.final:
+            finals.append(event)
+        elif previews is not None:
+            write_mesh(previews / f"preview_{event.iteration:06d}_r{event.resolution}.ply",
+                       frame.to_cloud(event.vertices), event.faces)
 
     try:
         result = reconstruct_remote(
-            points, normals, colours, address=args.backend, overrides=overrides, on_progress=on_progress,
+            frame.to_local(cloud.points), cloud.normals, cloud.colours, address=args.backend, overrides=overrides,
+            on_progress=on_progress,
             on_mesh=on_mesh, tag=Path(args.input).name, connect_timeout=args.connect_timeout,
             server_key_file=args.server_key or "", client_key_file=args.client_key or "", detached=args.detached,
         )
@@ -44,9 +51,12 @@ def run_submit(args: argparse.Namespace) -> int:
         raise ReconstructionError(f"remote reconstruction failed: {exc}") from exc
     finally:
         bar.close()
-    write_mesh(args.output, result.vertices, result.faces)
+    # the backend colours the final mesh from the cloud's colours when it was sent some
+    colours = finals[-1].colours if finals and len(finals[-1].vertices) == len(result.vertices) else None
+    write_mesh(args.output, frame.to_cloud(result.vertices), result.faces, colours)
+    coloured = ", coloured from the input" if colours is not None else ""
     print(
-        f"{args.output}: {len(result.vertices)} vertices, {len(result.faces)} faces, "
+        f"{args.output}: {len(result.vertices)} vertices, {len(result.faces)} faces{coloured}, "
         f"mode {result.done.mode}, job {result.job}",
         file=sys.stderr,
     )

@@ -31,7 +31,8 @@ class MeshEvent:
     iteration: int
     resolution: int
     vertices: np.ndarray
-    """float32, shape (V, 3)."""
+    """float64, shape (V, 3): float64 so that a cloud far from the origin (UTM coordinates) keeps
+    its millimetres."""
     faces: np.ndarray
     """uint32, shape (F, 3), counter-clockwise seen from outside."""
     final: bool
@@ -42,7 +43,7 @@ class ReconstructionResult:
     """The final mesh and what it took to make it."""
 
     vertices: np.ndarray
-    """float32, shape (V, 3), in the input's coordinates."""
+    """float64, shape (V, 3), in the input's coordinates (float64: see :class:`MeshEvent`)."""
     faces: np.ndarray
     """uint32, shape (F, 3), outward-facing."""
     mode: str

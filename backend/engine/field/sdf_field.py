@@ -72,9 +72,13 @@ class SdfField:
         return remove_small_components(verts, faces, mesh_cfg.min_component_fraction)
 
     def mesh(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Marching-cubes mesh in input coordinates: float32 vertices, uint32 outward faces."""
+        """Marching-cubes mesh in input coordinates: float64 vertices, uint32 outward faces.
+
+        The vertices stay float64 from the unit cube back to the input's frame: float32 would round
+        a coordinate near 500,000 (UTM metres) to 3 cm.
+        """
         verts, faces = self.mesh_unit(resolution)
-        return self.normalization.from_unit(verts).astype(np.float32), faces.astype(np.uint32)
+        return self.normalization.from_unit(verts), faces.astype(np.uint32)
 
 
 def support_subsample(unit_points: np.ndarray, seed: int) -> np.ndarray:

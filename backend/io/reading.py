@@ -1,0 +1,33 @@
+"""Reading a point cloud file by its suffix: the one entry point every command uses."""
+
+from __future__ import annotations
+
+import os
+
+from .cloud import Cloud, check_exists, check_format
+from .open3d_clouds import OPEN3D_FORMATS, read_open3d_cloud
+
+LAS_SUFFIXES = (".las", ".laz")
+E57_SUFFIXES = (".e57",)
+CLOUD_FORMATS = OPEN3D_FORMATS + LAS_SUFFIXES + E57_SUFFIXES
+"""Every suffix :func:`read_cloud` reads."""
+
+
+def read_cloud(path: str | os.PathLike) -> Cloud:
+    """The cloud in ``path``, read by its suffix; :class:`InputError` naming the file for anything wrong.
+
+    LAS/LAZ and E57 readers are imported only for their files, so the other formats do not pay
+    for loading laspy or libE57.
+    """
+    source = check_format(path, CLOUD_FORMATS, "point cloud")
+    check_exists(source)
+    suffix = source.suffix.lower()
+    if suffix in LAS_SUFFIXES:
+        from .las import read_las
+
+        return read_las(source)
+    if suffix in E57_SUFFIXES:
+        from .e57 import read_e57
+
+        return read_e57(source)
+    return read_open3d_cloud(source)
