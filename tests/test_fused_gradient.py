@@ -100,7 +100,9 @@ def test_compiled_passes_match_the_eager_ones_and_train():
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()) + 1e-8)
 
     points, point_normals = sphere_cloud(2000, radius=1.0)
-    config = small_config(train__compile="on", train__backward_precision="bfloat16", train__iterations=200)
+    # 400 steps: at 200 this small network's sphere is on the edge of converging, and whether a
+    # stray inner sheet is left then depends on the CPU's rounding (AVX2 vs AVX-512), in any precision
+    config = small_config(train__compile="on", train__backward_precision="bfloat16", train__iterations=400)
     result = reconstruct_points(points, point_normals, config)
     radii = np.linalg.norm(result.vertices, axis=1)
     assert abs(float(np.median(radii)) - 1.0) < 0.02 and float(np.percentile(np.abs(radii - 1), 95)) < 0.05
