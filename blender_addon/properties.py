@@ -5,6 +5,8 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
 
+from .protocol.client import DEFAULT_ADDRESS
+
 MODE_ITEMS = [
     ("auto", "Auto", "Oriented when the source has normals (a mesh with faces), unoriented otherwise"),
     ("oriented", "Oriented", "Use the source's normals (SIREN loss)"),
@@ -18,7 +20,7 @@ QUALITY_ITEMS = [
 
 
 class SirenSettings(bpy.types.PropertyGroup):
-    address: StringProperty(name="Backend", default="tcp://127.0.0.1:5555",
+    address: StringProperty(name="Backend", default=DEFAULT_ADDRESS,
                             description="ZeroMQ address of the siren-recon backend")
     backend_command: StringProperty(name="Command", default="siren-recon serve",
                                     description="Command that starts a local backend (--bind is added)")
