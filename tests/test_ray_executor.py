@@ -120,7 +120,8 @@ def test_two_clients_get_previews_and_the_local_mesh(ray_backend):
         assert [(m.iteration, m.resolution, m.final) for m in meshes] == [
             (m.iteration, m.resolution, m.final) for m in local]
         for remote, mine in zip(meshes, local):
-            np.testing.assert_array_equal(remote.vertices, mine.vertices)
+            # the engine's float64 vertices travel as the protocol's float32
+            np.testing.assert_array_equal(remote.vertices, mine.vertices.astype(np.float32))
             np.testing.assert_array_equal(remote.faces, mine.faces)
 
 

@@ -84,7 +84,8 @@ def test_the_mesh_is_the_recorded_one(name):
     recorded = np.load(RECORDINGS / f"reference_{name}.npz")
     vertices, faces = run_case(name)
     if (str(recorded["torch_version"]), str(recorded["cpu_capability"])) == platform():
-        np.testing.assert_array_equal(vertices, recorded["vertices"])
+        # recorded when the engine returned float32 vertices; its float64 ones round to them exactly
+        np.testing.assert_array_equal(vertices.astype(recorded["vertices"].dtype), recorded["vertices"])
         np.testing.assert_array_equal(faces, recorded["faces"])
     else:
         expected = recorded["vertices"]
