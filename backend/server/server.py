@@ -200,7 +200,7 @@ class Server:
             try:
                 self._handle(identity, message)
             except ReconstructionError as exc:
-                self._reply(identity, Error(job=message.job, parent=message.msg_id, code=exc.code, message=str(exc)))
+                self._refuse(identity, message, exc.code, str(exc))
 
     def _handle(self, identity: bytes, message: Message) -> None:
         if isinstance(message, Ping):
@@ -254,15 +254,8 @@ class Server:
                 ),
             )
         else:
-            self._reply(
-                identity,
-                Error(
-                    parent=message.msg_id,
-                    job=message.job,
-                    code="unexpected_message",
-                    message=f"a backend does not accept {message.TYPE!r} messages",
-                ),
-            )
+            self._refuse(identity, message, "unexpected_message",
+                         f"a backend does not accept {message.TYPE!r} messages")
 
     def _submit(self, identity: bytes, message: SubmitJob) -> None:
         owner = self.owners[identity]
@@ -308,25 +301,9 @@ class Server:
         stopped, or at once by ``error`` (``unknown_job``, ``job_finished``)."""
         job = self.jobs.get(message.job)
         if job is None or job.owner != self.owners[identity]:
-            self._reply(
-                identity,
-                Error(
-                    job=message.job,
-                    parent=message.msg_id,
-                    code="unknown_job",
-                    message=f"no job {message.job!r} of yours on this backend",
-                ),
-            )
+            self._refuse(identity, message, "unknown_job", f"no job {message.job!r} of yours on this backend")
         elif not self._cancel(job, "cancelled by the client", message.msg_id):
-            self._reply(
-                identity,
-                Error(
-                    job=job.id,
-                    parent=message.msg_id,
-                    code="job_finished",
-                    message=f"job {job.id} has already ended ({job.state})",
-                ),
-            )
+            self._refuse(identity, message, "job_finished", f"job {job.id} has already ended ({job.state})")
 
     def _cancel(self, job: Job, reason: str, request: str = "") -> bool:
         """Stop ``job`` for ``reason`` on behalf of the cancel ``request`` (``""``: the backend's
@@ -341,6 +318,10 @@ class Server:
         return True
 
     # -- replies and housekeeping -------------------------------------------------------------
+    def _refuse(self, identity: bytes, request: Message, code: str, text: str) -> None:
+        """Answer ``request`` with an ``error``: naming it (``parent``) and its job."""
+        self._reply(identity, Error(job=request.job, parent=request.msg_id, code=code, message=text))
+
     def _reply(self, identity: bytes, message: Message, kind: bytes = OTHER) -> None:
         message = _with_session(message, self.session)
         try:
@@ -390,16 +371,8 @@ class Server:
     def _fetch(self, identity: bytes, message: FetchResult) -> None:
         stored = self.results.load(message.job, self._result_owner(identity)) if self.results is not None else None
         if stored is None:
-            self._reply(
-                identity,
-                Error(
-                    job=message.job,
-                    parent=message.msg_id,
-                    code="unknown_job",
-                    message=f"no kept result of yours for job {message.job!r} (never existed, "
-                    "not finished, or expired)",
-                ),
-            )
+            self._refuse(identity, message, "unknown_job", f"no kept result of yours for job {message.job!r} "
+                         "(never existed, not finished, or expired)")
             return
         self._reply(
             identity,
