@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from .addon_build import load_build_script
 from .paths import REPO
 
 pytestmark = [pytest.mark.blender, pytest.mark.live, pytest.mark.slow]
@@ -68,18 +69,12 @@ def outcomes(tmp_path_factory) -> dict[tuple[str, str], tuple[str, str]]:
     found = {("test_addon_blender.py", name): result
              for name, result in run_tests("test_addon_blender.py", folder).items()}
     wheels = folder / "bundled-wheels"  # the build above left the bundled wheels in the cache
+    pins = [f"{name}=={version}" for name, version in load_build_script().WHEELS.items()]
     subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(WHEEL_CACHE),
-                    "--target", str(wheels), *(f"{name}=={version}" for name, version in bundled_versions().items())],
-                   check=True)
+                    "--target", str(wheels), *pins], check=True)
     found.update({("test_addon_logic.py", name): result
                   for name, result in run_tests("test_addon_logic.py", folder, str(wheels)).items()})
     return found
-
-
-def bundled_versions() -> dict[str, str]:
-    from .addon_build import load_build_script
-
-    return load_build_script().WHEELS
 
 
 @pytest.mark.parametrize("module, name", CASES)
