@@ -20,6 +20,19 @@ from .server.config import EXECUTORS, ON_WORKER_LOST, RayConfig, ServerConfig
 EXIT_USAGE = 2
 
 
+def parse_trim(text: str) -> dict[str, Any]:
+    """``--trim auto|off|SHARE`` as config overrides."""
+    if text in ("auto", "off"):
+        return {"mesh.trim": text}
+    try:
+        share = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects auto, off or a share of the diagonal, got {text!r}") from None
+    if not 0.0 < share < float("inf"):
+        raise argparse.ArgumentTypeError(f"a trim distance must be a positive share of the diagonal, got {text!r}")
+    return {"mesh.trim": "distance", "mesh.trim_distance": share}
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``key=value`` with the value read as bool, int, float or string, in that order."""
     if "=" not in text:
@@ -60,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the given normals as directions only (scans whose normals may be flipped)",
     )
     rec.add_argument(
-        "--trim", type=float, metavar="SHARE",
-        help="cut away surface farther than SHARE of the box diagonal from every point (open scans)",
+        "--trim", type=parse_trim, metavar="auto|off|SHARE",
+        help="surface no point supports (open scans): auto (default) cuts it only when the cloud covers part "
+        "of the surface; off keeps the closed surface; a number cuts faces farther than that share of the box "
+        "diagonal from every point",
     )
     rec.add_argument("--checkpoint", help="also save the trained field here (re-mesh with `mesh`)")
     rec.add_argument("--previews", help="write each preview mesh into this folder")

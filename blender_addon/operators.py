@@ -136,7 +136,8 @@ class SIREN_OT_reconstruct(bpy.types.Operator):
         session = connected_session(self, context)
         if session is None:
             return {"CANCELLED"}
-        overrides = job_overrides(mode, quality, settings.iterations, settings.resolution, settings.seed)
+        overrides = job_overrides(mode, quality, settings.iterations, settings.resolution, settings.seed,
+                                  settings.trim, settings.trim_distance)
         depsgraph = context.evaluated_depsgraph_get()
         jobs = []
         for obj in sources:

@@ -32,6 +32,10 @@ class SIREN_PT_main(bpy.types.Panel):
 
         layout.prop(settings, "mode")
         layout.prop(settings, "quality")
+        row = layout.row(align=True)
+        row.prop(settings, "trim")
+        if settings.trim == "distance":
+            row.prop(settings, "trim_distance", text="")
         layout.prop(settings, "show_advanced", icon="TRIA_DOWN" if settings.show_advanced else "TRIA_RIGHT")
         if settings.show_advanced:
             col = layout.column(align=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from .protocol.client import DEFAULT_ADDRESS
 
@@ -18,6 +18,13 @@ QUALITY_ITEMS = [
     ("high", "High", "Wide network, 6,000 steps, 384^3 mesh"),
 ]
 
+TRIM_ITEMS = [
+    ("auto", "Auto", "Cut away surface no point supports only when the cloud covers part of the shape "
+     "(a scan from one side, a facade, a terrain); closed shapes stay as they are"),
+    ("off", "Off", "Always keep the closed surface the field makes"),
+    ("distance", "Distance", "Cut away faces farther than Trim Distance from every point"),
+]
+
 
 class SirenSettings(bpy.types.PropertyGroup):
     address: StringProperty(name="Backend", default=DEFAULT_ADDRESS,
@@ -26,6 +33,10 @@ class SirenSettings(bpy.types.PropertyGroup):
                                     description="Command that starts a local backend (--bind is added)")
     mode: EnumProperty(name="Mode", items=MODE_ITEMS, default="auto")
     quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="standard")
+    trim: EnumProperty(name="Trim", items=TRIM_ITEMS, default="auto",
+                       description="Open scans: cut away surface that no point supports")
+    trim_distance: FloatProperty(name="Trim Distance", default=0.02, min=0.0001, max=1.0, precision=3,
+                                 description="Share of the cloud's box diagonal, with Trim set to Distance")
     show_advanced: BoolProperty(name="Advanced", default=False)
     iterations: IntProperty(name="Iterations", default=0, min=0, description="0: from the quality preset")
     resolution: IntProperty(name="Resolution", default=0, min=0, max=1024, description="0: from the quality preset")

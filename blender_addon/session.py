@@ -28,6 +28,13 @@ from .protocol.client import Client, ConnectionEvent
 ACTIVE = ("submitting", "queued", "running", "fetching")
 
 
+def trim_note(stats: dict[str, float]) -> str:
+    """``, open: trimmed 38%`` when the backend cut unsupported surface away, else nothing."""
+    if stats.get("trimmed"):
+        return f", open: trimmed {100 * stats.get('trimmed_area_share', 0.0):.0f}%"
+    return ""
+
+
 @dataclass
 class JobState:
     """One reconstruction as the add-on sees it."""
@@ -222,7 +229,7 @@ class Session:
                 job.pending_mesh = event
         elif isinstance(event, JobDone):
             job.status, job.mode = "done", event.mode
-            job.message = f"done ({event.mode}, {sum(event.timings.values()):.0f} s)"
+            job.message = f"done ({event.mode}{trim_note(event.stats)}, {sum(event.timings.values()):.0f} s)"
         elif isinstance(event, JobFailed):
             job.status, job.message = "failed", f"{event.code}: {event.message}"
         elif isinstance(event, JobCancelled):

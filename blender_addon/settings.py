@@ -15,8 +15,16 @@ MIN_POINTS = 16
 """Fewer points are refused before anything is sent (the backend would refuse them too)."""
 
 
-def job_overrides(mode: str, quality: str, iterations: int = 0, resolution: int = 0, seed: int = -1) -> dict[str, Any]:
-    """Overrides for one job: the preset, then the advanced fields the user set (0 / -1: unset)."""
+TRIMS = ("auto", "off", "distance")
+"""The panel's trim choices, as the engine's ``mesh.trim``; ``auto`` is the engine's default."""
+
+
+def job_overrides(
+    mode: str, quality: str, iterations: int = 0, resolution: int = 0, seed: int = -1,
+    trim: str = "auto", trim_distance: float = 0.02,
+) -> dict[str, Any]:
+    """Overrides for one job: the preset, then the advanced fields the user set (0 / -1: unset),
+    then the trim choice (``distance`` with its share of the diagonal)."""
     if quality not in PRESETS:
         raise ValueError(f"unknown quality preset {quality!r}")
     overrides: dict[str, Any] = {"mode": mode, **PRESETS[quality]}
@@ -26,4 +34,10 @@ def job_overrides(mode: str, quality: str, iterations: int = 0, resolution: int 
         overrides["mesh.resolution"] = resolution
     if seed >= 0:
         overrides["train.seed"] = seed
+    if trim not in TRIMS:
+        raise ValueError(f"unknown trim choice {trim!r}")
+    if trim != "auto":
+        overrides["mesh.trim"] = trim
+    if trim == "distance":
+        overrides["mesh.trim_distance"] = float(trim_distance)
     return overrides

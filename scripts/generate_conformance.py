@@ -168,7 +168,7 @@ def cases() -> dict[str, dict[str, Any]]:
     out["job-failed-no-surface"] = {"about": "a job whose mesh is trimmed away entirely fails with no_surface",
                                     "steps": [
         step(wire(SubmitJob(msg_id="submit", points=points, normals=normals,
-                            overrides={**TINY, "mesh.trim_distance": 1e-9})), "submit",
+                            overrides={**TINY, "mesh.trim": "distance", "mesh.trim_distance": 1e-9})), "submit",
              [reply("job_accepted"), reply("job_failed", parent="empty", job="accepted", code="no_surface")],
              skip=JOB_SKIP, timeout_s=300)]}
     out.update(refusals(submit, points, normals))

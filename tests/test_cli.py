@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -121,11 +122,14 @@ def test_unoriented_cloud_with_direction_flags(tmp_path):
     np.savetxt(source, upper)
     out = tmp_path / "cap.ply"
     done = run_cli(
-        "reconstruct", str(source), "-o", str(out), "--iterations", "300", "--resolution", "40", "--trim", "0.03", *FAST
+        "reconstruct", str(source), "-o", str(out), "--iterations", "300", "--resolution", "40", *FAST
     )
     assert done.returncode == 0, done.stderr
     assert "mode unoriented, noise 0.0" in done.stderr  # a clean sample: far below noise_free_ratio
+    assert re.search(r"trimmed \d+\.\d% of the area", done.stderr)  # by default: the cloud covers part of it
     mesh = o3d.io.read_triangle_mesh(str(out))
     vertices = np.asarray(mesh.vertices)
     assert vertices[:, 2].min() > -0.6  # trimmed: no cap closes the unscanned bottom
+    bad = run_cli("reconstruct", str(source), "-o", str(out), "--trim", "sometimes")
+    assert bad.returncode == 2 and "--trim: expects auto, off or a share of the diagonal" in bad.stderr
     assert abs(np.median(np.linalg.norm(vertices, axis=1)) - 1.0) < 0.05

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.spatial import cKDTree
 
 from siren_recon.engine.config import (
     ORIENTATIONS,
@@ -20,7 +19,7 @@ from siren_recon.engine.field.geometric_init import sphere_init
 from siren_recon.engine.field.model import Siren
 from siren_recon.engine.fitting.losses import normal_term
 from siren_recon.engine.fitting.sampling import Batch
-from siren_recon.engine.meshing import extract_mesh, trim_far_faces
+from siren_recon.engine.meshing import extract_mesh
 from siren_recon.engine.pipeline import choose_mode, reconstruct_points
 
 from .shapes import small_config, sphere_cloud
@@ -144,18 +143,6 @@ def test_direction_only_normal_term_ignores_flips():
     flips = torch.where(torch.rand(100, generator=gen) < 0.5, -1.0, 1.0)[:, None]
     assert float(normal_term(grad, normals * flips, directions_only=True)) < 1e-6
     assert float(normal_term(grad, normals * flips)) > 0.5
-
-
-def test_trimming_opens_the_unscanned_side():
-    lo, hi = -np.ones(3), np.ones(3)
-    verts, faces = extract_mesh(lambda x: x.norm(dim=-1) - 0.5, lo, hi, 48, 1 << 16, torch.device("cpu"))
-    points, _ = sphere_cloud(3000, radius=0.5)
-    scanned = points[points[:, 2] > 0]  # only the upper half was seen
-    kept_v, kept_f = trim_far_faces(verts, faces, cKDTree(scanned), 0.05)
-    centres = kept_v[kept_f].mean(axis=1)
-    assert centres[:, 2].min() > -0.06
-    assert 0.4 < len(kept_f) / len(faces) < 0.6
-    assert len(trim_far_faces(verts, faces, cKDTree(scanned), 0.0)[1]) == len(faces)
 
 
 @pytest.mark.parametrize("hidden_layers", [0, 1, 2, 4])

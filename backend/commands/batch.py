@@ -60,6 +60,8 @@ class Item:
     started: float = 0.0
     seconds: float = 0.0
     error: str = ""
+    trimmed: float = 0.0
+    """Share of the surface area the backend cut away as unsupported (open scans)."""
     job: str = ""
     final: MeshUpdate | None = None
     frame: LocalFrame | None = None
@@ -187,6 +189,7 @@ class Batch:
             item.final = event
         elif isinstance(event, JobDone):
             del self.jobs[event.job]
+            item.trimmed = event.stats.get("trimmed_area_share", 0.0) if event.stats.get("trimmed") else 0.0
             try:
                 write_atomically(item.output, item)
             except ReconstructionError as exc:
@@ -230,10 +233,11 @@ class Batch:
 
 
 def print_summary(items: list[Item], stream: TextIO) -> None:
-    """A table of every input: name, status, points, faces, seconds, error."""
-    header = ("name", "status", "points", "faces", "seconds", "error")
+    """A table of every input: name, status, points, faces, trimmed share, seconds, error."""
+    header = ("name", "status", "points", "faces", "trimmed", "seconds", "error")
     rows = [
         (item.source.name, item.status, str(item.points or ""), str(item.faces or ""),
+         f"{100 * item.trimmed:.1f}%" if item.trimmed else "",
          f"{item.seconds:.1f}" if item.seconds else "", item.error.splitlines()[0] if item.error else "")
         for item in items
     ]

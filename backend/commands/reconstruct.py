@@ -30,10 +30,10 @@ def config_from_args(args: argparse.Namespace) -> ReconstructionConfig:
         "train.device": args.device,
         "mode": args.mode,
         "train.seed": args.seed,
-        "mesh.trim_distance": args.trim,
         "oriented.normal_directions_only": True if args.normal_directions else None,
     }
     overrides.update({k: v for k, v in named.items() if v is not None})
+    overrides.update(args.trim or {})
     return apply_overrides(ReconstructionConfig(), overrides)
 
 
@@ -114,12 +114,20 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     coloured = ", coloured from the input" if colours is not None else ""
     print(
         f"{args.output}: {len(result.vertices)} vertices, {len(result.faces)} faces{coloured}, "
+        f"{describe_trim(result.stats)}, "
         f"mode {result.mode}{noise}, train {result.timings['train']:.1f} s, mesh {result.timings['mesh']:.1f} s",
         file=sys.stderr,
     )
     if window is not None:
         window.hold()
     return 0
+
+
+def describe_trim(stats: dict[str, float]) -> str:
+    """The trim step in a few words: ``trimmed 38% of the area (no point near it)`` or ``not trimmed``."""
+    if stats.get("trimmed"):
+        return f"trimmed {100 * stats['trimmed_area_share']:.1f}% of the area (no point near it)"
+    return "not trimmed"
 
 
 def mesh_colours(cloud: Cloud, vertices: np.ndarray) -> np.ndarray | None:

@@ -28,6 +28,7 @@ DivergenceShape = Literal["linear", "quintic", "step"]
 Derivatives = Literal["auto", "autograd", "forward", "fused"]
 BackwardPrecision = Literal["auto", "float32", "bfloat16"]
 CompileChoice = Literal["auto", "on", "off"]
+TrimChoice = Literal["auto", "off", "distance"]
 
 ORIENTATIONS: tuple[str, ...] = get_args(Orientation)
 MODES: tuple[str, ...] = get_args(Mode)
@@ -286,9 +287,15 @@ class MeshConfig:
     """A surface point is supported by the cloud within this distance (share of its box diagonal)."""
     min_supported_share: float = 0.5
     """Drop pieces with less than this share of their area supported (ghost sheets); 0 keeps all."""
-    trim_distance: float = 0.0
-    """Cut away faces farther than this (share of the cloud's box diagonal) from every input
-    point; 0 keeps them. For open scans, whose fit otherwise closes the open side."""
+    trim: TrimChoice = "auto"
+    """Cutting away surface no input point supports, for open scans (one side, a facade, a
+    terrain), whose fit otherwise closes the unscanned side: ``auto`` cuts only when the cloud
+    covers part of the surface (more than a tenth of the area farther than four point spacings
+    from every point; see ``meshing.trimming.trim_mesh``) and leaves a closed shape's mesh as it
+    is; ``off`` never cuts; ``distance`` cuts every face farther than ``trim_distance``."""
+    trim_distance: float = 0.02
+    """With ``trim = "distance"``: cut faces farther than this (share of the cloud's box
+    diagonal) from every input point."""
     padding: float = 0.05
     """Extra margin around the cloud's box, as a fraction of its longest side."""
 
@@ -365,7 +372,7 @@ BOUNDS: dict[str, Bound] = {
     "mesh.min_component_fraction": between(0, 1, high_open=True),
     "mesh.support_distance": above(0),
     "mesh.min_supported_share": between(0, 1),
-    "mesh.trim_distance": at_least(0),
+    "mesh.trim_distance": above(0),
     "mesh.padding": between(0, 1),
     "preview.first_iteration": at_least(1),
     "preview.growth": above(1),

@@ -18,6 +18,7 @@ from .errors import InputError
 from .events import MeshEvent, ProgressEvent, ReconstructionResult
 from .field.sdf_field import SdfField, mesh_bounds, support_subsample
 from .fitting.stage import Cloud, MeshCallback, Reporting, Stage, fit_stage
+from .meshing.trimming import TrimOutcome
 from .normalization import Normalization
 from .unoriented.refinement import refinement_stage
 from .validation import validate_normals, validate_points
@@ -111,7 +112,7 @@ def reconstruct_points(
     started = time.perf_counter()
     field, losses = train_field(points, normals, config, on_progress, on_mesh, should_cancel)
     trained = time.perf_counter()
-    vertices, faces = field.mesh()
+    vertices, faces, trim = field.mesh_with_trim()
     meshed = time.perf_counter()
     if len(faces) == 0:
         raise InputError("training produced no surface (the field has no zero crossing)", "no_surface")
@@ -119,8 +120,18 @@ def reconstruct_points(
         on_mesh(MeshEvent(config.train.iterations, config.mesh.resolution, vertices, faces, final=True))
     stats = {f"loss_{k}": v for k, v in losses.items()}
     stats.update(points=float(len(points)), vertices=float(len(vertices)), faces=float(len(faces)))
+    stats.update(trim_stats(trim))
     if field.noise_ratio is not None:
         stats["noise_ratio"] = field.noise_ratio
     return ReconstructionResult(
         vertices, faces, field.mode, stats, {"train": trained - started, "mesh": meshed - trained}, field
     )
+
+
+def trim_stats(trim: TrimOutcome) -> dict[str, float]:
+    """The trim step's outcome as result statistics: ``trimmed`` (1 or 0), ``trimmed_area_share``
+    (share of the area cut) and, where the automatic rule measured it, ``unsupported_share``."""
+    stats = {"trimmed": float(trim.trimmed), "trimmed_area_share": trim.area_cut_share}
+    if trim.applied in ("kept", "trimmed"):
+        stats["unsupported_share"] = trim.unsupported_share
+    return stats

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -10,7 +11,8 @@ import torch
 from scipy.spatial import cKDTree
 
 from ..config import ReconstructionConfig
-from ..meshing import drop_unsupported_components, extract_mesh, remove_small_components, trim_far_faces
+from ..meshing import drop_unsupported_components, extract_mesh, remove_small_components
+from ..meshing.trimming import NO_TRIM, TrimOutcome, point_spacing, trim_mesh
 from ..normalization import Normalization
 from .model import FoldedSiren, Siren
 
@@ -47,6 +49,11 @@ class SdfField:
     def support_diagonal(self) -> float:
         return float(np.linalg.norm(np.ptp(self.support, axis=0)))
 
+    @cached_property
+    def support_spacing(self) -> float:
+        """Median nearest-neighbour distance of the support points, in unit coordinates."""
+        return point_spacing(self.support_tree)
+
     @torch.no_grad()
     def sdf(self, points: np.ndarray, chunk_points: int | None = None) -> np.ndarray:
         """Signed distance at points given in input coordinates, in input units."""
@@ -57,8 +64,9 @@ class SdfField:
         out = torch.cat(values) if values else unit[:, 0]
         return out.cpu().numpy().astype(np.float64) / self.normalization.scale
 
-    def mesh_unit(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Cleaned marching-cubes mesh in unit coordinates (float64 vertices, int64 faces)."""
+    def mesh_unit(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray, TrimOutcome]:
+        """Cleaned, trimmed marching-cubes mesh in unit coordinates (float64 vertices, int64 faces),
+        and what the trim step did (its distance and area in unit coordinates)."""
         mesh_cfg = self.config.mesh
         verts, faces = extract_mesh(
             FoldedSiren(self.model), np.array(self.bounds[0]), np.array(self.bounds[1]),
@@ -68,8 +76,20 @@ class SdfField:
             verts, faces, self.support_tree, mesh_cfg.support_distance * self.support_diagonal,
             mesh_cfg.min_supported_share,
         )
-        verts, faces = trim_far_faces(verts, faces, self.support_tree, mesh_cfg.trim_distance * self.support_diagonal)
-        return remove_small_components(verts, faces, mesh_cfg.min_component_fraction)
+        trim = NO_TRIM
+        if mesh_cfg.trim != "off":
+            verts, faces, trim = trim_mesh(
+                verts, faces, self.support_tree, mesh_cfg.trim,
+                mesh_cfg.trim_distance * self.support_diagonal, self.support_spacing,
+            )
+        verts, faces = remove_small_components(verts, faces, mesh_cfg.min_component_fraction)
+        return verts, faces, trim
+
+    def mesh_with_trim(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray, TrimOutcome]:
+        """:meth:`mesh`, and what the trim step did (its distance in input units)."""
+        verts, faces, trim = self.mesh_unit(resolution)
+        trim = dataclasses.replace(trim, distance=trim.distance / self.normalization.scale)
+        return self.normalization.from_unit(verts), faces.astype(np.uint32), trim
 
     def mesh(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Marching-cubes mesh in input coordinates: float64 vertices, uint32 outward faces.
@@ -77,8 +97,8 @@ class SdfField:
         The vertices stay float64 from the unit cube back to the input's frame: float32 would round
         a coordinate near 500,000 (UTM metres) to 3 cm.
         """
-        verts, faces = self.mesh_unit(resolution)
-        return self.normalization.from_unit(verts), faces.astype(np.uint32)
+        verts, faces, _ = self.mesh_with_trim(resolution)
+        return verts, faces
 
 
 def support_subsample(unit_points: np.ndarray, seed: int) -> np.ndarray:

@@ -41,6 +41,12 @@ def remove_small_components(
     return compact(vertices, keep_faces)
 
 
+def face_gaps(vertices: np.ndarray, faces: np.ndarray, support: cKDTree, distance: float) -> np.ndarray:
+    """Distance from each face's centre to the nearest input point; ``inf`` beyond ``distance``."""
+    centroids = vertices[faces].mean(axis=1)
+    return support.query(centroids, k=1, distance_upper_bound=distance, workers=-1)[0]
+
+
 def drop_unsupported_components(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -59,8 +65,7 @@ def drop_unsupported_components(
         return vertices, faces
     count, labels = component_labels(len(vertices), faces)
     areas = face_areas(vertices, faces)
-    centroids = vertices[faces].mean(axis=1)
-    near = support.query(centroids, k=1, distance_upper_bound=distance)[0] <= distance
+    near = face_gaps(vertices, faces, support, distance) <= distance
     total = np.bincount(labels, weights=areas, minlength=count)
     supported = np.bincount(labels, weights=areas * near, minlength=count)
     keep = supported >= min_share * np.maximum(total, 1e-30)
