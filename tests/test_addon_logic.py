@@ -25,7 +25,7 @@ from blender_addon.geometry import (  # noqa: E402
     sample_triangles,
     to_world,
 )
-from blender_addon.session import Session  # noqa: E402
+from blender_addon.session import Session, trim_note  # noqa: E402
 from blender_addon.settings import PRESETS, job_overrides  # noqa: E402
 
 
@@ -94,6 +94,17 @@ def test_quality_presets_and_advanced_fields_become_overrides():
     }
     with pytest.raises(ValueError, match="preset"):
         job_overrides("auto", "ultra")
+
+
+def test_the_trim_choice_becomes_the_engines_setting():
+    assert "mesh.trim" not in job_overrides("auto", "standard", trim="auto")  # the engine's default
+    assert job_overrides("auto", "standard", trim="off")["mesh.trim"] == "off"
+    cut = job_overrides("auto", "preview", trim="distance", trim_distance=0.05)
+    assert cut["mesh.trim"] == "distance" and cut["mesh.trim_distance"] == 0.05
+    with pytest.raises(ValueError, match="trim"):
+        job_overrides("auto", "standard", trim="sometimes")
+    assert trim_note({"trimmed": 1.0, "trimmed_area_share": 0.413}) == ", open: trimmed 41%"
+    assert trim_note({"trimmed": 0.0, "trimmed_area_share": 0.0}) == ""
 
 
 @pytest.mark.live
