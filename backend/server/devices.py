@@ -17,7 +17,10 @@ def worker_devices(devices: str, device: str) -> list[str]:
     if devices.strip() == "auto":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         return [f"cuda:{index}" for index in range(count)] or ["cpu"]
-    names = [name.strip() for name in devices.split(",")] if devices.strip() else [device]
+    if not devices.strip():
+        resolve_device(device)
+        return [device]
+    names = [name.strip() for name in devices.split(",")]
     if any(not name for name in names):
         raise ConfigError(f"--devices {devices!r} has an empty entry (write e.g. cuda:0,cuda:1)")
     resolved = []
@@ -32,4 +35,4 @@ def worker_devices(devices: str, device: str) -> list[str]:
             resolved.append(f"cuda:{index}")
         else:
             resolved.append("cpu")
-    return resolved if devices.strip() else [device]
+    return resolved
