@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the headless backend (ZeroMQ)")
     serve.add_argument("--bind", default=server.bind, help="ZeroMQ endpoint (default loopback)")
     serve.add_argument("--device", default=server.device, help="auto, cpu, cuda or cuda:N")
+    serve.add_argument(
+        "--devices", default=server.devices,
+        help="one worker per device, jobs to the first free one: auto (every GPU, else the CPU) or a list, "
+        "cuda:0,cuda:1 (default: one worker on --device)",
+    )
     serve.add_argument("--heartbeat-timeout", type=float, default=server.heartbeat_timeout,
                        help="seconds before a silent client's jobs are cancelled")
     security = serve.add_argument_group("security (ZeroMQ CURVE)")

@@ -14,18 +14,22 @@ In one run, same network, batch and device:
   layers), median ms per step, their ratio and peak memory;
 * meshing: dense grid evaluation against the engine's narrow band at 128^3/256^3(/512^3) on a
   trained network, seconds and the largest deviation between the two surfaces;
-* with ``--full-run``: one whole unoriented reconstruction end to end at the issue's GPU
+* with ``--full-run``: one whole unoriented reconstruction end to end at the GPU target's
   settings (10,000 steps, 15,000 surface + 15,000 off-surface points a step, 4 x 256 sine
   layers) of 30,000 points sampled from ``data/spot.obj`` without normals, previews on, the
   final 256^3 mesh included; ``--full-run-iterations`` scales it down for a CPU.
 
     python scripts/benchmark_engine.py --quick --json out/benchmark_engine.json
     python scripts/benchmark_engine.py --device cuda --full-run --json out/benchmark_engine_gpu.json
+
+The JSON is written after each table (a crash keeps what was measured) and records the device,
+the torch/CUDA/Triton versions and what every speed setting resolved to.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import statistics
@@ -39,14 +43,16 @@ import torch
 from siren_recon.engine.config import ReconstructionConfig, apply_overrides
 from siren_recon.engine.device import resolve_device
 from siren_recon.engine.field.derivatives import divergence, sdf_and_gradient
-from siren_recon.engine.field.fused_gradient import fused_settings
+from siren_recon.engine.field.fused_gradient import cpp_compiler_found, fused_settings, triton_found
 from siren_recon.engine.field.model import FoldedSiren, Siren
+from siren_recon.engine.fitting.device_choices import adam_options, previews_on_thread, uses_tf32
 from siren_recon.engine.fitting.losses import oriented_loss, unoriented_loss
-from siren_recon.engine.fitting.sampling import Batch
-from siren_recon.engine.fitting.trainer import compute_loss
+from siren_recon.engine.fitting.sampling import Batch, PointSampler
+from siren_recon.engine.fitting.trainer import compute_loss, train
 from siren_recon.engine.meshing import extract_mesh
-from siren_recon.engine.pipeline import reconstruct_points, train_field
+from siren_recon.engine.pipeline import reconstruct_points, refinement_iterations, train_field
 from siren_recon.harness import write_json
+from siren_recon.io.text_meshes import read_obj
 from siren_recon.metrics import compare_meshes, sample_surface
 
 REPO = Path(__file__).resolve().parents[1]
@@ -227,30 +233,29 @@ FULL_RUN = {
     "sampling.box_points": 10_500,
     "sampling.near_points": 4_500,
 }
-"""The full reconstruction of issue 6's GPU target; the off-surface points keep the defaults'
+"""The full reconstruction of the GPU target (under 20 s on an H100/H200); the off-surface points keep the defaults'
 70 / 30 split between the box and the band round the surface."""
 
 
-def full_run(device: torch.device, iterations: int) -> dict:
+def full_run(device: torch.device, iterations: int, overrides: dict | None = None) -> dict:
     """Seconds of one whole unoriented reconstruction at :data:`FULL_RUN` (training with
-    previews, then the final mesh) and the Chamfer of its mesh to ``data/spot.obj``."""
-    from siren_recon.open3d_mode import import_open3d
-
-    o3d = import_open3d()
-    truth = o3d.io.read_triangle_mesh(str(REPO / "data" / "spot.obj"))
-    gt_v, gt_f = np.asarray(truth.vertices), np.asarray(truth.triangles)
+    previews, then the final mesh) and the Chamfer of its mesh to ``data/spot.obj``; from the
+    events' arrival times, each stage's steps per second, the first preview's time, the seconds
+    previews held training up (or, meshed on their own thread, came after their iteration) and
+    the stall between the two stages."""
+    gt_v, gt_f = read_obj(REPO / "data" / "spot.obj")
     points, _ = sample_surface(gt_v, gt_f, 30_000, np.random.default_rng(0))
     config = apply_overrides(
         ReconstructionConfig(),
-        {
-            **FULL_RUN,
-            "train.iterations": iterations,
-            "train.device": str(device),
-        },
+        {**FULL_RUN, "train.iterations": iterations, "train.device": str(device), **(overrides or {})},
     )
-    meshes = []
+    marks: list[tuple[str, int, float]] = []
     started = time.perf_counter()
-    result = reconstruct_points(points, None, config, on_mesh=lambda event: meshes.append(event.resolution))
+    result = reconstruct_points(
+        points, None, config,
+        on_progress=lambda event: marks.append(("progress", event.iteration, time.perf_counter() - started)),
+        on_mesh=lambda event: marks.append(("mesh", event.iteration, time.perf_counter() - started)),
+    )
     synchronise(device)
     seconds = time.perf_counter() - started
     scores = compare_meshes(result.vertices, result.faces, gt_v, gt_f, samples=100_000)
@@ -259,63 +264,202 @@ def full_run(device: torch.device, iterations: int) -> dict:
         "seconds": seconds,
         "train_s": result.timings["train"],
         "mesh_s": result.timings["mesh"],
-        "meshes_streamed": len(meshes),
+        "meshes_streamed": sum(kind == "mesh" for kind, _, _ in marks),
         "chamfer_l1": scores.chamfer_l1,
-        **{k: v for k, v in FULL_RUN.items() if k != "mode"},
+        **stage_figures(marks, iterations - refinement_iterations(config, "unoriented"), config.train.progress_every),
+        "settings": resolved_settings(config, device),
+        **{key: setting(config, key) for key in FULL_RUN if key != "mode"},
     }
+
+
+def setting(config: ReconstructionConfig, name: str) -> object:
+    """The value of the dotted setting ``name`` in ``config``."""
+    value: object = config
+    for part in name.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def stage_figures(marks: list[tuple[str, int, float]], first_stage: int, every: int) -> dict:
+    """Per-stage steps per second, preview seconds and the stall between stages, from
+    ``(kind, iteration, seconds)`` marks of the progress and mesh events."""
+    progress = [(it, t) for kind, it, t in marks if kind == "progress"]
+    stages = [[(it, t) for it, t in progress if it <= first_stage], [(it, t) for it, t in progress if it > first_stage]]
+    figures: dict = {}
+    for index, rows in enumerate(stages, start=1):
+        if len(rows) >= 2:
+            steps, seconds = rows[-1][0] - rows[0][0], rows[-1][1] - rows[0][1]
+            figures[f"stage{index}_iterations_per_second"] = steps / max(seconds, 1e-9)
+    if stages[0] and len(stages[1]) >= 2:
+        (last_it, last_t), (next_it, next_t) = stages[0][-1], stages[1][0]
+        step = 1.0 / figures["stage2_iterations_per_second"]
+        figures["stall_between_stages_s"] = next_t - last_t - (next_it - last_it) * step
+    at = dict(progress)
+    previews = [(it, t) for kind, it, t in marks if kind == "mesh"][:-1]
+    figures["first_preview_s"] = previews[0][1] if previews else None
+    # inline: the wait between a preview's iteration and its mesh; on a thread: how late it came
+    figures["preview_s"] = sum(t - at[it] for it, t in previews if it in at)
+    return figures
+
+
+def resolved_settings(config: ReconstructionConfig, device: torch.device) -> dict:
+    """What every speed setting of ``config`` comes to on ``device`` (its ``auto`` resolved)."""
+    dtype, compiled = fused_settings(config.train.backward_precision, config.train.compile, device)
+    return {
+        "fused_backward_dtype": str(dtype).removeprefix("torch."),
+        "compile": compiled,
+        "tf32_hidden_layers": uses_tf32(config, device),
+        "adam": adam_options(config, device),
+        "previews_on_thread": previews_on_thread(config, device),
+        "derivatives": config.train.derivatives,
+    }
+
+
+def environment(device: torch.device) -> dict:
+    """The machine and software the figures come from."""
+    cuda = device.type == "cuda"
+    return {
+        "device": torch.cuda.get_device_name(device) if cuda else f"{platform.processor() or platform.machine()} CPU",
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "triton": triton_found(),
+        "cpp_compiler": cpp_compiler_found(),
+        "allow_tf32_at_start": torch.backends.cuda.matmul.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "defaults": resolved_settings(ReconstructionConfig(), device),
+    }
+
+
+SPEED_VARIANTS = {
+    "matmul float32": {"train.matmul_precision": "float32"},
+    "adam for-loop": {"train.adam": "for-loop"},
+    "not compiled": {"train.compile": "off"},
+    "all off (float32, for-loop, eager)": {
+        "train.matmul_precision": "float32", "train.adam": "for-loop", "train.compile": "off"
+    },
+}
+"""The speed settings switched off one at a time (and all together) against the defaults."""
+
+
+def speed_table(device: torch.device, steps: int) -> list[dict]:
+    """Milliseconds per whole training step (sampling, loss, backward, clipping, Adam) at the
+    full run's settings on a sphere cloud, the defaults against each :data:`SPEED_VARIANTS`; each
+    is run once untimed first (a compile) and timed over ``steps`` steps."""
+    normals = np.random.default_rng(0).normal(size=(30_000, 3))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    unit = torch.as_tensor(normals * 0.6, dtype=torch.float32, device=device)
+    rows = []
+    for label, overrides in {"defaults": {}, **SPEED_VARIANTS}.items():
+        config = apply_overrides(
+            ReconstructionConfig(),
+            {**FULL_RUN, **overrides, "train.iterations": steps, "train.device": str(device), "preview.enabled": False},
+        )
+        timings = []
+        for _ in range(2):
+            torch.manual_seed(0)
+            model = Siren(config.model).to(device)
+            sampler = PointSampler(unit, None, config.sampling, torch.Generator(device=device).manual_seed(0))
+            synchronise(device)
+            started = time.perf_counter()
+            train(model, sampler, config, "unoriented")
+            synchronise(device)
+            timings.append(time.perf_counter() - started)
+        row = {
+            "variant": label, "ms_per_step": 1000 * timings[-1] / steps, "settings": resolved_settings(config, device)
+        }
+        rows.append(row)
+        print(f"| {label} | {row['ms_per_step']:.2f} |", flush=True)
+    return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no 512^3 (a few minutes on 2 cores)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--points", type=int, default=10_000)
+    parser.add_argument(
+        "--points", type=int,
+        help="rows a training step of the tables (default 30,000 on CUDA, the DiGS configuration's 15k + 15k; "
+        "10,000 on the CPU)",
+    )
     parser.add_argument("--repeats", type=int, help="timed steps per method and size (default 3 with --quick, else 10)")
+    parser.add_argument("--no-mesh", action="store_true", help="leave out the meshing table")
+    parser.add_argument(
+        "--speed-settings", type=int, metavar="STEPS", default=0,
+        help="also time STEPS whole steps at the full run's settings with each speed setting switched off",
+    )
     parser.add_argument(
         "--full-run", action="store_true", help="also time one whole unoriented reconstruction (see above)"
     )
     parser.add_argument("--full-run-iterations", type=int, default=10_000, help="its training steps")
-    parser.add_argument("--json")
+    parser.add_argument(
+        "--full-run-reference", action="store_true",
+        help="and once more with the speed settings off (float32, for-loop Adam, eager), to compare the Chamfer",
+    )
+    parser.add_argument("--json", help="written after each table, so a crash keeps what was measured")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-    )
+    points = args.points or (30_000 if device.type == "cuda" else 10_000)
+    summary: dict = {"environment": environment(device), "points": points}
+    name = summary["environment"]["device"]
     defaults = ReconstructionConfig().train
     dtype, compiled = fused_settings(defaults.backward_precision, defaults.compile, device)
     settings = f"fused backward in {str(dtype).removeprefix('torch.')}, compile {'on' if compiled else 'off'}"
+    summary["engine_settings"] = settings
+    write_json(args.json, summary)
     print(
-        f"device: {name}; engine defaults here: {settings}\n\n"
+        f"device: {name}, torch {torch.__version__}, CUDA {torch.version.cuda}; engine defaults here: {settings}, "
+        f"{summary['environment']['defaults']}\n\n"
         "| mode | width | reference ms/step | engine ms/step | speedup |\n|---|---|---|---|---|",
         flush=True,
     )
-    train = train_table(device, [64, 128, 256], args.points, args.repeats or (3 if args.quick else 10))
-    print("\n| mesh | dense s | narrow band s | speedup | max deviation (voxels) |\n|---|---|---|---|---|", flush=True)
-    mesh = mesh_table(device, [128, 256] if args.quick else [128, 256, 512])
-    summary = {
-        "device": name,
-        "engine_settings": settings,
-        "train": train,
-        "mesh": mesh,
-        "train.oriented.speedup": next(r["speedup"] for r in train if r["mode"] == "oriented" and r["width"] == 256),
-        "train.unoriented.speedup": next(
-            r["speedup"] for r in train if r["mode"] == "unoriented" and r["width"] == 256
-        ),
-        "mesh.speedup_256": next(r["speedup"] for r in mesh if r["resolution"] == 256),
-    }
-    if args.full_run:
-        run = full_run(device, args.full_run_iterations)
+    train_rows = train_table(device, [64, 128, 256], points, args.repeats or (3 if args.quick else 10))
+    summary["train"] = train_rows
+    summary["train.oriented.speedup"] = next(
+        r["speedup"] for r in train_rows if r["mode"] == "oriented" and r["width"] == 256
+    )
+    summary["train.unoriented.speedup"] = next(
+        r["speedup"] for r in train_rows if r["mode"] == "unoriented" and r["width"] == 256
+    )
+    write_json(args.json, summary)
+    if args.speed_settings:
+        print("\n| speed settings | ms per whole step |\n|---|---|", flush=True)
+        summary["speed_settings"] = speed_table(device, args.speed_settings)
+        write_json(args.json, summary)
+    if not args.no_mesh:
+        print("\n| mesh | dense s | narrow band s | speedup | max deviation (voxels) |", flush=True)
+        print("|---|---|---|---|---|", flush=True)
+        summary["mesh"] = mesh_table(device, [128, 256] if args.quick else [128, 256, 512])
+        summary["mesh.speedup_256"] = next(r["speedup"] for r in summary["mesh"] if r["resolution"] == 256)
+        write_json(args.json, summary)
+    runs = {"full_run": {}, "full_run_reference": SPEED_VARIANTS["all off (float32, for-loop, eager)"]}
+    for key, overrides in runs.items():
+        if not args.full_run or (key == "full_run_reference" and not args.full_run_reference):
+            continue
+        run = full_run(device, args.full_run_iterations, overrides)
         print(
-            f"\nfull unoriented reconstruction ({run['iterations']} steps, 15k + 15k points a step, 4 x 256): "
+            f"\n{key}: unoriented reconstruction ({run['iterations']} steps, 15k + 15k points a step, 4 x 256): "
             f"{run['seconds']:.1f} s (training {run['train_s']:.1f} s with {run['meshes_streamed'] - 1} previews, "
-            f"final mesh {run['mesh_s']:.1f} s), Chamfer {1e3 * run['chamfer_l1']:.3f}e-3 of the diagonal",
+            f"final mesh {run['mesh_s']:.1f} s), Chamfer {1e3 * run['chamfer_l1']:.3f}e-3 of the diagonal; "
+            f"stages {run.get('stage1_iterations_per_second', 0):.0f} / "
+            f"{run.get('stage2_iterations_per_second', 0):.0f} it/s, "
+            f"stall between them {run.get('stall_between_stages_s', 0):.2f} s, previews {run['preview_s']:.2f} s, "
+            f"first preview at {run['first_preview_s']} s",
             flush=True,
         )
-        summary["full_run"] = run
-        summary["full_run.seconds"] = run["seconds"]
-    write_json(args.json, summary)
+        summary[key] = run
+        summary[f"{key}.seconds"] = run["seconds"]
+        write_json(args.json, summary)
+    if "full_run" in summary and "full_run_reference" in summary:
+        summary["full_run.chamfer_vs_reference"] = (
+            summary["full_run"]["chamfer_l1"] / summary["full_run_reference"]["chamfer_l1"]
+        )
+        print(f"Chamfer with the speed settings / without: {summary['full_run.chamfer_vs_reference']:.3f}")
+        write_json(args.json, summary)
     return 0
 
 

@@ -25,6 +25,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def cpu_unless_marked_cuda(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test but those marked ``cuda`` runs as on a machine without CUDA, GPU or not: the
+    ``auto`` device (``train.device``, ``serve --device``) is the CPU, in this process and in the
+    backends and CLIs the tests start, so the suite passes the same on a GPU machine."""
+    if torch is None or "cuda" in request.keywords:
+        return
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
 @pytest.fixture(scope="session")
 def spot_cloud() -> tuple[np.ndarray, np.ndarray]:
     """The bundled 10k-point sample of Spot (public domain), points and normals."""

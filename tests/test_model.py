@@ -9,7 +9,7 @@ import torch
 
 from siren_recon.engine.config import ModelConfig
 from siren_recon.engine.field.derivatives import sdf_and_gradient
-from siren_recon.engine.field.model import Siren
+from siren_recon.engine.field.model import Siren, exact_product, first_layer
 
 
 def test_initialisation_bounds_follow_the_paper():
@@ -68,3 +68,15 @@ def test_folded_evaluation_equals_the_network(hidden_layers):
     got = FoldedSiren(model)(x)
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_first_layers_exact_product_is_the_matrix_product_to_float32_rounding():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand((5000, 3), generator=generator) * 2 - 1
+    weight = (torch.rand((256, 3), generator=generator) * 2 - 1) * 30.0 / 3
+    bias = torch.rand(256, generator=generator) * 30.0
+    exact = x.double() @ weight.double().T + bias.double()
+    # the CUDA path's sum of broadcast products, run here on the CPU, and the CPU's addmm
+    for z in (exact_product(x, weight, bias), first_layer(x, weight, bias)):
+        assert z.dtype == torch.float32 and z.shape == (5000, 256)
+        assert float((z.double() - exact).abs().max()) < 1e-5 * float(exact.abs().max())

@@ -32,7 +32,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         "results_max_age": None if args.results_max_age_hours is None else args.results_max_age_hours * 3600.0,
     }
     return ServerConfig(
-        bind=args.bind, device=args.device, heartbeat_timeout=args.heartbeat_timeout,
+        bind=args.bind, device=args.device, devices=args.devices, heartbeat_timeout=args.heartbeat_timeout,
         curve_secret_key=args.curve_secret_key or "", allowed_clients=args.allowed_clients or "",
         insecure=args.insecure, results_dir=str(args.results_dir or default_results_dir()),
         executor=args.executor,

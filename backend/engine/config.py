@@ -29,6 +29,9 @@ Derivatives = Literal["auto", "autograd", "forward", "fused"]
 BackwardPrecision = Literal["auto", "float32", "bfloat16"]
 CompileChoice = Literal["auto", "on", "off"]
 TrimChoice = Literal["auto", "off", "distance"]
+MatmulPrecision = Literal["auto", "float32", "tf32"]
+AdamKernel = Literal["auto", "for-loop", "foreach", "fused"]
+PreviewThread = Literal["auto", "on", "off"]
 
 ORIENTATIONS: tuple[str, ...] = get_args(Orientation)
 MODES: tuple[str, ...] = get_args(Mode)
@@ -37,6 +40,9 @@ DIVERGENCE_SHAPES: tuple[str, ...] = get_args(DivergenceShape)
 DERIVATIVES: tuple[str, ...] = get_args(Derivatives)
 BACKWARD_PRECISIONS: tuple[str, ...] = get_args(BackwardPrecision)
 COMPILE_CHOICES: tuple[str, ...] = get_args(CompileChoice)
+MATMUL_PRECISIONS: tuple[str, ...] = get_args(MatmulPrecision)
+ADAM_KERNELS: tuple[str, ...] = get_args(AdamKernel)
+PREVIEW_THREADS: tuple[str, ...] = get_args(PreviewThread)
 
 
 @dataclass
@@ -262,9 +268,24 @@ class TrainConfig:
     cancelling terms, whose rounding is no longer small against it."""
     compile: CompileChoice = "auto"
     """``torch.compile`` the fused path's two passes (fusing their elementwise work, which bounds
-    the CPU step by memory traffic): ``on``, ``off`` or ``auto``: on for the CPU when a C++
-    compiler is found, off on CUDA (not measured there). The first compile on a machine takes
-    about 20 s (then cached on disk, about 3 s a process); a failed compile falls back to eager."""
+    the CPU step by memory traffic and cuts the GPU step's few hundred small kernel launches):
+    ``on``, ``off`` or ``auto``: on for the CPU when a C++ compiler is found, on for CUDA when
+    Triton is installed (an estimate until measured there, see docs/scaling.md). The first
+    compile on a machine takes about 20 s (then cached on disk, about 3 s a process); a failed
+    compile falls back to eager."""
+    matmul_precision: MatmulPrecision = "auto"
+    """Precision of the hidden layers' float32 matrix products on CUDA: ``float32``, ``tf32``
+    (10-bit mantissa inputs on tensor cores, float32 sums: about 6x the float32 rate on an H100)
+    or ``auto``: tf32 on CUDA, float32 on the CPU (which has no TF32; the setting does nothing
+    there). The first layer (three inputs, ``omega_0`` times 30) is computed exactly on CUDA
+    whatever this says: TF32's rounding of its inputs would be about 1e-2 rad of phase. TF32 is
+    a process-wide switch of torch: it stays on while any CUDA training in the process asked
+    for it."""
+    adam: AdamKernel = "auto"
+    """Kernel of the Adam update: ``for-loop`` (one parameter at a time), ``foreach`` (all
+    parameters per operation), ``fused`` (one kernel for the whole update) or ``auto``: fused on
+    CUDA, where the update is a few dozen small launches otherwise; the for-loop on the CPU.
+    The three agree to float32 rounding, not bit for bit."""
 
 
 @dataclass
@@ -314,6 +335,12 @@ class PreviewConfig:
     """Resolution of the first preview."""
     max_resolution: int = 128
     """Resolution of the last previews (the final mesh uses ``MeshConfig.resolution``)."""
+    thread: PreviewThread = "auto"
+    """Mesh previews on a thread of their own, from a copy of the weights taken at the preview's
+    iteration, so training does not wait for marching cubes: ``on``, ``off`` or ``auto``: on
+    for CUDA, off on the CPU (where the meshing competes with training for the same cores; see
+    docs/scaling.md). The meshes are the same either way, and come in the same order, all of a
+    stage's before the next stage starts and before the final mesh."""
 
 
 @dataclass

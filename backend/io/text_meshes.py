@@ -54,3 +54,22 @@ def write_rows(out: TextIO, prefix: str, rows: np.ndarray, fmt: str) -> None:
     lead = f"{prefix} " if prefix else ""
     line = lead + row_fmt + "\n"
     out.write("".join(line % tuple(row) for row in rows.tolist()))
+
+
+def read_obj(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices (float64) and triangles (int64) of a Wavefront ``.obj``; polygons are split
+    into fans, texture and normal indices are dropped. Needs no Open3D."""
+    vertices: list[list[float]] = []
+    faces: list[list[int]] = []
+    with open(path, encoding="utf-8", errors="replace") as source:
+        for line in source:
+            parts = line.split()
+            if not parts:
+                continue
+            if parts[0] == "v":
+                vertices.append([float(value) for value in parts[1:4]])
+            elif parts[0] == "f":
+                corners = [int(part.split("/")[0]) for part in parts[1:]]
+                corners = [c - 1 if c > 0 else len(vertices) + c for c in corners]
+                faces += [[corners[0], corners[i], corners[i + 1]] for i in range(1, len(corners) - 1)]
+    return np.array(vertices, dtype=np.float64).reshape(-1, 3), np.array(faces, dtype=np.int64).reshape(-1, 3)

@@ -55,7 +55,12 @@ class ServerConfig:
     bind: str = DEFAULT_ADDRESS
     """ZeroMQ endpoint to listen on; loopback unless you mean to expose the backend."""
     device: str = "auto"
-    """Training device of the worker: ``auto``, ``cpu``, ``cuda``, ``cuda:N``."""
+    """Training device of the worker: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (see ``devices``)."""
+    devices: str = ""
+    """The ``local`` executor's workers, one per device, each on its own thread: a comma-separated
+    list (``cuda:0,cuda:1``; a device may repeat, ``cpu,cpu`` is two CPU workers), or ``auto``:
+    one per CUDA device, else one on the CPU. A job goes to the first worker that is free.
+    ``""``: one worker on ``device``."""
     heartbeat_interval: float = 1.0
     """Seconds between pings that clients are asked to send."""
     heartbeat_timeout: float = 10.0
@@ -93,3 +98,5 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {self.executor!r} (one of {', '.join(EXECUTORS)})")
+        if self.devices.strip() and self.executor != "local":
+            raise ConfigError("--devices chooses the local executor's workers; the ray executor asks Ray for devices")

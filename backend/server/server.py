@@ -49,6 +49,7 @@ from ..engine.device import resolve_device
 from ..engine.errors import ReconstructionError
 from ..engine.validation import validate_normals, validate_points
 from .config import ServerConfig
+from .devices import worker_devices
 from .executors import JobRunner, runners
 from .jobs import CANCELLED, FINISHED, QUEUED, FairQueue, Job
 from .outbox import FINAL, OTHER, Outbox
@@ -71,12 +72,21 @@ def describe_device(name: str) -> tuple[str, int]:
     return "cpu", 0
 
 
+def describe_devices(config: ServerConfig) -> tuple[str, int]:
+    """The devices the server trains on, as :func:`describe_device` each, comma-separated, with
+    the memory of the smallest (a job must fit whichever worker takes it)."""
+    if not config.devices.strip():
+        return describe_device(config.device)
+    described = [describe_device(name) for name in worker_devices(config.devices, config.device)]
+    return ", ".join(name for name, _ in described), min(memory for _, memory in described)
+
+
 class Server:
     def __init__(self, config: ServerConfig, context: zmq.Context | None = None) -> None:
         self.config = config
         self.context = context or zmq.Context.instance()
         self.session = uuid.uuid4().hex
-        self.device_name, self.device_memory = describe_device(config.device)
+        self.device_name, self.device_memory = describe_devices(config)
         self.queue = FairQueue()
         self.jobs: dict[str, Job] = {}
         self.last_seen: dict[bytes, float] = {}
@@ -122,16 +132,16 @@ class Server:
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
         runners_and_names = self._runners()
         self.queue.slots = len(runners_and_names)
-        for runner, name in runners_and_names:
-            worker = Worker(self.queue, self.context, self.inbox, self.session, self.config.device,
+        for runner, name, device in runners_and_names:
+            worker = Worker(self.queue, self.context, self.inbox, self.session, device,
                             self._job_finished, runner, name, self.results)
             worker.start()
             self.workers.append(worker)
         log.info("serving on %s, session %s, device %s", self.endpoint, self.session, self.device_name)
         return self.endpoint
 
-    def _runners(self) -> list[tuple[JobRunner, str]]:
-        """One (runner, thread name) per job that may run at once, from the chosen executor."""
+    def _runners(self) -> list[tuple[JobRunner, str, str]]:
+        """One (runner, thread name, device) per job that may run at once, from the chosen executor."""
         return runners(self.config)
 
     def stop(self) -> None:

@@ -83,7 +83,10 @@ class Worker(threading.Thread):
 
     def _free_device_memory(self) -> None:
         """Hand the finished job's cached GPU blocks back, so the next job (or process) can use them."""
-        if self.device.startswith("cuda") or (self.device == "auto" and torch.cuda.is_available()):
+        if self.device.startswith("cuda"):
+            with torch.cuda.device(self.device):
+                torch.cuda.empty_cache()
+        elif self.device == "auto" and torch.cuda.is_available():
             torch.cuda.empty_cache()
 
     def _send(self, push: Any, job: Job, message: Message, kind: bytes = OTHER) -> None:

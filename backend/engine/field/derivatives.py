@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import Siren
+from .model import Siren, first_layer
 
 
 def sdf_and_gradient(model: nn.Module, x: torch.Tensor, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +59,7 @@ def forward_jets(
     layers = model.sine_layers
     first = layers[0]
     weight = first.linear.weight * first.omega_0  # (n, 3)
-    z = F.linear(x, weight, first.linear.bias * first.omega_0)  # (B, n)
+    z = first_layer(x, weight, first.linear.bias * first.omega_0)  # (B, n), exact under TF32
     sin, cos = torch.sin(z), torch.cos(z)
     h = sin
     dh = cos.unsqueeze(0) * weight.T.unsqueeze(1)  # (3, B, n): dz/dx is the same for every row

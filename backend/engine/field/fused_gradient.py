@@ -22,11 +22,12 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
+import threading
 from pathlib import Path
 
 import torch
 
-from .model import Siren
+from .model import Siren, first_layer
 
 
 def _forward_pass(
@@ -43,9 +44,9 @@ def _forward_pass(
     biases = [b * omega for b, omega in zip(params[1:-2:2], omegas)]
     inputs, sines, cosines = [], [], []
     h = x
-    for weight, bias in zip(weights, biases):
+    for layer, (weight, bias) in enumerate(zip(weights, biases)):
         inputs.append(h.to(dtype))
-        z = torch.addmm(bias, h, weight.T)
+        z = torch.addmm(bias, h, weight.T) if layer else first_layer(h, weight, bias)
         h = torch.sin(z)
         sines.append(h)
         cosines.append(z.cos_())
@@ -101,10 +102,11 @@ def _backward_pass(
     return [*param_bars, out_weight_bar, out_bias_bar]
 
 
-class _Passes:
+class _Passes(threading.local):
     """The two passes, eager or under ``torch.compile`` (which fuses the elementwise work
     around the matrix products into single loops: on the CPU these passes are bound by memory
-    traffic). A compile that fails falls back to eager, once, with a logged warning."""
+    traffic). A compile that fails falls back to eager, once, with a logged warning. Each
+    thread (each of a server's workers) keeps its own compiled passes and its own fallback."""
 
     def __init__(self) -> None:
         self.compiled: tuple | None = None
@@ -194,6 +196,16 @@ def cpp_compiler_found() -> bool:
     return any(shutil.which(name) for name in ("c++", "g++", "clang++"))
 
 
+@functools.cache
+def triton_found() -> bool:
+    """Whether Triton, which ``torch.compile`` needs for CUDA, can be imported."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def fused_settings(backward_precision: str, compile: str, device: torch.device) -> tuple[torch.dtype, bool]:
     """The backward dtype and whether to compile, from ``TrainConfig.backward_precision`` and
     ``TrainConfig.compile`` on ``device`` (see their docstrings for what ``auto`` picks)."""
@@ -203,7 +215,7 @@ def fused_settings(backward_precision: str, compile: str, device: torch.device) 
     else:
         low = backward_precision == "bfloat16"
     if compile == "auto":
-        compiled = cpu and cpp_compiler_found()
+        compiled = cpp_compiler_found() if cpu else device.type == "cuda" and triton_found()
     else:
         compiled = compile == "on"
     return (torch.bfloat16 if low else torch.float32), compiled

@@ -6,6 +6,7 @@ refinement fits a second, fresh network after the first); :func:`fit_stage` runs
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -18,12 +19,16 @@ from ..field.geometric_init import sphere_init
 from ..field.model import Siren
 from ..field.sdf_field import SdfField
 from ..normalization import Normalization
+from .device_choices import previews_on_thread
+from .preview_thread import PreviewThread
 from .regularisers import Regulariser
 from .sampling import PointSampler
 from .trainer import train
 
 MeshCallback = Callable[[MeshEvent], None]
 ProgressCallback = Callable[[ProgressEvent], None]
+_GLOBAL_RNG = threading.Lock()
+"""Held while torch's global generator is seeded and drawn from (see :func:`fit_stage`)."""
 
 
 @dataclass
@@ -85,7 +90,9 @@ def fit_stage(
     stage: Stage, cloud: Cloud, config: ReconstructionConfig, reporting: Reporting
 ) -> tuple[SdfField, dict[str, float]]:
     """Fit a fresh network for ``stage``; return the field (in eval mode) and its last losses."""
-    with torch.random.fork_rng(devices=[]):
+    # the initialisers draw from torch's one global generator: seeded and used under a lock,
+    # so two reconstructions on two threads (a server's workers) each get their seed's network
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed + stage.index)
         model = Siren(config.model)
         if stage.init != "siren":
@@ -102,25 +109,41 @@ def fit_stage(
         stage.regularisers,
     )
     field = SdfField(model, cloud.normalization, config, cloud.mode, cloud.bounds, cloud.support)
-    on_preview = _preview(field, stage.offset, reporting.on_mesh) if reporting.on_mesh is not None else None
-    losses = train(
-        model,
-        sampler,
-        stage_config(config, stage),
-        stage.loss,
-        _progress(stage.offset, cloud.mode, reporting),
-        on_preview,
-        reporting.should_cancel,
-    )
+    background: PreviewThread | None = None
+    on_preview: Callable[[int, int], None] | None = None
+    if reporting.on_mesh is not None:
+        if previews_on_thread(config, cloud.device):
+            on_preview = background = PreviewThread(field, stage.offset, reporting.on_mesh)
+        else:
+            on_preview = _preview(field, stage.offset, reporting.on_mesh)
+    try:
+        losses = train(
+            model,
+            sampler,
+            stage_config(config, stage),
+            stage.loss,
+            _progress(stage.offset, cloud.mode, reporting, background),
+            on_preview,
+            reporting.should_cancel,
+        )
+    except BaseException:
+        if background is not None:
+            background.abandon()
+        raise
+    if background is not None:
+        background.finish()
     model.eval()
     return field, losses
 
 
-def _progress(offset: int, mode: str, reporting: Reporting) -> ProgressCallback:
-    """A stage's progress as progress of the whole reconstruction."""
+def _progress(offset: int, mode: str, reporting: Reporting, background: PreviewThread | None) -> ProgressCallback:
+    """A stage's progress as progress of the whole reconstruction; the previews ``background``
+    has finished are handed on first."""
     total = reporting.total
 
     def progress(event: ProgressEvent) -> None:
+        if background is not None:
+            background.deliver_ready()
         if reporting.on_progress is not None:
             done = event.iteration + offset
             reporting.on_progress(

@@ -19,6 +19,7 @@ from ..events import ProgressEvent
 from ..field.derivatives import divergence, forward_jets, sdf_and_gradient
 from ..field.fused_gradient import fused_settings, value_and_gradient_fused
 from ..field.model import Siren
+from .device_choices import TF32, adam_options, uses_tf32
 from .losses import oriented_loss, unoriented_loss
 from .regularisers import OffSurface, Regulariser
 from .sampling import Batch, PointSampler
@@ -188,13 +189,32 @@ def train(
     """
     cfg = config.train
     total = cfg.iterations
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    device = next(model.parameters()).device
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, **adam_options(config, device))
     final = cfg.lr_decay_final
 
     def lr_factor(step: int) -> float:
         return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * step / max(1, total)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
+    with TF32.held(uses_tf32(config, device)):
+        return _steps(model, sampler, config, mode, optimiser, scheduler, on_progress, on_preview, should_cancel)
+
+
+def _steps(
+    model: Siren,
+    sampler: PointSampler,
+    config: ReconstructionConfig,
+    mode: str,
+    optimiser: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    on_progress: ProgressCallback | None,
+    on_preview: PreviewCallback | None,
+    should_cancel: CancelCheck | None,
+) -> dict[str, float]:
+    """The training loop of :func:`train`."""
+    cfg = config.train
+    total = cfg.iterations
     previews = dict(preview_schedule(config.preview, total))
     model.train()
     started = time.perf_counter()

@@ -37,6 +37,8 @@ from .cube_grid import cube_nodes, distance_to_cloud
 
 RESOLUTION = 128
 """Grid nodes along each axis of the cube [-1, 1]^3 (8 MB of float32)."""
+_CORNERS = torch.tensor(list(itertools.product((0, 1), repeat=3)))
+"""(8, 3) the offsets of a grid cell's corners from its lowest one."""
 
 
 def median_spacing(unit_points: np.ndarray) -> float:
@@ -106,15 +108,15 @@ class Clearance:
         """``max(0, d(x) - margin)`` with ``d`` bounded from below: the least ``|f|`` at ``x``.
 
         Each corner ``c`` of the grid cell around ``x`` gives ``d(x) >= d(c) - |x - c|``; the
-        largest of the eight is the bound (off by well under a cell's diagonal)."""
+        largest of the eight is the bound (off by well under a cell's diagonal). The eight corners
+        are read in one gather (a handful of kernels on a GPU rather than about a hundred)."""
         r = self.distance.shape[0]
         step = self.cell
         base = ((x.clamp(-1.0, 1.0) + 1.0) / step).floor().long().clamp_(0, r - 2)
-        lower = torch.full_like(x[:, 0], -float("inf"))
-        for corner in itertools.product((0, 1), repeat=3):
-            i, j, k = (base[:, axis] + corner[axis] for axis in range(3))
-            node = torch.stack([i, j, k], dim=1).to(x.dtype) * step - 1.0
-            lower = torch.maximum(lower, self.distance[i, j, k] - (x - node).norm(dim=-1))
+        index = base.unsqueeze(1) + _CORNERS.to(x.device)  # (B, 8, 3)
+        flat = (index[..., 0] * r + index[..., 1]) * r + index[..., 2]
+        node = index.to(x.dtype) * step - 1.0
+        lower = (self.distance.reshape(-1)[flat] - (x.unsqueeze(1) - node).norm(dim=-1)).amax(dim=1)
         return torch.relu(lower - self.margin)
 
 

@@ -28,12 +28,17 @@ for a failure the user should read; the result's ``field`` may be ``None``. The 
 """
 
 
-def runners(config: ServerConfig) -> list[tuple[JobRunner, str]]:
-    """One (runner, thread name) per job that may run at once, from the configured executor."""
+def runners(config: ServerConfig) -> list[tuple[JobRunner, str, str]]:
+    """One (runner, thread name, device) per job that may run at once, from the configured
+    executor: for ``local`` one per device of ``devices`` (see :func:`~siren_recon.server.devices.worker_devices`)."""
     if config.executor == "ray":
         from .ray import ray_runners  # Ray is an optional extra
 
-        return ray_runners(config.ray)
-    from .local import run_in_process
+        return [(runner, name, config.device) for runner, name in ray_runners(config.ray)]
+    from ..devices import worker_devices
+    from .local import run_in_process, run_on_device
 
-    return [(run_in_process, f"worker-{config.device}")]
+    if not config.devices.strip():
+        return [(run_in_process, f"worker-{config.device}", config.device)]
+    devices = worker_devices(config.devices, config.device)
+    return [(run_on_device(device), f"worker-{index}-{device}", device) for index, device in enumerate(devices)]

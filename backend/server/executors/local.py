@@ -1,12 +1,23 @@
-"""The ``local`` executor: jobs train in the server's own process, on the worker's thread."""
+"""The ``local`` executor: jobs train in the server's own process, each on a worker's thread.
+
+A server has one local worker per training device (``serve --devices``); each trains its jobs on
+its own thread and device. The engine keeps no state between them: a job's network and sampler
+have their own generators, the seeding of torch's global generator for the initialisation is
+done under a lock, and each thread keeps its own compiled training passes.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Callable
+
+import torch
 
 from ...engine.events import MeshEvent, ProgressEvent, ReconstructionResult
 from ...engine.pipeline import reconstruct_points
 from ..jobs import Job
+from . import JobRunner
 
 
 def run_in_process(
@@ -19,3 +30,21 @@ def run_in_process(
     return reconstruct_points(
         job.points, job.normals, job.config, on_progress=on_progress, on_mesh=on_mesh, should_cancel=should_cancel
     )
+
+
+def run_on_device(device: str) -> JobRunner:
+    """A runner that trains each job on ``device`` (a worker's own), whatever device the job named."""
+
+    def run(
+        job: Job,
+        on_progress: Callable[[ProgressEvent], None],
+        on_mesh: Callable[[MeshEvent], None],
+        should_cancel: Callable[[], bool],
+    ) -> ReconstructionResult:
+        job.config = dataclasses.replace(job.config, train=dataclasses.replace(job.config.train, device=device))
+        # the current CUDA device is per thread: this worker's, for anything that takes the default
+        selected = torch.cuda.device(device) if device.startswith("cuda") else contextlib.nullcontext()
+        with selected:
+            return run_in_process(job, on_progress, on_mesh, should_cancel)
+
+    return run

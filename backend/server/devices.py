@@ -1,0 +1,38 @@
+"""The training devices of a server's local workers (``serve --devices``)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..engine.device import resolve_device
+from ..engine.errors import ConfigError
+
+
+def worker_devices(devices: str, device: str) -> list[str]:
+    """One device name per local worker, each checked to exist on this machine.
+
+    ``devices`` is ``auto`` (every CUDA device, else the CPU), a comma-separated list, or ``""``
+    for the one ``device`` (itself possibly ``auto``: the first CUDA device, else the CPU).
+    """
+    if devices.strip() == "auto":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [f"cuda:{index}" for index in range(count)] or ["cpu"]
+    if not devices.strip():
+        resolve_device(device)
+        return [device]
+    names = [name.strip() for name in devices.split(",")]
+    if any(not name for name in names):
+        raise ConfigError(f"--devices {devices!r} has an empty entry (write e.g. cuda:0,cuda:1)")
+    resolved = []
+    for name in names:
+        if name == "auto":
+            raise ConfigError("auto stands alone in --devices (it means every CUDA device)")
+        found = resolve_device(name)
+        if found.type == "cuda":
+            index = found.index if found.index is not None else torch.cuda.current_device()
+            if index >= torch.cuda.device_count():
+                raise ConfigError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} GPUs")
+            resolved.append(f"cuda:{index}")
+        else:
+            resolved.append("cpu")
+    return resolved

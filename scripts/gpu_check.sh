@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The GPU check, one command in about 10 minutes on a lent GPU machine: finds a Python whose
+# torch sees CUDA, runs the tests marked cuda, the benchmark's step and speed-settings tables
+# and one full unoriented reconstruction (with its float32 reference for the Chamfer), writing
+# every log and JSON under $OUT (default out/gpu_check).
+#
+#     OUT=/some/dir scripts/gpu_check.sh
+#
+# It uses .venv when its torch sees CUDA, else a system python3 whose torch does (with the
+# project installed into it without dependencies), else tries the CUDA wheel of the venv's torch
+# version; without any, it says so and stops.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-out/gpu_check}"
+mkdir -p "$OUT"
+log() { echo "[gpu_check $(date +%H:%M:%S)] $*" | tee -a "$OUT/gpu_check.log" >&2; }
+sees_cuda() { "$1" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; }
+
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || log "nvidia-smi not found"
+[ -x .venv/bin/python ] || scripts/setup_env.sh >> "$OUT/setup.log" 2>&1 || log "setup_env.sh failed (see setup.log)"
+PY=""
+if [ -x .venv/bin/python ] && sees_cuda .venv/bin/python; then
+    PY=.venv/bin/python
+elif command -v python3 >/dev/null && sees_cuda python3; then
+    PY=python3
+    log "the venv's torch is CPU-only; using $(command -v python3) ($(python3 -c 'import torch; print(torch.__version__)'))"
+    python3 -m pip install -q --no-deps -e . >> "$OUT/setup.log" 2>&1 || log "pip install -e . into python3 failed"
+elif [ -x .venv/bin/python ]; then
+    version="$(.venv/bin/python -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)"
+    log "no CUDA torch found; trying torch==$version from the cu128 index"
+    if timeout 240 .venv/bin/python -m pip install -q "torch==$version" --index-url https://download.pytorch.org/whl/cu128 \
+        >> "$OUT/setup.log" 2>&1 && sees_cuda .venv/bin/python; then
+        PY=.venv/bin/python
+    fi
+fi
+if [ -z "$PY" ]; then
+    log "NO CUDA: no Python here has a torch that sees a GPU, and the CUDA wheel could not be installed (offline?)."
+    log "Install a CUDA build of torch into .venv (pip install torch --index-url https://download.pytorch.org/whl/cu128) and rerun."
+    exit 3
+fi
+"$PY" -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))' | tee "$OUT/torch.txt"
+
+log "cuda tests"
+timeout 240 "$PY" -m pytest -q -m cuda tests/test_cuda.py tests/test_training.py tests/test_fused_gradient.py \
+    --junitxml="$OUT/cuda_tests.xml" > "$OUT/cuda_tests.log" 2>&1
+log "cuda tests exit $? (tail: $(tail -1 "$OUT/cuda_tests.log"))"
+
+log "benchmark: step and speed-settings tables"
+timeout 200 "$PY" scripts/benchmark_engine.py --device cuda --quick --no-mesh --speed-settings 200 \
+    --json "$OUT/benchmark_steps.json" > "$OUT/benchmark_steps.log" 2>&1
+log "step tables exit $?"
+
+log "benchmark: full run and its float32 reference"
+timeout 300 "$PY" scripts/benchmark_engine.py --device cuda --quick --no-mesh --repeats 1 --full-run \
+    --full-run-reference --json "$OUT/benchmark_full_run.json" > "$OUT/benchmark_full_run.log" 2>&1
+log "full run exit $?"
+grep -h "full_run\|Chamfer" "$OUT/benchmark_full_run.log" | tee -a "$OUT/gpu_check.log"

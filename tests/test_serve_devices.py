@@ -1,0 +1,73 @@
+"""``serve --devices``: one worker per device, each on its own thread, jobs to the first free one."""
+
+from __future__ import annotations
+
+import signal
+
+import numpy as np
+import pytest
+
+from siren_recon.engine.errors import ConfigError
+from siren_recon.metrics import compare_meshes
+from siren_recon.protocol import JobDone, MeshUpdate, Progress
+from siren_recon.protocol.client import Client
+from siren_recon.server.config import ServerConfig
+from siren_recon.server.devices import worker_devices
+from siren_recon.server.executors import runners
+
+from .live_backend import free_port, start_backend
+from .shapes import SMALL, sphere_cloud
+
+
+def test_the_device_list_names_one_worker_each():
+    assert worker_devices("cpu,cpu", "auto") == ["cpu", "cpu"]
+    assert worker_devices(" cpu ", "auto") == ["cpu"]
+    assert worker_devices("auto", "auto") == ["cpu"]  # no CUDA here (the suite runs as on a CPU machine)
+    assert worker_devices("", "auto") == ["auto"]  # no list: the one --device, as before
+    assert [name for _, name, _ in runners(ServerConfig(devices="cpu,cpu"))] == ["worker-0-cpu", "worker-1-cpu"]
+    assert [device for _, _, device in runners(ServerConfig())] == ["auto"]
+
+
+@pytest.mark.parametrize(
+    ("devices", "message"),
+    [("cpu,,cpu", "empty entry"), ("cuda:0", "CUDA is not available"), ("tpu", "unknown device|not supported"),
+     ("auto,cpu", "auto stands alone")],
+)
+def test_a_bad_device_list_is_one_clear_error(devices, message):
+    with pytest.raises(ConfigError, match=message):
+        worker_devices(devices, "auto")
+
+
+def test_devices_are_for_the_local_executor():
+    with pytest.raises(ConfigError, match="--devices"):
+        ServerConfig(devices="cpu,cpu", executor="ray")
+
+
+@pytest.mark.slow
+@pytest.mark.live
+def test_two_cpu_workers_train_two_jobs_at_once_each_as_alone(tmp_path):
+    port = free_port()
+    process = start_backend(port, tmp_path / "log.txt", "--devices", "cpu,cpu")
+    try:
+        points, normals = sphere_cloud(1000, radius=1.0)
+        job = {**SMALL, "train.iterations": 150, "train.progress_every": 10, "preview.enabled": False}
+        with Client(address=f"tcp://127.0.0.1:{port}") as client:
+            requests = [client.submit(points, normals, overrides=job, tag=tag) for tag in ("a", "b")]
+            events: list = []
+            while sum(isinstance(e, JobDone) for e in events) < 2:
+                events += client.poll(50)
+                assert process.poll() is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert len(requests) == 2
+    first_done = next(i for i, e in enumerate(events) if isinstance(e, JobDone))
+    started = {e.job for e in events[:first_done] if isinstance(e, Progress)}
+    assert len(started) == 2, "the second job waited for the first: one worker, not two"
+    finals = [e for e in events if isinstance(e, MeshUpdate) and e.final]
+    assert len(finals) == 2 and finals[0].job != finals[1].job
+    # the same job on two threads at once: the same network and samples (no shared generator),
+    # so the same surface (a float reduction may round differently between threads)
+    score = compare_meshes(finals[0].vertices, finals[0].faces, finals[1].vertices, finals[1].faces, samples=20_000)
+    assert score.chamfer_l1 < 1e-3
+    assert abs(float(np.median(np.linalg.norm(finals[0].vertices, axis=1))) - 1.0) < 0.05
