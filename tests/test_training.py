@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from siren_recon.engine.config import PreviewConfig
 from siren_recon.engine.errors import Cancelled, CheckpointError
@@ -112,6 +113,21 @@ def test_checkpoint_round_trip_gives_identical_sdf(tmp_path):
     np.testing.assert_array_equal(v1, v2)
     finer_v, _ = loaded.mesh(40)
     assert len(finer_v) > len(v1)
+
+
+def test_a_checkpoint_saved_before_the_trim_choice_meshes_as_it_did(tmp_path):
+    """Saved configs without ``mesh.trim`` trimmed only with a ``trim_distance`` above 0."""
+    points, normals = sphere_cloud(500)
+    field, _ = train_field(points, normals, small_config(train__iterations=10))
+    for distance, expected in ((0.0, "off"), (0.03, "distance")):
+        path = tmp_path / f"old_{distance}.pt"
+        save_checkpoint(field, path)
+        payload = torch.load(path, weights_only=True)
+        del payload["config"]["mesh"]["trim"]
+        payload["config"]["mesh"]["trim_distance"] = distance
+        torch.save(payload, path)
+        loaded = load_checkpoint(path, "cpu")
+        assert loaded.config.mesh.trim == expected and loaded.config.mesh.trim_distance == distance
 
 
 def test_a_foreign_file_is_not_a_checkpoint(tmp_path):

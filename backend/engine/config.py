@@ -316,7 +316,7 @@ class MeshConfig:
     is; ``off`` never cuts; ``distance`` cuts every face farther than ``trim_distance``."""
     trim_distance: float = 0.02
     """With ``trim = "distance"``: cut faces farther than this (share of the cloud's box
-    diagonal) from every input point."""
+    diagonal) from every input point; 0 cuts nothing."""
     padding: float = 0.05
     """Extra margin around the cloud's box, as a fraction of its longest side."""
 
@@ -399,7 +399,7 @@ BOUNDS: dict[str, Bound] = {
     "mesh.min_component_fraction": between(0, 1, high_open=True),
     "mesh.support_distance": above(0),
     "mesh.min_supported_share": between(0, 1),
-    "mesh.trim_distance": above(0),
+    "mesh.trim_distance": at_least(0),
     "mesh.padding": between(0, 1),
     "preview.first_iteration": at_least(1),
     "preview.growth": above(1),

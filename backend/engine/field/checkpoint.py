@@ -56,7 +56,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto") -> SdfField:
             f"(this build reads {FORMAT_VERSION})"
         )
     try:
-        config = config_from_dict(payload["config"])
+        config = config_from_dict(with_trim_choice(payload["config"]))
         model = Siren(config.model)
         model.load_state_dict(payload["state_dict"])
         normalization = Normalization.from_dict(payload["normalization"])
@@ -69,3 +69,14 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto") -> SdfField:
         raise CheckpointError(f"checkpoint {str(source)!r} is incomplete or inconsistent: {exc}") from exc
     model.to(resolve_device(device)).eval()
     return SdfField(model, normalization, config, str(payload["mode"]), bounds, support)  # type: ignore[arg-type]
+
+
+def with_trim_choice(config: dict) -> dict:
+    """A saved config as this build reads it: one saved before ``mesh.trim`` existed trimmed
+    exactly when its ``mesh.trim_distance`` was above 0, and is re-meshed the same way."""
+    mesh = config.get("mesh")
+    if not isinstance(mesh, dict) or "trim" in mesh:
+        return config
+    distance = mesh.get("trim_distance", 0.0)
+    trim = "distance" if isinstance(distance, (int, float)) and distance > 0 else "off"
+    return {**config, "mesh": {**mesh, "trim": trim}}
