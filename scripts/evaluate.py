@@ -13,7 +13,18 @@ Hausdorff, normal consistency, F-score at 1%, connected pieces, ghost share (sur
 1% of the diagonal from every input point) and seconds. ``--scans`` reconstructs the real scans
 (no ground truth) and writes pictures of ours beside Poisson's.
 
+``--inputs open`` scores open scans instead (see ``siren_recon.virtual_scan``):
+
+* ``single-view``: a virtual range scan of each mesh from one camera (the side the pictures
+  show: azimuth -35 degrees, 25 degrees up),
+* ``two-view``: the same camera and one opposite it,
+* ``terrain``: a height-field terrain scanned from straight above,
+
+each scored against the part of the truth those cameras see (the terrain: all of it); and the
+real scans, as ``--scans``.
+
     python scripts/evaluate.py --shapes spot,cow --inputs oriented --json out/eval.json
+    python scripts/evaluate.py --shapes spot --inputs open --out out/open
 
 Without the data folder it prints why and exits 0, so that a clone without ``../shared`` can
 run it as a smoke step.
@@ -37,12 +48,20 @@ from siren_recon.harness import write_json
 from siren_recon.metrics import compare_meshes, count_components, far_area_fraction, sample_surface
 from siren_recon.open3d_mode import import_open3d, write_mesh
 from siren_recon.rendering import render_side_by_side
+from siren_recon.terrain import terrain_mesh
+from siren_recon.virtual_scan import camera_positions, range_scan, visible_truth
 
 REPO = Path(__file__).resolve().parents[1]
 
 NOISE_SHARE = 0.003
 GHOST_SHARE = 0.01
 INPUTS = ("oriented", "unoriented", "noisy")
+SCAN_INPUTS = ("single-view", "two-view")
+OPEN_INPUTS = (*SCAN_INPUTS, "terrain")
+_AZIMUTH, _ELEVATION = np.radians(35.0), np.radians(25.0)
+FRONT = np.array([-np.sin(_AZIMUTH) * np.cos(_ELEVATION), np.sin(_ELEVATION), np.cos(_AZIMUTH) * np.cos(_ELEVATION)])
+"""The single view's camera direction (y up): the side ``render_side_by_side`` draws by default."""
+VIEWS = {"single-view": FRONT[None], "two-view": np.stack([FRONT, -FRONT])}
 
 
 @dataclass
@@ -88,39 +107,76 @@ def make_inputs(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int, 
         "unoriented": Sample(points, None),
         "noisy": Sample(points + rng.normal(scale=NOISE_SHARE * diagonal, size=points.shape), None),
     }
-    return {name: variants[name] for name in wanted}
+    return {name: variants[name] for name in wanted if name in variants}
+
+
+Truth = tuple[np.ndarray, np.ndarray]
+
+
+def make_scans(
+    vertices: np.ndarray, faces: np.ndarray, count: int, seed: int, wanted: list[str]
+) -> dict[str, tuple[Sample, Truth]]:
+    """Virtual range scans without normals, each with the part of the mesh its cameras see."""
+    scans = {}
+    for name in (n for n in SCAN_INPUTS if n in wanted):
+        cameras = camera_positions(vertices, VIEWS[name])
+        scan = range_scan(vertices, faces, cameras, count, np.random.default_rng(seed))
+        scans[name] = (Sample(scan.points, None), visible_truth(vertices, faces, cameras))
+    return scans
 
 
 def evaluate_shape(path: Path, args: argparse.Namespace, config: ReconstructionConfig) -> list[dict]:
     o3d = import_open3d()
     mesh = o3d.io.read_triangle_mesh(str(path))
     gt_v, gt_f = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    cases: dict[str, tuple[Sample, Truth]] = {
+        variant: (sample, (gt_v, gt_f))
+        for variant, sample in make_inputs(gt_v, gt_f, args.points, args.seed, args.inputs).items()
+    }
+    cases.update(make_scans(gt_v, gt_f, args.points, args.seed, args.inputs))
+    return [row for variant, (sample, truth) in cases.items()
+            for row in evaluate_case(path.stem, variant, sample, truth, args, config, args.up)]
+
+
+def evaluate_terrain(args: argparse.Namespace, config: ReconstructionConfig) -> list[dict]:
+    """A height field scanned from straight above; all of it is seen, so all of it is the truth."""
+    vertices, faces = terrain_mesh(seed=args.seed)
+    cameras = camera_positions(vertices, np.array([[0.0, 0.0, 1.0]]))
+    scan = range_scan(vertices, faces, cameras, args.points, np.random.default_rng(args.seed))
+    return evaluate_case("terrain", "single-view", Sample(scan.points, None), (vertices, faces), args, config, "z")
+
+
+def evaluate_case(
+    shape: str, variant: str, sample: Sample, truth: Truth, args: argparse.Namespace, config: ReconstructionConfig,
+    up: str,
+) -> list[dict]:
+    """Ours and Poisson on one input, scored against ``truth``; a table row for each."""
+    gt_v, gt_f = truth
     diagonal = float(np.linalg.norm(np.ptp(gt_v, axis=0)))
     rows = []
-    for variant, sample in make_inputs(gt_v, gt_f, args.points, args.seed, args.inputs).items():
-        methods: dict[str, Method] = {"siren-recon": ours(config), "poisson": poisson}
-        panels = [(f"{path.stem} input ({variant})", None, None, sample.points)]
-        for name, method in methods.items():
-            started = time.perf_counter()
-            vertices, faces = method(sample)
-            seconds = time.perf_counter() - started
-            scores = compare_meshes(vertices, faces, gt_v, gt_f, samples=args.samples, seed=args.seed)
-            row = {
-                "shape": path.stem,
-                "input": variant,
-                "method": name,
-                "seconds": seconds,
-                "components": count_components(vertices, faces),
-                "ghost_share": far_area_fraction(vertices, faces, sample.points, GHOST_SHARE * diagonal),
-                **scores.as_dict(),
-            }
-            rows.append(row)
-            print(format_row(row), flush=True)
-            panels.append((f"{name}  chamfer {1e3 * scores.chamfer_l1:.2f}e-3", vertices, faces, None))
-            if args.out:
-                write_mesh(Path(args.out) / f"{path.stem}_{variant}_{name}.ply", vertices, faces)
+    methods: dict[str, Method] = {"siren-recon": ours(config), "poisson": poisson}
+    panels = [(f"{shape} input ({variant})", None, None, sample.points)]
+    for name, method in methods.items():
+        started = time.perf_counter()
+        vertices, faces = method(sample)
+        seconds = time.perf_counter() - started
+        scores = compare_meshes(vertices, faces, gt_v, gt_f, samples=args.samples, seed=args.seed)
+        row = {
+            "shape": shape,
+            "input": variant,
+            "method": name,
+            "seconds": seconds,
+            "components": count_components(vertices, faces),
+            "ghost_share": far_area_fraction(vertices, faces, sample.points, GHOST_SHARE * diagonal),
+            **scores.as_dict(),
+        }
+        rows.append(row)
+        print(format_row(row), flush=True)
+        panels.append((f"{name}  chamfer {1e3 * scores.chamfer_l1:.2f}e-3", vertices, faces, None))
         if args.out:
-            render_side_by_side(panels, Path(args.out) / f"{path.stem}_{variant}.png", up=args.up)
+            write_mesh(Path(args.out) / f"{shape}_{variant}_{name}.ply", vertices, faces)
+    if args.out:
+        render_side_by_side(panels, Path(args.out) / f"{shape}_{variant}.png", up=up)
     return rows
 
 
@@ -182,7 +238,10 @@ def main() -> int:
         "(default: ../shared/data beside the repository)",
     )
     parser.add_argument("--shapes", help="comma-separated mesh names (default: all; '' for none, e.g. with --scans)")
-    parser.add_argument("--inputs", default="oriented", help=f"comma-separated of {','.join(INPUTS)}")
+    parser.add_argument(
+        "--inputs", default="oriented",
+        help=f"comma-separated of {','.join(INPUTS + OPEN_INPUTS)}; 'open' for all open inputs and the real scans",
+    )
     parser.add_argument("--points", type=int, default=20_000)
     parser.add_argument("--samples", type=int, default=100_000, help="surface samples per metric")
     parser.add_argument("--seed", type=int, default=0)
@@ -194,7 +253,10 @@ def main() -> int:
     parser.add_argument("--up", default="y", choices=("y", "z"), help="up axis of the meshes, for pictures")
     args = parser.parse_args()
     args.inputs = [name for name in args.inputs.split(",") if name]
-    unknown = set(args.inputs) - set(INPUTS)
+    if "open" in args.inputs:
+        args.inputs = [name for name in args.inputs if name != "open"] + list(OPEN_INPUTS)
+        args.scans = True
+    unknown = set(args.inputs) - set(INPUTS) - set(OPEN_INPUTS)
     if unknown:
         parser.error(f"unknown inputs {sorted(unknown)}")
     from siren_recon.cli import parse_override
@@ -217,6 +279,8 @@ def main() -> int:
         parser.error(f"no meshes named {missing} in {meshes}")
     print(HEADER, flush=True)
     rows = [row for path in paths for row in evaluate_shape(path, args, config)]
+    if "terrain" in args.inputs:
+        rows += evaluate_terrain(args, config)
     if args.scans:
         rows += evaluate_scans(meshes.parent / "scans", args, config)
     write_json(args.json, {"overrides": overrides, "rows": rows})
