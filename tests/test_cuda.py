@@ -4,8 +4,6 @@ with previews on their thread, and two jobs on two GPUs where there are two."""
 
 from __future__ import annotations
 
-import signal
-
 import numpy as np
 import pytest
 import torch
@@ -109,25 +107,9 @@ def test_a_50_step_reconstruction_on_cuda_streams_previews_then_the_sphere():
 @pytest.mark.live
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 def test_two_jobs_train_on_two_gpus_at_once(tmp_path):
-    from siren_recon.protocol import JobDone, Progress
-    from siren_recon.protocol.client import Client
+    from .live_backend import run_two_jobs, started_before_first_done
 
-    from .live_backend import free_port, start_backend
-
-    port = free_port()
-    process = start_backend(port, tmp_path / "log.txt", "--devices", "cuda:0,cuda:1")
-    try:
-        points, normals = sphere_cloud(2000)
-        job = {**SMALL, "train.iterations": 400, "train.progress_every": 10}
-        with Client(address=f"tcp://127.0.0.1:{port}") as client:
-            for tag in ("a", "b"):
-                client.submit(points, normals, overrides=job, tag=tag)
-            events: list = []
-            while sum(isinstance(e, JobDone) for e in events) < 2:
-                events += client.poll(50)
-                assert process.poll() is None
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-    first_done = next(i for i, e in enumerate(events) if isinstance(e, JobDone))
-    assert len({e.job for e in events[:first_done] if isinstance(e, Progress)}) == 2
+    points, normals = sphere_cloud(2000)
+    job = {**SMALL, "train.iterations": 400, "train.progress_every": 10}
+    events = run_two_jobs(tmp_path, "cuda:0,cuda:1", points, normals, job)
+    assert len(started_before_first_done(events)) == 2

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import signal
-
 import numpy as np
 import pytest
 
 from siren_recon.engine.errors import ConfigError
 from siren_recon.metrics import compare_meshes
-from siren_recon.protocol import JobDone, MeshUpdate, Progress
-from siren_recon.protocol.client import Client
+from siren_recon.protocol import MeshUpdate
 from siren_recon.server.config import ServerConfig
 from siren_recon.server.devices import worker_devices
 from siren_recon.server.executors import runners
 
-from .live_backend import free_port, start_backend
+from .live_backend import run_two_jobs, started_before_first_done
 from .shapes import SMALL, sphere_cloud
 
 
@@ -46,23 +43,10 @@ def test_devices_are_for_the_local_executor():
 @pytest.mark.slow
 @pytest.mark.live
 def test_two_cpu_workers_train_two_jobs_at_once_each_as_alone(tmp_path):
-    port = free_port()
-    process = start_backend(port, tmp_path / "log.txt", "--devices", "cpu,cpu")
-    try:
-        points, normals = sphere_cloud(1000, radius=1.0)
-        job = {**SMALL, "train.iterations": 150, "train.progress_every": 10, "preview.enabled": False}
-        with Client(address=f"tcp://127.0.0.1:{port}") as client:
-            requests = [client.submit(points, normals, overrides=job, tag=tag) for tag in ("a", "b")]
-            events: list = []
-            while sum(isinstance(e, JobDone) for e in events) < 2:
-                events += client.poll(50)
-                assert process.poll() is None
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-    assert len(requests) == 2
-    first_done = next(i for i, e in enumerate(events) if isinstance(e, JobDone))
-    started = {e.job for e in events[:first_done] if isinstance(e, Progress)}
+    points, normals = sphere_cloud(1000, radius=1.0)
+    job = {**SMALL, "train.iterations": 150, "train.progress_every": 10, "preview.enabled": False}
+    events = run_two_jobs(tmp_path, "cpu,cpu", points, normals, job)
+    started = started_before_first_done(events)
     assert len(started) == 2, "the second job waited for the first: one worker, not two"
     finals = [e for e in events if isinstance(e, MeshUpdate) and e.final]
     assert len(finals) == 2 and finals[0].job != finals[1].job

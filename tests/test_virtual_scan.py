@@ -46,15 +46,19 @@ def test_two_opposite_views_cover_both_sides():
     assert front[:, 2].min() > -0.02 and back[:, 2].max() < 0.02
 
 
-def test_noise_is_along_the_ray_at_the_asked_level():
+def scan_offsets(count: int, seed: int, resolution: int, noise_share: float, lateral_share: float):
+    """A front scan of the sphere: the camera, the clean hits, each point's offset and unit ray."""
     v, f = sphere()
-    diagonal = 2 * np.sqrt(3)
     cameras = camera_positions(v, FRONT)
-    scan = range_scan(v, f, cameras, 20_000, np.random.default_rng(1), resolution=300, noise_share=0.003,
-                      lateral_share=0.0)
-    offset = scan.points - scan.clean
+    scan = range_scan(v, f, cameras, count, np.random.default_rng(seed), resolution=resolution,
+                      noise_share=noise_share, lateral_share=lateral_share)
     rays = scan.clean - cameras[0]
-    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+    return cameras, scan, scan.points - scan.clean, rays / np.linalg.norm(rays, axis=1, keepdims=True)
+
+
+def test_noise_is_along_the_ray_at_the_asked_level():
+    diagonal = 2 * np.sqrt(3)
+    cameras, scan, offset, rays = scan_offsets(20_000, 1, 300, 0.003, 0.0)
     along = np.einsum("ij,ij->i", offset, rays)
     assert np.linalg.norm(offset - along[:, None] * rays, axis=1).max() < 1e-9
     # the sphere's near side is about one radius nearer than the centre: sigma shrinks with range
@@ -65,13 +69,7 @@ def test_noise_is_along_the_ray_at_the_asked_level():
 
 
 def test_lateral_jitter_is_across_the_ray():
-    v, f = sphere()
-    cameras = camera_positions(v, FRONT)
-    scan = range_scan(v, f, cameras, 10_000, np.random.default_rng(2), resolution=200, noise_share=0.0,
-                      lateral_share=0.001)
-    offset = scan.points - scan.clean
-    rays = scan.clean - cameras[0]
-    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+    _, _, offset, rays = scan_offsets(10_000, 2, 200, 0.0, 0.001)
     assert np.abs(np.einsum("ij,ij->i", offset, rays)).max() < 1e-9
     assert np.sqrt((offset**2).sum(axis=1).mean() / 2) / (2 * np.sqrt(3)) == pytest.approx(0.001, rel=0.05)
 
