@@ -15,7 +15,7 @@ client needs alone) does not load torch, and Open3D is only needed by :func:`rec
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from .engine.pipeline import reconstruct_points
     from .open3d_mode import reconstruct
 
-__version__ = version("siren-recon")
+try:
+    __version__ = version("siren-recon")
+except PackageNotFoundError:  # imported from a source tree that is not installed (scripts/gpu_check.sh)
+    __version__ = "0+source"
 
 _PUBLIC = {
     "reconstruct": ".open3d_mode",

@@ -6,9 +6,9 @@
 #
 #     OUT=/some/dir scripts/gpu_check.sh
 #
-# It uses .venv when its torch sees CUDA, else a system python3 whose torch does (with the
-# project installed into it without dependencies), else tries the CUDA wheel of the venv's torch
-# version; without any, it says so and stops.
+# It uses .venv when its torch sees CUDA, else a system python3 whose torch does (importing the
+# project from this tree, with any wheels carried in .whl/), else sets up .venv and tries the CUDA
+# wheel of its torch version; without any, it says so and stops.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-out/gpu_check}"
@@ -17,20 +17,33 @@ log() { echo "[gpu_check $(date +%H:%M:%S)] $*" | tee -a "$OUT/gpu_check.log" >&
 sees_cuda() { "$1" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; }
 
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || log "nvidia-smi not found"
-[ -x .venv/bin/python ] || scripts/setup_env.sh >> "$OUT/setup.log" 2>&1 || log "setup_env.sh failed (see setup.log)"
 PY=""
 if [ -x .venv/bin/python ] && sees_cuda .venv/bin/python; then
     PY=.venv/bin/python
 elif command -v python3 >/dev/null && sees_cuda python3; then
+    # a GPU image with its own CUDA torch and no network: import the project from this tree
+    # (a folder of links that gives backend/ and protocol/ their package names), and take the
+    # packages the image lacks from wheels carried in .whl/, if any (see docs/scaling.md)
     PY=python3
-    log "the venv's torch is CPU-only; using $(command -v python3) ($(python3 -c 'import torch; print(torch.__version__)'))"
-    python3 -m pip install -q --no-deps -e . >> "$OUT/setup.log" 2>&1 || log "pip install -e . into python3 failed"
-elif [ -x .venv/bin/python ]; then
-    version="$(.venv/bin/python -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)"
-    log "no CUDA torch found; trying torch==$version from the cu128 index"
-    if timeout 240 .venv/bin/python -m pip install -q "torch==$version" --index-url https://download.pytorch.org/whl/cu128 \
-        >> "$OUT/setup.log" 2>&1 && sees_cuda .venv/bin/python; then
-        PY=.venv/bin/python
+    log "using $(command -v python3) (torch $(python3 -c 'import torch; print(torch.__version__)'))"
+    shim=/tmp/siren_shim/siren_recon
+    mkdir -p "$shim" /tmp/siren_site
+    for entry in backend/*; do ln -sfn "$PWD/$entry" "$shim/"; done
+    ln -sfn "$PWD/protocol" "$shim/protocol"
+    if compgen -G ".whl/*.whl" >/dev/null; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/siren_site .whl/*.whl \
+            >> "$OUT/setup.log" 2>&1 || log "installing the carried wheels failed (see setup.log)"
+    fi
+    export PYTHONPATH="/tmp/siren_shim:/tmp/siren_site${PYTHONPATH:+:$PYTHONPATH}"
+else
+    [ -x .venv/bin/python ] || scripts/setup_env.sh >> "$OUT/setup.log" 2>&1 || log "setup_env.sh failed (see setup.log)"
+    if [ -x .venv/bin/python ]; then
+        version="$(.venv/bin/python -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)"
+        log "no CUDA torch found; trying torch==$version from the cu128 index"
+        if timeout 240 .venv/bin/python -m pip install -q "torch==$version" \
+            --index-url https://download.pytorch.org/whl/cu128 >> "$OUT/setup.log" 2>&1 && sees_cuda .venv/bin/python; then
+            PY=.venv/bin/python
+        fi
     fi
 fi
 if [ -z "$PY" ]; then
@@ -38,6 +51,7 @@ if [ -z "$PY" ]; then
     log "Install a CUDA build of torch into .venv (pip install torch --index-url https://download.pytorch.org/whl/cu128) and rerun."
     exit 3
 fi
+"$PY" -c 'import siren_recon.engine.pipeline' || { log "the project does not import with $PY"; exit 4; }
 "$PY" -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))' | tee "$OUT/torch.txt"
 
 log "cuda tests"
