@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .cloud_index import CloudIndex
 from .config import ReconstructionConfig
 from .device import resolve_device
 from .errors import InputError
@@ -56,7 +57,8 @@ def train_field(
     consistent inside and outside but rounds off detail; then the refinement
     (:mod:`~siren_recon.engine.unoriented.refinement`) fits a fresh SIREN to normal directions
     that field signed. Progress counts across both stages and always reports the mode as
-    ``unoriented``.
+    ``unoriented``. The refinement's whole-cloud steps share one :class:`CloudIndex`, built here
+    (over the cloud's working set when it is larger than ``cloud_index.WORKING_POINTS``).
     """
     config = config or ReconstructionConfig()
     pts = validate_points(points)
@@ -77,7 +79,8 @@ def train_field(
                   init=resolve_init(config.model.init, mode), learning_rate=rate)
     field, losses = fit_stage(first, cloud, config, reporting)
     if second:
-        refine, noise = refinement_stage(field, unit, config, device, second, offset=total - second)
+        index = CloudIndex.build(unit, config.train.seed)
+        refine, noise = refinement_stage(field, index, config, device, second, offset=total - second)
         field, losses = fit_stage(refine, cloud, config, reporting)
         field.noise_ratio = noise
     return field, losses

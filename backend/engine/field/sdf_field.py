@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from ..cloud_index import even_subsample
 from ..config import ReconstructionConfig
 from ..meshing import drop_unsupported_components, extract_mesh, remove_small_components, trim_far_faces
 from ..normalization import Normalization
@@ -82,10 +83,12 @@ class SdfField:
 
 
 def support_subsample(unit_points: np.ndarray, seed: int) -> np.ndarray:
-    """The points kept with a field for the support test: all, or an even random subset."""
+    """The points kept with a field for the support test: all, or an even random subset.
+
+    The field keeps them (and builds its own small tree over them) because it outlives the cloud:
+    a checkpoint re-meshes at another resolution with the support alone."""
     if len(unit_points) > SUPPORT_POINTS:
-        index = np.random.default_rng(seed).choice(len(unit_points), SUPPORT_POINTS, replace=False)
-        unit_points = unit_points[np.sort(index)]
+        unit_points = unit_points[even_subsample(len(unit_points), SUPPORT_POINTS, seed)]
     return np.ascontiguousarray(unit_points, dtype=np.float32)
 
 
