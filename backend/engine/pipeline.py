@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .cloud_index import CloudIndex
+from .cloud_index import WORKING_POINTS, CloudIndex
 from .config import ReconstructionConfig
 from .device import resolve_device
 from .errors import InputError
@@ -49,6 +49,7 @@ def train_field(
     on_progress: Callable[[ProgressEvent], None] | None = None,
     on_mesh: MeshCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    working_points: int = WORKING_POINTS,
 ) -> tuple[SdfField, dict[str, float]]:
     """Train a field on the cloud; preview meshes go to ``on_mesh`` with ``final=False``.
 
@@ -58,7 +59,7 @@ def train_field(
     (:mod:`~siren_recon.engine.unoriented.refinement`) fits a fresh SIREN to normal directions
     that field signed. Progress counts across both stages and always reports the mode as
     ``unoriented``. The refinement's whole-cloud steps share one :class:`CloudIndex`, built here
-    (over the cloud's working set when it is larger than ``cloud_index.WORKING_POINTS``).
+    (over an even subsample of ``working_points`` when the cloud is larger).
     """
     config = config or ReconstructionConfig()
     pts = validate_points(points)
@@ -79,7 +80,7 @@ def train_field(
                   init=resolve_init(config.model.init, mode), learning_rate=rate)
     field, losses = fit_stage(first, cloud, config, reporting)
     if second:
-        index = CloudIndex.build(unit, config.train.seed)
+        index = CloudIndex.build(unit, config.train.seed, working_points)
         refine, noise = refinement_stage(field, index, config, device, second, offset=total - second)
         field, losses = fit_stage(refine, cloud, config, reporting)
         field.noise_ratio = noise
@@ -103,16 +104,17 @@ def reconstruct_points(
     on_progress: Callable[[ProgressEvent], None] | None = None,
     on_mesh: MeshCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    working_points: int = WORKING_POINTS,
 ) -> ReconstructionResult:
     """Reconstruct a mesh from ``points`` (N, 3) and optional ``normals`` (N, 3).
 
     The returned mesh is in the input's coordinates. ``on_mesh`` receives the previews and then
     the final mesh (``final=True``). Raises :class:`InputError` for bad input and
-    :class:`Cancelled` when ``should_cancel()`` turns true.
+    :class:`Cancelled` when ``should_cancel()`` turns true. ``working_points``: see :func:`train_field`.
     """
     config = config or ReconstructionConfig()
     started = time.perf_counter()
-    field, losses = train_field(points, normals, config, on_progress, on_mesh, should_cancel)
+    field, losses = train_field(points, normals, config, on_progress, on_mesh, should_cancel, working_points)
     trained = time.perf_counter()
     vertices, faces = field.mesh()
     meshed = time.perf_counter()
