@@ -9,6 +9,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from siren_recon.engine.cloud_index import CloudIndex, even_subsample, working_set
+from siren_recon.engine.colours import transfer_colours
 from siren_recon.engine.pipeline import reconstruct_points
 from siren_recon.engine.unoriented.clearance import Clearance
 from siren_recon.engine.unoriented.cube_grid import cube_nodes, distance_to_cloud
@@ -70,6 +71,16 @@ def test_a_cloud_over_the_limit_is_indexed_through_an_even_seeded_subsample(clou
     share = np.bincount((index.points > 0) @ np.array([1, 2, 4]), minlength=8) / 1000
     assert np.all(np.abs(share - 1 / 8) < 0.04)
     assert np.array_equal(even_subsample(7, 10, 0), np.arange(7))
+
+
+def test_colours_come_from_the_index_and_its_working_set(cloud):
+    colours = (cloud - cloud.min(axis=0)) / np.ptp(cloud, axis=0)  # a colour that follows position
+    vertices = cloud[::7] * 1.01
+    whole = transfer_colours(CloudIndex(cloud), colours, vertices)
+    assert np.array_equal(whole, transfer_colours(cloud, colours, vertices))
+    subsampled = transfer_colours(CloudIndex.build(cloud, seed=0, limit=1500), colours, vertices)
+    error = np.abs(subsampled - whole)  # within about a spacing of the 1,500 points (0.045 of the colour)
+    assert subsampled.shape == whole.shape and np.median(error) < 0.02 and error.max() < 0.1
 
 
 def test_an_unoriented_cloud_over_the_limit_trains_its_refinement_on_the_working_set(monkeypatch):
