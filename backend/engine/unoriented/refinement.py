@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..cloud_index import CloudIndex
+from ..cloud_index import CloudIndex, as_index
 from ..config import ReconstructionConfig, UnorientedLossConfig
 from ..field.derivatives import sdf_and_gradient
 from ..field.model import FoldedSiren
@@ -66,10 +66,10 @@ def noise_factor(ratio: float, noise_free_ratio: float) -> float:
     return max(1.0, ratio / noise_free_ratio)
 
 
-def orient_directions(model: torch.nn.Module, cloud: CloudIndex, config: UnorientedLossConfig,
+def orient_directions(model: torch.nn.Module, cloud: np.ndarray | CloudIndex, config: UnorientedLossConfig,
                       device: torch.device) -> np.ndarray:
-    """Normal directions of the points of ``cloud`` estimated from their neighbours, signed so
-    that ``grad f`` agrees with them.
+    """Normal directions of the points of ``cloud`` (unit points, or their index) estimated from
+    their neighbours, signed so that ``grad f`` agrees with them.
 
     With ``orientation="propagate"`` the gradient only votes, once per connected piece of the
     cloud, on signs made consistent along the neighbour graph; with ``"gradient"`` it decides
@@ -78,8 +78,9 @@ def orient_directions(model: torch.nn.Module, cloud: CloudIndex, config: Unorien
     ``rough_normal_share`` of the points with the roughest neighbourhoods.
     """
     propagate = config.orientation == "propagate"
-    unit = cloud.points
-    index = cloud.neighbours(
+    shared = as_index(cloud)
+    unit = shared.points
+    index = shared.neighbours(
         max(config.direction_neighbours, config.orientation_neighbours + 1 if propagate else 0)
     )
     directions, variation = estimate_directions(unit, config.direction_neighbours, index, config.direction_scales)
