@@ -9,11 +9,14 @@ from .geometry import (
     SURFACE_SAMPLES,
     blender_mesh_arrays,
     corner_to_point,
-    normals_to_world,
     point_colour_attribute,
     sample_triangles,
     to_world,
 )
+
+ObjectCloud = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]
+"""Points, normals (or ``None``) and colours (or ``None``) as read, with the 4x4 matrix that takes
+them to world space (``geometry.wire_cloud`` applies it, off the UI thread)."""
 
 COLOUR_LAYER = "siren_colour"
 
@@ -42,18 +45,17 @@ def _vertex_colours(mesh) -> np.ndarray | None:
     return corner_to_point(values, corner_vertex, len(mesh.vertices))
 
 
-def _point_cloud_arrays(data, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """World-space points, normals and colours of a ``PointCloud`` datablock."""
+def _point_cloud_arrays(data, matrix: np.ndarray) -> ObjectCloud:
+    """Points, normals and colours of a ``PointCloud`` datablock, read into float32 arrays."""
     points = _attribute(data, "position", "vector", 3)
     normals = _attribute(data, "normal", "vector", 3)
     layers = [(a.name, a.data_type, a.domain) for a in data.attributes]
     colour_name = point_colour_attribute(layers)
     colours = None if colour_name is None else _attribute(data, colour_name, "color", 4)
-    return (to_world(points, matrix), None if normals is None else normals_to_world(normals, matrix),
-            None if colours is None else colours[:, :3])
+    return points, normals, colours, matrix
 
 
-def _generated_cloud(evaluated, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
+def _generated_cloud(evaluated, matrix: np.ndarray) -> ObjectCloud | None:
     """The points that an object's modifiers output (e.g. geometry nodes' Mesh to Points), or ``None``."""
     if not hasattr(evaluated, "evaluated_geometry"):  # Blender before 4.3
         return None
@@ -64,8 +66,10 @@ def _generated_cloud(evaluated, matrix: np.ndarray) -> tuple[np.ndarray, np.ndar
     return _point_cloud_arrays(cloud, matrix)
 
 
-def cloud_from_object(obj, depsgraph) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """World-space points, normals (or ``None``) and colours (or ``None``) of an object.
+def cloud_from_object(obj, depsgraph) -> ObjectCloud:
+    """Points, normals (or ``None``) and colours (or ``None``) of an object, with the matrix to
+    world space (see :data:`ObjectCloud`); attributes are read with ``foreach_get`` into
+    preallocated float32 arrays.
 
     A mesh with faces is sampled on its evaluated surface (modifiers applied) with face normals;
     a mesh of loose vertices (an imported scan) gives its vertices, with normals only when it
@@ -92,9 +96,8 @@ def cloud_from_object(obj, depsgraph) -> tuple[np.ndarray, np.ndarray | None, np
             mesh.loop_triangles.foreach_get("vertices", tris)
             world = to_world(co, matrix)
             points, normals, colours = sample_triangles(world, tris.reshape(-1, 3), SURFACE_SAMPLES, colours)
-            return points, normals, colours
-        normals = _attribute(mesh, "normal", "vector", 3)
-        return (to_world(co, matrix), None if normals is None else normals_to_world(normals, matrix), colours)
+            return points, normals, colours, np.eye(4)
+        return co, _attribute(mesh, "normal", "vector", 3), colours, matrix
     finally:
         evaluated.to_mesh_clear()
 

@@ -12,6 +12,9 @@ import numpy as np
 SURFACE_SAMPLES = 20_000
 """Points sampled on a mesh that has faces (its vertices alone may be far too few)."""
 
+WIRE_CHUNK = 1_000_000
+"""Points brought to world space at once by :func:`wire_cloud` (bounds its float64 temporaries)."""
+
 
 def to_world(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply a 4x4 object matrix to (N, 3) points."""
@@ -25,6 +28,31 @@ def normals_to_world(normals: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     out = np.asarray(normals, dtype=np.float64) @ np.linalg.inv(linear)
     length = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.maximum(length, 1e-30)
+
+
+def wire_cloud(
+    points: np.ndarray,
+    normals: np.ndarray | None,
+    colours: np.ndarray | None,
+    matrix: np.ndarray,
+    chunk: int = WIRE_CHUNK,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Object-space points, normals and colours as the backend takes them: world space, float32,
+    contiguous (sent without another copy).
+
+    Made chunk by chunk into preallocated arrays, so a cloud of ten million points needs no
+    float64 copy of itself; NumPy releases the GIL meanwhile, so this runs off Blender's UI thread.
+    """
+    count = len(points)
+    world = np.empty((count, 3), np.float32)
+    turned = None if normals is None else np.empty((count, 3), np.float32)
+    for start in range(0, count, chunk):
+        rows = slice(start, start + chunk)
+        world[rows] = to_world(points[rows], matrix)
+        if turned is not None and normals is not None:
+            turned[rows] = normals_to_world(normals[rows], matrix)
+    rgb = None if colours is None else np.ascontiguousarray(np.asarray(colours)[:, :3], dtype=np.float32)
+    return world, turned, rgb
 
 
 def sample_triangles(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import bpy
@@ -9,9 +10,8 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty
 
 from . import state
 from .blender_io import cloud_from_object, show_mesh
+from .geometry import wire_cloud
 from .properties import MODE_ITEMS, QUALITY_ITEMS, key_files
-from .protocol import ProtocolError
-from .protocol.client import NotSent
 from .settings import MIN_POINTS, job_overrides
 
 TICK_INTERVAL = 0.1
@@ -141,14 +141,13 @@ class SIREN_OT_reconstruct(bpy.types.Operator):
         depsgraph = context.evaluated_depsgraph_get()
         jobs = []
         for obj in sources:
-            points, normals, colours = cloud_from_object(obj, depsgraph)
+            points, normals, colours, matrix = cloud_from_object(obj, depsgraph)
             if len(points) < MIN_POINTS:
                 self.report({"WARNING"}, f"{obj.name}: {len(points)} points, at least {MIN_POINTS} are needed; skipped")
                 continue
-            try:
-                jobs.append(session.submit(obj.name, points, normals, colours, overrides))
-            except (NotSent, ProtocolError) as exc:  # unreachable, or over the backend's size limit
-                self.report({"ERROR"}, f"{obj.name}: {exc}")
+            # world space, float32 and the encoding happen on a thread; the timer sends when ready
+            jobs.append(session.submit_prepared(
+                obj.name, functools.partial(wire_cloud, points, normals, colours, matrix), overrides))
         if not jobs:
             self.report({"ERROR"}, "nothing to reconstruct: every selected object has too few points")
             return {"CANCELLED"}

@@ -8,7 +8,11 @@ only reads this state and copies meshes into preview objects.
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +26,14 @@ from .protocol import (
     JobFailed,
     MeshUpdate,
     Progress,
+    ProtocolError,
 )
-from .protocol.client import Client, ConnectionEvent
+from .protocol.client import Client, ConnectionEvent, NotSent
 
-ACTIVE = ("submitting", "queued", "running", "fetching")
+ACTIVE = ("preparing", "submitting", "queued", "running", "fetching")
+
+Arrays = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
+"""Points, normals (or ``None``) and colours (or ``None``) ready to send."""
 
 
 def trim_note(stats: dict[str, float]) -> str:
@@ -47,7 +55,8 @@ class JobState:
     """Name of the preview object (``<source>_siren``)."""
     job: str = ""
     status: str = "submitting"
-    """``submitting``, ``queued``, ``running``, ``fetching`` (a kept result asked for again),
+    """``preparing`` (its arrays are being made off the UI thread), ``submitting``, ``queued``,
+    ``running``, ``fetching`` (a kept result asked for again),
     ``done``, ``failed``, ``cancelled`` or ``interrupted`` (its backend restarted: resubmittable)."""
     iteration: int = 0
     total: int = 0
@@ -88,6 +97,8 @@ class Session:
     jobs: dict[str, JobState] = field(default_factory=dict)
     client: Client | None = None
     _connect_started: float = 0.0
+    _prepared: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, repr=False)
+    """``(job, arrays or the exception that stopped them, overrides)`` from preparing threads."""
 
     def connect(self) -> None:
         """Start connecting; returns at once (see :meth:`wait_connected`)."""
@@ -136,6 +147,46 @@ class Session:
         self.jobs[request] = state
         return state
 
+    def submit_prepared(self, source: str, prepare: Callable[[], Arrays], overrides: dict[str, Any]) -> JobState:
+        """Submit the cloud ``prepare`` makes, made on a thread of its own so the caller (Blender's
+        UI) goes on at once; :meth:`tick` sends it when it is ready. The job is ``preparing``
+        until then, and ``failed`` with the reason if ``prepare`` raises or the send is refused."""
+        if self.client is None:
+            raise RuntimeError("not connected")
+        state = JobState(request=f"preparing-{uuid.uuid4().hex}", source=source, preview=f"{source}_siren",
+                         status="preparing", message="preparing the cloud")
+        self.jobs[state.request] = state
+
+        def run() -> None:
+            try:
+                self._prepared.put((state, prepare(), overrides))
+            except Exception as exc:  # any failure of the preparation fails this job, not the UI
+                self._prepared.put((state, exc, overrides))
+
+        threading.Thread(target=run, name=f"siren-prepare-{source}", daemon=True).start()
+        return state
+
+    def _send_prepared(self) -> None:
+        """Send every cloud a preparing thread has finished (on the caller's thread: the socket's)."""
+        while True:
+            try:
+                state, arrays, overrides = self._prepared.get_nowait()
+            except queue.Empty:
+                return
+            if state.status != "preparing":
+                continue  # disconnected meanwhile
+            if isinstance(arrays, Exception):
+                state.status, state.message = "failed", f"the cloud could not be read: {arrays}"
+                continue
+            try:
+                request = self.client.submit(*arrays, overrides, tag=state.source) if self.client else ""
+            except (NotSent, ProtocolError) as exc:  # unreachable, or over the backend's size limit
+                state.status, state.message = "failed", str(exc)
+                continue
+            del self.jobs[state.request]
+            state.request, state.status, state.message = request, "submitting", f"sent {len(arrays[0]):,} points"
+            self.jobs[request] = state
+
     def fetch(self, source: str, preview: str, job_id: str) -> JobState:
         """Ask the backend again for the kept final mesh of ``job_id`` (a reopened .blend, a drop)."""
         if self.client is None:
@@ -178,6 +229,7 @@ class Session:
         """Drain what has arrived, for at most about ``budget`` seconds; return jobs with a new mesh."""
         if self.client is None:
             return []
+        self._send_prepared()
         started = time.monotonic()
         changed: dict[str, JobState] = {}
         while True:
@@ -243,7 +295,8 @@ class Session:
             self.status, self.message = "connected", f"connected: {self.device}"
         elif event.kind == "restarted":
             unfinished = self.client.unfinished if self.client is not None else {}
-            lost = [job for job in self.jobs.values() if job.job in unfinished or job.active]
+            lost = [job for job in self.jobs.values()
+                    if job.job in unfinished or (job.active and job.status != "preparing")]
             for job in lost:
                 if job.job in unfinished:
                     job.status, job.message = "interrupted", "the backend restarted: Resubmit runs it again"

@@ -27,8 +27,9 @@ from .messages import (
     header_fields,
 )
 
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
-"""Largest message accepted unless the receiver says otherwise (about 22M points)."""
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+"""Largest message accepted unless the receiver says otherwise: a cloud of 10M points with normals
+and colours is 360 MB; 512 MiB takes about 15M of them, or 44M points alone."""
 MAX_ARRAY_ROWS = 2**31 - 1
 INT64 = (-(2**63), 2**63 - 1)
 DTYPES = {"float32": np.dtype("<f4"), "uint32": np.dtype("<u4")}
@@ -88,8 +89,11 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise ProtocolError(E.MALFORMED, f"msgpack extension type {code} is not allowed")
 
 
-def decode(frames: Sequence[Frame], max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
+def decode(frames: Sequence[Frame], max_bytes: int = DEFAULT_MAX_BYTES, max_rows: int | None = None) -> Message:
     """Validate and decode a multipart message; raise :class:`ProtocolError` on any fault.
+
+    ``max_rows`` (a backend's ``max_points``) refuses an array declared with more rows, naming the
+    limit, before its frame is looked at (code ``too_many_points``).
 
     The error carries the message's ``msg_id`` and ``job`` whenever frame 0 could be read as a
     map holding them as strings, so the reply to a refused message names what it refuses.
@@ -104,7 +108,7 @@ def decode(frames: Sequence[Frame], max_bytes: int = DEFAULT_MAX_BYTES) -> Messa
                             *_ids(head))
     head = _unpack_head(buffers[0])
     try:
-        return _decode_head(head, buffers[1:])
+        return _decode_head(head, buffers[1:], max_rows)
     except ProtocolError as exc:
         exc.msg_id, exc.job = _ids(head)
         raise
@@ -128,7 +132,7 @@ def _ids(head: Any) -> tuple[str, str]:
     return (msg_id if isinstance(msg_id, str) else "", job if isinstance(job, str) else "")
 
 
-def _decode_head(head: Any, frames: list[memoryview]) -> Message:
+def _decode_head(head: Any, frames: list[memoryview], max_rows: int | None = None) -> Message:
     """The message described by the header map ``head`` with its array ``frames``."""
     if not isinstance(head, dict) or not all(isinstance(key, str) for key in head):
         raise ProtocolError(E.MALFORMED, "header frame is not a map with string keys")
@@ -159,7 +163,7 @@ def _decode_head(head: Any, frames: list[memoryview]) -> Message:
         values[f.name] = _check_value(kind, f.name, body[f.name], f.metadata)
     if "arrays" not in head:
         raise ProtocolError(E.MISSING_FIELD, f"{kind}: header field 'arrays' is missing")
-    values.update(_decode_arrays(cls, head["arrays"], frames))
+    values.update(_decode_arrays(cls, head["arrays"], frames, max_rows))
     return cls(**values)
 
 
@@ -245,7 +249,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, float) or _is_int(value)
 
 
-def _decode_arrays(cls: type[Message], table: Any, frames: list[memoryview]) -> dict[str, np.ndarray | None]:
+def _decode_arrays(
+    cls: type[Message], table: Any, frames: list[memoryview], max_rows: int | None = None
+) -> dict[str, np.ndarray | None]:
     kind = cls.TYPE
     if not isinstance(table, list) or not all(isinstance(entry, dict) for entry in table):
         raise ProtocolError(E.BAD_FIELD_TYPE, f"{kind}: 'arrays' must be a list of maps")
@@ -276,6 +282,10 @@ def _decode_arrays(cls: type[Message], table: Any, frames: list[memoryview]) -> 
         ):
             raise ProtocolError(
                 E.BAD_SHAPE, f"{kind}.{name} must have shape [N, {meta['columns']}], declared {shape!r}"
+            )
+        if max_rows is not None and shape[0] > max_rows:
+            raise ProtocolError(
+                E.TOO_MANY_POINTS, f"{kind}.{name} has {shape[0]} rows, over the limit of {max_rows} points per job"
             )
         dtype = DTYPES[meta["dtype"]]
         expected = shape[0] * shape[1] * dtype.itemsize

@@ -22,10 +22,12 @@ NON_FINITE = "non_finite"
 INDEX_OUT_OF_RANGE = "index_out_of_range"
 TOO_LARGE = "too_large"
 """The message is over the receiver's size limit."""
+TOO_MANY_POINTS = "too_many_points"
+"""An array has more rows than the receiver takes (a backend's ``max_points``)."""
 
 CODES = (
     MALFORMED, UNSUPPORTED_VERSION, BAD_VERSION, UNKNOWN_TYPE, MISSING_FIELD, BAD_FIELD_TYPE, BAD_DTYPE,
-    BAD_SHAPE, BUFFER_LENGTH, NON_FINITE, INDEX_OUT_OF_RANGE, TOO_LARGE,
+    BAD_SHAPE, BUFFER_LENGTH, NON_FINITE, INDEX_OUT_OF_RANGE, TOO_LARGE, TOO_MANY_POINTS,
 )
 
 

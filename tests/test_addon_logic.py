@@ -6,6 +6,7 @@ pyzmq/msgpack wheels the extension bundles (``test_addon_in_blender_5_2.py``).
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -24,6 +25,7 @@ from blender_addon.geometry import (  # noqa: E402
     normals_to_world,
     sample_triangles,
     to_world,
+    wire_cloud,
 )
 from blender_addon.session import Session, trim_note  # noqa: E402
 from blender_addon.settings import PRESETS, job_overrides  # noqa: E402
@@ -221,3 +223,52 @@ def test_a_restarted_backend_offers_resubmit_and_a_kept_result_can_be_fetched(tm
             if process is not None:
                 process.kill()
                 process.wait()
+
+
+def test_a_cloud_goes_to_the_wire_in_world_space_as_contiguous_float32_chunk_by_chunk():
+    matrix = trs([5.0, 0.0, -1.0], [0.1, 0.7, -0.4], [3.0, 1.0, 0.5])
+    points, normals = sphere_cloud(1001)
+    rgba = np.random.default_rng(0).random((1001, 4))
+    world, turned, rgb = wire_cloud(points, normals, rgba, matrix, chunk=100)
+    for array in (world, turned, rgb):
+        assert array.dtype == np.float32 and array.flags.c_contiguous and array.shape == (1001, 3)
+    np.testing.assert_allclose(world, to_world(points, matrix), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(turned, normals_to_world(normals, matrix), atol=1e-6)
+    np.testing.assert_array_equal(rgb, rgba[:, :3].astype(np.float32))
+    assert wire_cloud(points, None, None, np.eye(4))[1:] == (None, None)
+
+
+@pytest.mark.live
+def test_a_cloud_is_prepared_off_the_callers_thread_and_sent_by_the_tick(tmp_path):
+    port = free_port()
+    process = start_backend(port, tmp_path / "backend.txt")
+    session = Session(address=f"tcp://127.0.0.1:{port}")
+    release = threading.Event()
+    points, normals = sphere_cloud(600, radius=1.5)
+
+    def slow_preparation():
+        assert release.wait(30)
+        return wire_cloud(points, normals, None, np.eye(4))
+
+    def broken_preparation():
+        raise ValueError("no position attribute")
+
+    try:
+        assert session.wait_connected(20)
+        job = session.submit_prepared("Sphere", slow_preparation, {**SMALL, "train.iterations": 100_000})
+        broken = session.submit_prepared("Cube", broken_preparation, SMALL)
+        assert job.status == "preparing" and job.active  # returned while the preparation still waits
+        run_until(session, lambda: not broken.active, 10)
+        assert broken.status == "failed" and "no position attribute" in broken.message
+        session.tick()
+        assert job.status == "preparing" and not job.job  # nothing sent before it is ready
+        release.set()
+        run_until(session, lambda: job.status == "running")
+        assert job.job and session.jobs[job.request] is job and not job.request.startswith("preparing")
+        session.cancel(job)
+        run_until(session, lambda: job.status == "cancelled", 30)
+    finally:
+        release.set()
+        session.disconnect()
+        process.kill()
+        process.wait()

@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
+from siren_recon.engine.cloud_index import CloudIndex
 from siren_recon.engine.meshing import (
     component_labels,
     drop_unsupported_components,
@@ -67,21 +68,19 @@ def test_small_components_are_removed_and_large_kept():
 def test_pieces_without_input_points_nearby_are_dropped():
     """A detached sheet with no cloud point near it (ghost geometry) goes; the supported part stays,
     even when the ghost is the larger one."""
-    from scipy.spatial import cKDTree
-
     lo, hi = np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 1.0])
     real, ghost = sphere(0.3, (-0.5, 0, 0)), sphere(0.4, (0.45, 0, 0))
     verts, faces = extract_mesh(lambda x: torch.minimum(real(x), ghost(x)), lo, hi, 64, 8192, torch.device("cpu"))
     rng = np.random.default_rng(0)
     directions = rng.normal(size=(2000, 3))
     cloud = directions / np.linalg.norm(directions, axis=1, keepdims=True) * 0.3 + [-0.5, 0, 0]
-    kept_v, kept_f = drop_unsupported_components(verts, faces, cKDTree(cloud), 0.02, 0.5)
+    kept_v, kept_f = drop_unsupported_components(verts, faces, CloudIndex(cloud), 0.02, 0.5)
     assert component_labels(len(kept_v), kept_f)[0] == 1
     assert np.abs(np.linalg.norm(kept_v - [-0.5, 0, 0], axis=1) - 0.3).max() < 0.01
     # with no share required, nothing is dropped
-    assert len(drop_unsupported_components(verts, faces, cKDTree(cloud), 0.02, 0.0)[1]) == len(faces)
+    assert len(drop_unsupported_components(verts, faces, CloudIndex(cloud), 0.02, 0.0)[1]) == len(faces)
     # a cloud that supports neither piece still leaves the better-supported one
-    far = cKDTree(np.array([[-0.5, 0.0, 0.31]]))
+    far = CloudIndex(np.array([[-0.5, 0.0, 0.31]]))
     assert len(drop_unsupported_components(verts, faces, far, 0.02, 0.5)[1]) > 0
 
 
@@ -94,8 +93,6 @@ def thin_features(x: torch.Tensor) -> torch.Tensor:
 
 
 def hausdorff(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.spatial import cKDTree
-
     return float(max(cKDTree(a).query(b)[0].max(), cKDTree(b).query(a)[0].max()))
 
 

@@ -254,6 +254,20 @@ def test_size_limit():
     assert isinstance(decode(frames, max_bytes=100_000), SubmitJob)
 
 
+def test_a_cloud_over_the_point_limit_is_refused_naming_the_limit():
+    frames = frames_of(submit(1001))
+    error = expect(E.TOO_MANY_POINTS, frames, max_rows=1000)
+    assert "1001 rows" in error.message and "limit of 1000 points" in error.message
+    assert len(decode(frames, max_rows=1001).points) == 1001
+
+
+def test_the_point_limit_is_checked_before_the_arrays_frames_are_read():
+    """A header declaring 10^9 points with no bytes behind them: refused for the count, not the bytes."""
+    frames = tamper(submit(), arrays__0__shape=[10**9, 3], arrays__1__shape=[10**9, 3])
+    assert "limit of 10000000 points" in expect(E.TOO_MANY_POINTS, frames, max_rows=10_000_000).message
+    expect(E.BUFFER_LENGTH, frames)
+
+
 def test_no_extension_types_and_no_raw_bytes_keys():
     head = msgpack.unpackb(frames_of(Ping())[0], raw=False)
     head["body"] = msgpack.ExtType(1, b"\x80\x04")  # what a pickle smuggled in would look like

@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from scipy.spatial import cKDTree
 
+from siren_recon.engine.cloud_index import CloudIndex
 from siren_recon.engine.config import ReconstructionConfig, apply_overrides
 from siren_recon.engine.meshing import extract_mesh, face_areas
-from siren_recon.engine.meshing.trimming import AUTO_MIN_SHARE, AUTO_SPACINGS, point_spacing, trim_mesh
+from siren_recon.engine.meshing.trimming import AUTO_MIN_SHARE, AUTO_SPACINGS, trim_mesh
 from siren_recon.engine.pipeline import reconstruct_points
 
 from .paths import DATA
@@ -34,14 +34,7 @@ def boundary_vertices(faces: np.ndarray) -> np.ndarray:
 
 
 def trim_with(verts, faces, points, choice="auto", distance=0.0):
-    tree = cKDTree(points)
-    return trim_mesh(verts, faces, tree, choice, distance, point_spacing(tree))
-
-
-def test_point_spacing_is_the_nearest_neighbour_distance():
-    grid = np.stack(np.meshgrid(*[np.arange(10) * 0.1] * 2, indexing="ij"), -1).reshape(-1, 2)
-    assert point_spacing(cKDTree(np.c_[grid, np.zeros(len(grid))])) == pytest.approx(0.1)
-    assert point_spacing(cKDTree(np.zeros((1, 3)))) == 0.0
+    return trim_mesh(verts, faces, CloudIndex(points), choice, distance)
 
 
 def test_auto_leaves_a_surrounded_surface_unchanged(sphere_mesh):
@@ -63,7 +56,7 @@ def test_auto_opens_a_one_sided_scan_at_the_data_boundary(sphere_mesh):
     kept_v, kept_f, outcome = trim_with(verts, faces, scanned)
     assert outcome.applied == "trimmed" and outcome.trimmed
     assert outcome.unsupported_share > AUTO_MIN_SHARE
-    spacing = point_spacing(cKDTree(scanned))
+    spacing = CloudIndex(scanned).spacing
     assert outcome.distance == pytest.approx(AUTO_SPACINGS * spacing)
     area = face_areas(verts, faces).sum()
     assert outcome.area_cut_share == pytest.approx(1 - face_areas(kept_v, kept_f).sum() / area)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ..engine.cloud_index import CloudIndex
 from ..engine.colours import transfer_colours
 from ..engine.config import ReconstructionConfig, apply_overrides
 from ..engine.errors import ReconstructionError
@@ -131,10 +132,11 @@ def describe_trim(stats: dict[str, float]) -> str:
 
 
 def mesh_colours(cloud: Cloud, vertices: np.ndarray) -> np.ndarray | None:
-    """Each vertex's colour from the nearest input points, or ``None`` when the input has no colours."""
+    """Each vertex's colour from the nearest input points (of the cloud's working set when it is
+    larger than ``cloud_index.WORKING_POINTS``), or ``None`` when the input has no colours."""
     if cloud.colours is None:
         return None
-    return transfer_colours(cloud.points, cloud.colours, vertices)
+    return transfer_colours(CloudIndex.build(cloud.points, seed=0), cloud.colours, vertices)
 
 
 def run_mesh(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .cloud_index import WORKING_POINTS, CloudIndex
 from .config import ReconstructionConfig
 from .device import resolve_device
 from .errors import InputError
@@ -49,6 +50,7 @@ def train_field(
     on_progress: Callable[[ProgressEvent], None] | None = None,
     on_mesh: MeshCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    working_points: int = WORKING_POINTS,
 ) -> tuple[SdfField, dict[str, float]]:
     """Train a field on the cloud; preview meshes go to ``on_mesh`` with ``final=False``.
 
@@ -57,7 +59,8 @@ def train_field(
     consistent inside and outside but rounds off detail; then the refinement
     (:mod:`~siren_recon.engine.unoriented.refinement`) fits a fresh SIREN to normal directions
     that field signed. Progress counts across both stages and always reports the mode as
-    ``unoriented``.
+    ``unoriented``. The refinement's whole-cloud steps share one :class:`CloudIndex`, built here
+    (over an even subsample of ``working_points`` when the cloud is larger).
     """
     config = config or ReconstructionConfig()
     pts = validate_points(points)
@@ -78,7 +81,8 @@ def train_field(
                   init=resolve_init(config.model.init, mode), learning_rate=rate)
     field, losses = fit_stage(first, cloud, config, reporting)
     if second:
-        refine, noise = refinement_stage(field, unit, config, device, second, offset=total - second)
+        index = CloudIndex.build(unit, config.train.seed, working_points)
+        refine, noise = refinement_stage(field, index, config, device, second, offset=total - second)
         field, losses = fit_stage(refine, cloud, config, reporting)
         field.noise_ratio = noise
     return field, losses
@@ -101,16 +105,17 @@ def reconstruct_points(
     on_progress: Callable[[ProgressEvent], None] | None = None,
     on_mesh: MeshCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    working_points: int = WORKING_POINTS,
 ) -> ReconstructionResult:
     """Reconstruct a mesh from ``points`` (N, 3) and optional ``normals`` (N, 3).
 
     The returned mesh is in the input's coordinates. ``on_mesh`` receives the previews and then
     the final mesh (``final=True``). Raises :class:`InputError` for bad input and
-    :class:`Cancelled` when ``should_cancel()`` turns true.
+    :class:`Cancelled` when ``should_cancel()`` turns true. ``working_points``: see :func:`train_field`.
     """
     config = config or ReconstructionConfig()
     started = time.perf_counter()
-    field, losses = train_field(points, normals, config, on_progress, on_mesh, should_cancel)
+    field, losses = train_field(points, normals, config, on_progress, on_mesh, should_cancel, working_points)
     trained = time.perf_counter()
     vertices, faces, trim = field.mesh_with_trim()
     meshed = time.perf_counter()

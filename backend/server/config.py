@@ -69,8 +69,9 @@ class ServerConfig:
     """Largest request accepted (socket and decoder)."""
     keep_finished: int = 200
     """Finished jobs remembered for ``list_jobs``."""
-    max_points: int = 5_000_000
-    """Most points in one job."""
+    max_points: int = 10_000_000
+    """Most points in one job; a submission with more is refused, naming this limit, before its
+    arrays are read."""
     max_queued_jobs: int = 32
     """Most unfinished (queued or running) jobs one client may have."""
     send_high_water_mark: int = 64

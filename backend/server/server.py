@@ -202,7 +202,7 @@ class Server:
             if owner is None:
                 continue
             try:
-                message = decode(payload, self.config.max_message_bytes)
+                message = decode(payload, self.config.max_message_bytes, self.config.max_points)
             except ProtocolError as exc:
                 log.warning("bad message from %s: %s", identity.hex(), exc)
                 self._reply(identity, Error(job=exc.job, parent=exc.msg_id, code=exc.code, message=exc.message))
@@ -269,12 +269,6 @@ class Server:
 
     def _submit(self, identity: bytes, message: SubmitJob) -> None:
         owner = self.owners[identity]
-        if len(message.points) > self.config.max_points:
-            raise LimitError(
-                f"{len(message.points)} points is over this backend's limit of {self.config.max_points} "
-                "points per job (serve --max-points)",
-                "too_many_points",
-            )
         active = sum(1 for j in self.jobs.values() if j.owner == owner and j.state not in FINISHED)
         if active >= self.config.max_queued_jobs:
             raise LimitError(

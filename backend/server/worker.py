@@ -18,6 +18,7 @@ import zmq
 
 from siren_recon.protocol import Error, JobCancelled, JobDone, JobFailed, MeshUpdate, Message, Progress, encode
 
+from ..engine.cloud_index import CloudIndex
 from ..engine.colours import transfer_colours
 from ..engine.errors import Cancelled, ReconstructionError
 from ..engine.events import MeshEvent, ProgressEvent, ReconstructionResult
@@ -124,11 +125,14 @@ class Worker(threading.Thread):
             ))
 
         final: list[MeshUpdate] = []
+        colour_index: list[CloudIndex] = []  # built at the first coloured mesh, kept for the others
 
         def on_mesh(event: MeshEvent) -> None:
             colours = None
             if job.colours is not None and len(event.vertices):
-                colours = transfer_colours(job.points, job.colours, event.vertices)
+                if not colour_index:
+                    colour_index.append(CloudIndex.build(job.points, seed=0))
+                colours = transfer_colours(colour_index[0], job.colours, event.vertices)
             update = MeshUpdate(
                 session=self.session, job=job.id, iteration=event.iteration, resolution=event.resolution,
                 final=event.final, vertices=event.vertices, faces=event.faces, colours=colours,

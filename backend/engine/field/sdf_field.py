@@ -8,11 +8,11 @@ from functools import cached_property
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
+from ..cloud_index import CloudIndex, even_subsample
 from ..config import ReconstructionConfig
 from ..meshing import drop_unsupported_components, extract_mesh, remove_small_components
-from ..meshing.trimming import NO_TRIM, TrimOutcome, point_spacing, trim_mesh
+from ..meshing.trimming import NO_TRIM, TrimOutcome, trim_mesh
 from ..normalization import Normalization
 from .model import FoldedSiren, Siren
 
@@ -42,17 +42,13 @@ class SdfField:
         return next(self.model.parameters()).device
 
     @cached_property
-    def support_tree(self) -> cKDTree:
-        return cKDTree(self.support)
+    def support_index(self) -> CloudIndex:
+        """The neighbour index over the support points: supported pieces, trimming."""
+        return CloudIndex(self.support)
 
     @property
     def support_diagonal(self) -> float:
         return float(np.linalg.norm(np.ptp(self.support, axis=0)))
-
-    @cached_property
-    def support_spacing(self) -> float:
-        """Median nearest-neighbour distance of the support points, in unit coordinates."""
-        return point_spacing(self.support_tree)
 
     @torch.no_grad()
     def sdf(self, points: np.ndarray, chunk_points: int | None = None) -> np.ndarray:
@@ -73,14 +69,13 @@ class SdfField:
             resolution or mesh_cfg.resolution, mesh_cfg.chunk_points, self.device, mesh_cfg.narrow_band,
         )
         verts, faces = drop_unsupported_components(
-            verts, faces, self.support_tree, mesh_cfg.support_distance * self.support_diagonal,
+            verts, faces, self.support_index, mesh_cfg.support_distance * self.support_diagonal,
             mesh_cfg.min_supported_share,
         )
         trim = NO_TRIM
         if mesh_cfg.trim != "off":
             verts, faces, trim = trim_mesh(
-                verts, faces, self.support_tree, mesh_cfg.trim,
-                mesh_cfg.trim_distance * self.support_diagonal, self.support_spacing,
+                verts, faces, self.support_index, mesh_cfg.trim, mesh_cfg.trim_distance * self.support_diagonal
             )
         verts, faces = remove_small_components(verts, faces, mesh_cfg.min_component_fraction)
         return verts, faces, trim
@@ -102,10 +97,12 @@ class SdfField:
 
 
 def support_subsample(unit_points: np.ndarray, seed: int) -> np.ndarray:
-    """The points kept with a field for the support test: all, or an even random subset."""
+    """The points kept with a field for the support test: all, or an even random subset.
+
+    The field keeps them (and builds its own small tree over them) because it outlives the cloud:
+    a checkpoint re-meshes at another resolution with the support alone."""
     if len(unit_points) > SUPPORT_POINTS:
-        index = np.random.default_rng(seed).choice(len(unit_points), SUPPORT_POINTS, replace=False)
-        unit_points = unit_points[np.sort(index)]
+        unit_points = unit_points[even_subsample(len(unit_points), SUPPORT_POINTS, seed)]
     return np.ascontiguousarray(unit_points, dtype=np.float32)
 
 

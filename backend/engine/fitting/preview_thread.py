@@ -35,7 +35,7 @@ class PreviewThread:
 
     def __call__(self, iteration: int, resolution: int) -> None:
         """Take a snapshot of the weights now and queue its mesh (the trainer's preview callback)."""
-        self.field.support_tree  # noqa: B018 - built once here, shared by the snapshots' shallow copies
+        self.field.support_index  # noqa: B018 - built once here, shared by the snapshots' shallow copies
         snapshot = copy.copy(self.field)
         snapshot.model = copy.deepcopy(self.field.model)
         self.pending.append((iteration, resolution, self.pool.submit(snapshot.mesh, resolution)))

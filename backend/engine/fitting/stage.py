@@ -50,6 +50,9 @@ class Stage:
     normal_weight: float | None = None
     """Weight of the normal term instead of ``oriented.normal``; ``None``: that one."""
     regularisers: Sequence[Regulariser] = ()
+    points: np.ndarray | None = None
+    """(M, 3) unit points the stage trains on when not all of the cloud's (the refinement of a cloud
+    reduced to its working set; ``normals`` then has their rows); ``None``: ``Cloud.unit``."""
 
 
 @dataclass
@@ -101,8 +104,9 @@ def fit_stage(
     generator = torch.Generator(device=cloud.device)
     generator.manual_seed(config.train.seed + stage.index)
     normals = stage.normals
+    points = cloud.unit if stage.points is None else stage.points
     sampler = PointSampler(
-        torch.as_tensor(cloud.unit, dtype=torch.float32, device=cloud.device),
+        torch.as_tensor(points, dtype=torch.float32, device=cloud.device),
         torch.as_tensor(normals, dtype=torch.float32, device=cloud.device) if normals is not None else None,
         config.sampling,
         generator,

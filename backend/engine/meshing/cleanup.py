@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
+
+from ..cloud_index import CloudIndex
 
 
 def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -41,16 +42,15 @@ def remove_small_components(
     return compact(vertices, keep_faces)
 
 
-def face_gaps(vertices: np.ndarray, faces: np.ndarray, support: cKDTree, distance: float) -> np.ndarray:
+def face_gaps(vertices: np.ndarray, faces: np.ndarray, support: CloudIndex, distance: float) -> np.ndarray:
     """Distance from each face's centre to the nearest input point; ``inf`` beyond ``distance``."""
-    centroids = vertices[faces].mean(axis=1)
-    return support.query(centroids, k=1, distance_upper_bound=distance, workers=-1)[0]
+    return support.query(vertices[faces].mean(axis=1), k=1, distance_upper_bound=distance)[0]
 
 
 def drop_unsupported_components(
     vertices: np.ndarray,
     faces: np.ndarray,
-    support: cKDTree,
+    support: CloudIndex,
     distance: float,
     min_share: float,
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy.spatial import cKDTree
 
+from ..cloud_index import CloudIndex
 from .cleanup import compact, face_areas, face_gaps
 
 AUTO_SPACINGS = 4.0
@@ -41,7 +41,7 @@ NO_TRIM = TrimOutcome("off", float("nan"), 0.0, 0.0)
 
 
 def trim_far_faces(
-    vertices: np.ndarray, faces: np.ndarray, support: cKDTree, distance: float
+    vertices: np.ndarray, faces: np.ndarray, support: CloudIndex, distance: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cut away every face whose centre is farther than ``distance`` from all input points.
 
@@ -53,21 +53,14 @@ def trim_far_faces(
     return compact(vertices, faces[face_gaps(vertices, faces, support, distance) <= distance])
 
 
-def point_spacing(support: cKDTree) -> float:
-    """Median distance from an input point to its nearest other input point."""
-    if support.n < 2:
-        return 0.0
-    return float(np.median(support.query(support.data, k=2, workers=-1)[0][:, 1]))
-
-
 def trim_mesh(
-    vertices: np.ndarray, faces: np.ndarray, support: cKDTree, choice: str, distance: float, spacing: float
+    vertices: np.ndarray, faces: np.ndarray, support: CloudIndex, choice: str, distance: float
 ) -> tuple[np.ndarray, np.ndarray, TrimOutcome]:
     """Apply a trim setting: ``off``, ``distance`` (cut beyond ``distance``) or ``auto``.
 
     The automatic rule asks whether the cloud surrounds the fitted surface or covers only part of
     it. A face is *unsupported* when its centre lies farther than ``AUTO_SPACINGS`` point spacings
-    (``spacing``: the median nearest-neighbour distance of the cloud) from every input point. On a
+    (``support.spacing``: the median nearest-neighbour distance of the cloud) from every input point. On a
     surface the cloud samples, the nearest point is within about one spacing (the fit averages the
     noise away), so four spacings leave room for uneven density. A closed shape sampled all round
     has almost no unsupported area (a few percent at most: an inner ghost sheet, an unscanned
@@ -80,7 +73,7 @@ def trim_mesh(
     if len(faces) == 0 or choice == "off" or (choice == "distance" and distance <= 0.0):
         return vertices, faces, NO_TRIM
     if choice == "auto":
-        distance = AUTO_SPACINGS * spacing
+        distance = AUTO_SPACINGS * support.spacing
     near = face_gaps(vertices, faces, support, distance) <= distance
     areas = face_areas(vertices, faces)
     share_cut = float(areas[~near].sum()) / max(float(areas.sum()), 1e-300)

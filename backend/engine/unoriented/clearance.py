@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
+from ..cloud_index import CloudIndex, as_index
 from ..fitting.regularisers import Field, OffSurface
 from .cube_grid import cube_nodes, distance_to_cloud
 
@@ -41,12 +41,9 @@ _CORNERS = torch.tensor(list(itertools.product((0, 1), repeat=3)))
 """(8, 3) the offsets of a grid cell's corners from its lowest one."""
 
 
-def median_spacing(unit_points: np.ndarray) -> float:
-    """Median distance from each point to its nearest other point."""
-    if len(unit_points) < 2:
-        return 0.0
-    distance = cKDTree(unit_points).query(unit_points, k=2, workers=-1)[0][:, 1]
-    return float(np.median(distance))
+def median_spacing(cloud: np.ndarray | CloudIndex) -> float:
+    """Median distance from each point to its nearest other point (of the points, or of an index's)."""
+    return as_index(cloud).spacing
 
 
 @dataclass
@@ -60,17 +57,18 @@ class Clearance:
     a stray crossing (a web between two close parts) can sit and the term can see it."""
 
     @classmethod
-    def build(cls, unit_points: np.ndarray, spacings: float, cap: float, device: torch.device,
+    def build(cls, cloud: np.ndarray | CloudIndex, spacings: float, cap: float, device: torch.device,
               resolution: int = RESOLUTION) -> Clearance:
-        """Distances on the grid, capped at ``cap``; the margin is ``spacings`` times the median
-        point spacing.
+        """Distances on the grid from ``cloud`` (unit points, or their index), capped at ``cap``;
+        the margin is ``spacings`` times the median point spacing.
 
         The cap bounds the term at ``cap - margin``: the refinement passes ``refine_prior_distance``,
         beyond which the sign prior already holds the field (a larger cap pushes on the whole fresh
         network, whose values start near 0 everywhere; see docs/experiments.md)."""
-        margin = spacings * median_spacing(unit_points)
+        index = as_index(cloud)
+        margin = spacings * index.spacing
         nodes = cube_nodes(resolution)
-        distance = distance_to_cloud(nodes, unit_points, cap)
+        distance = distance_to_cloud(nodes, index, cap)
         shell = nodes[(distance > margin) & (distance < cap)]
         return cls(torch.as_tensor(distance.reshape((resolution,) * 3), dtype=torch.float32, device=device), margin,
                    torch.as_tensor(shell, dtype=torch.float32, device=device))

@@ -4,7 +4,8 @@ which the sign prior and the clearance term both look up during the refinement."
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
+
+from ..cloud_index import CloudIndex, as_index
 
 
 def cube_nodes(resolution: int) -> np.ndarray:
@@ -13,8 +14,7 @@ def cube_nodes(resolution: int) -> np.ndarray:
     return np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
 
 
-def distance_to_cloud(nodes: np.ndarray, points: np.ndarray, cap: float = np.inf) -> np.ndarray:
-    """Distance from each node to the nearest of ``points``, at most ``cap`` (nodes farther than
-    ``cap`` are answered without a full search)."""
-    distance = cKDTree(points).query(nodes, k=1, distance_upper_bound=cap, workers=-1)[0]
-    return np.minimum(distance, cap)
+def distance_to_cloud(nodes: np.ndarray, cloud: np.ndarray | CloudIndex, cap: float = np.inf) -> np.ndarray:
+    """Distance from each node to the nearest point of ``cloud`` (points, or their index), at most
+    ``cap`` (nodes farther than ``cap`` are answered without a full search)."""
+    return as_index(cloud).distance(nodes, cap)

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import cKDTree
+
+from ..cloud_index import CloudIndex, as_index
 
 NEIGHBOURS = 15
 """Points in each quadric fit, the point itself included: six unknowns, nine to spare."""
@@ -40,20 +41,21 @@ class NoiseLevel:
         return self.residual / self.spacing if self.spacing > 0 else 0.0
 
 
-def estimate_noise(points: np.ndarray, seed: int = 0) -> NoiseLevel:
-    """The :class:`NoiseLevel` of ``points`` (N, 3); a cloud of fewer than ``NEIGHBOURS`` points
-    has none to measure (both 0)."""
-    pts = np.asarray(points, dtype=np.float64)
+def estimate_noise(cloud: np.ndarray | CloudIndex, seed: int = 0) -> NoiseLevel:
+    """The :class:`NoiseLevel` of ``cloud``, points (N, 3) or their index; a cloud of fewer than
+    ``NEIGHBOURS`` points has none to measure (both 0)."""
+    index = as_index(cloud)
+    pts = index.points
     if len(pts) < NEIGHBOURS:
         return NoiseLevel(0.0, 0.0)
     chosen = np.arange(len(pts))
     if len(pts) > SAMPLE:
         chosen = np.sort(np.random.default_rng(seed).choice(len(pts), SAMPLE, replace=False))
-    distances, index = cKDTree(pts).query(pts[chosen], k=NEIGHBOURS)
+    distances, neighbours = index.query(pts[chosen], k=NEIGHBOURS)
     spacing = float(np.median(distances[:, 1]))
     if spacing <= 0:
         return NoiseLevel(0.0, 0.0)
-    hoods = (pts[index] - pts[chosen][:, None]) / spacing  # in spacings: a well-scaled system
+    hoods = (pts[neighbours] - pts[chosen][:, None]) / spacing  # in spacings: a well-scaled system
     centred = hoods - hoods.mean(axis=1, keepdims=True)
     _, axes = np.linalg.eigh(np.einsum("nki,nkj->nij", centred, centred))
     z, v, u = (np.einsum("nki,ni->nk", hoods, axes[:, :, i]) for i in range(3))

@@ -9,7 +9,8 @@ field of the divergence phase, which has one consistent inside and outside, pick
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
+
+from ..cloud_index import CloudIndex
 
 CHUNK = 65_536
 """Points whose neighbourhoods are analysed at once (bounds memory on large clouds)."""
@@ -22,14 +23,7 @@ def nearest_neighbours(points: np.ndarray, count: int) -> np.ndarray:
     One query serves both the normal directions and the orientation's neighbour graph (pass it
     to :func:`estimate_directions` and ``orientation.propagate_signs``).
     """
-    pts = np.asarray(points, dtype=np.float64)
-    k = int(min(max(count, 1), len(pts)))
-    tree = cKDTree(pts)
-    index = np.empty((len(pts), k), np.int32 if len(pts) < 2**31 else np.int64)
-    for start in range(0, len(pts), CHUNK):
-        _, idx = tree.query(pts[start : start + CHUNK], k=k)
-        index[start : start + CHUNK] = np.asarray(idx).reshape(-1, k)
-    return index
+    return CloudIndex(points).neighbours(count)
 
 
 def neighbour_index(points: np.ndarray, columns: int, index: np.ndarray | None = None) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..cloud_index import CloudIndex, as_index
 from ..config import ReconstructionConfig, UnorientedLossConfig
 from ..field.derivatives import sdf_and_gradient
 from ..field.model import FoldedSiren
@@ -23,7 +24,7 @@ from ..fitting.regularisers import Regulariser
 from ..fitting.stage import Stage
 from .clearance import Clearance, ClearanceRegulariser
 from .noise_level import estimate_noise
-from .normal_estimation import estimate_directions, nearest_neighbours
+from .normal_estimation import estimate_directions
 from .orientation import propagate_signs
 from .sign_prior import SignPrior, SignPriorRegulariser
 
@@ -32,23 +33,27 @@ ORIENT_CHUNK = 65_536
 
 
 def refinement_stage(
-    digs: SdfField, unit: np.ndarray, config: ReconstructionConfig, device: torch.device, iterations: int, offset: int
+    digs: SdfField, cloud: CloudIndex, config: ReconstructionConfig, device: torch.device, iterations: int, offset: int
 ) -> tuple[Stage, float]:
-    """The refinement's stage, built from the DiGS stage's field, and the cloud's noise level."""
+    """The refinement's stage, built from the DiGS stage's field, and the cloud's noise level.
+
+    Everything here looks at the points of ``cloud``, the cloud's index (its working set when the
+    cloud is larger than ``cloud_index.WORKING_POINTS``), and the stage trains on those points."""
     settings = config.unoriented
-    oriented = orient_directions(digs.model, unit, settings, device)
+    unit = cloud.points
+    oriented = orient_directions(digs.model, cloud, settings, device)
     regularisers: list[Regulariser] = []
     if settings.refine_sign_prior > 0:
-        prior = SignPrior.build(FoldedSiren(digs.model), unit, settings.refine_prior_distance, device)
+        prior = SignPrior.build(FoldedSiren(digs.model), cloud, settings.refine_prior_distance, device)
         regularisers.append(SignPriorRegulariser(prior, settings.refine_sign_prior))
     if settings.refine_clearance > 0:
-        clearance = Clearance.build(unit, settings.clearance_spacings, settings.refine_prior_distance, device)
+        clearance = Clearance.build(cloud, settings.clearance_spacings, settings.refine_prior_distance, device)
         regularisers.append(ClearanceRegulariser(clearance, settings.refine_clearance, settings.clearance_points))
-    noise = estimate_noise(unit, config.train.seed).ratio
+    noise = estimate_noise(cloud, config.train.seed).ratio
     weight = config.oriented.normal * noise_factor(noise, settings.noise_free_ratio)
     stage = Stage(index=1, loss="oriented", iterations=iterations, normals=oriented, init="siren",
                   learning_rate=config.train.learning_rate, offset=offset, normal_weight=weight,
-                  regularisers=regularisers)
+                  regularisers=regularisers, points=unit if cloud.subsampled else None)
     return stage, noise
 
 
@@ -61,9 +66,10 @@ def noise_factor(ratio: float, noise_free_ratio: float) -> float:
     return max(1.0, ratio / noise_free_ratio)
 
 
-def orient_directions(model: torch.nn.Module, unit: np.ndarray, config: UnorientedLossConfig,
+def orient_directions(model: torch.nn.Module, cloud: np.ndarray | CloudIndex, config: UnorientedLossConfig,
                       device: torch.device) -> np.ndarray:
-    """Normal directions estimated from the neighbours, signed so that ``grad f`` agrees with them.
+    """Normal directions of the points of ``cloud`` (unit points, or their index) estimated from
+    their neighbours, signed so that ``grad f`` agrees with them.
 
     With ``orientation="propagate"`` the gradient only votes, once per connected piece of the
     cloud, on signs made consistent along the neighbour graph; with ``"gradient"`` it decides
@@ -72,8 +78,10 @@ def orient_directions(model: torch.nn.Module, unit: np.ndarray, config: Unorient
     ``rough_normal_share`` of the points with the roughest neighbourhoods.
     """
     propagate = config.orientation == "propagate"
-    index = nearest_neighbours(
-        unit, max(config.direction_neighbours, config.orientation_neighbours + 1 if propagate else 0)
+    shared = as_index(cloud)
+    unit = shared.points
+    index = shared.neighbours(
+        max(config.direction_neighbours, config.orientation_neighbours + 1 if propagate else 0)
     )
     directions, variation = estimate_directions(unit, config.direction_neighbours, index, config.direction_scales)
     grads = []

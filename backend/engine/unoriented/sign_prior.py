@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..cloud_index import CloudIndex
 from ..fitting.regularisers import Field, OffSurface
 from .cube_grid import cube_nodes, distance_to_cloud
 
@@ -28,11 +29,12 @@ class SignPrior:
     """(R, R, R) of +1 (outside), -1 (inside) or 0 (near the cloud: no prior)."""
 
     @classmethod
-    def build(cls, evaluate: Field, unit_points: np.ndarray, far: float, device: torch.device,
+    def build(cls, evaluate: Field, cloud: np.ndarray | CloudIndex, far: float, device: torch.device,
               resolution: int = RESOLUTION) -> SignPrior:
-        """Sample ``evaluate`` (the DiGS field) on the grid; zero within ``far`` of a point."""
+        """Sample ``evaluate`` (the DiGS field) on the grid; zero within ``far`` of a point of
+        ``cloud`` (unit points, or their index)."""
         grid = cube_nodes(resolution)
-        distance = distance_to_cloud(grid, unit_points)
+        distance = distance_to_cloud(grid, cloud)
         with torch.no_grad():
             values = evaluate(torch.as_tensor(grid, dtype=torch.float32, device=device)).cpu().numpy()
         sign = np.where(values > 0, 1.0, -1.0) * (distance > far)
