@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark of large clouds: seconds per phase and peak memory of ``reconstruct_points``.
 
-Samples a shared mesh (default the cow, ``spot.obj``) to each ``--points`` count, with its true
+Samples a shared mesh (default Spot, ``spot.obj``) to each ``--points`` count, with its true
 normals (``oriented``) or without (``unoriented``), optionally moved by Gaussian noise of a
 share of the box diagonal, and reconstructs each at the default settings in a fresh process,
 so that each row's peak resident memory (``VmHWM``) is its own. Phases:

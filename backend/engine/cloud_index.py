@@ -21,7 +21,7 @@ from scipy.spatial import cKDTree
 WORKING_POINTS = 1_000_000
 """Most points the whole-cloud steps look at; a larger cloud is evenly subsampled to this many.
 
-On the cow at this size the median spacing is 0.15 of a voxel of the default 256 mesh and the 60
+On Spot at this size the median spacing is 0.15 of a voxel of the default 256 mesh and the 60
 neighbours of a normal direction span 1.4 voxels (at ten million they would span 0.45, less than
 the evaluation's noise), each stage's 1,000 steps of 5,000 surface samples draw every point five
 times over, and the refinement's peak memory stays that of a million-point run (see
