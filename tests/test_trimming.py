@@ -11,7 +11,7 @@ import torch
 from siren_recon.engine.cloud_index import CloudIndex
 from siren_recon.engine.config import ReconstructionConfig, apply_overrides
 from siren_recon.engine.meshing import extract_mesh, face_areas
-from siren_recon.engine.meshing.trimming import AUTO_MIN_SHARE, AUTO_SPACINGS, trim_mesh
+from siren_recon.engine.meshing.trimming import AUTO_MIN_SHARE, CUT_SPACINGS, trim_mesh
 from siren_recon.engine.pipeline import reconstruct_points
 
 from .paths import DATA
@@ -57,15 +57,16 @@ def test_auto_opens_a_one_sided_scan_at_the_data_boundary(sphere_mesh):
     assert outcome.applied == "trimmed" and outcome.trimmed
     assert outcome.unsupported_share > AUTO_MIN_SHARE
     spacing = CloudIndex(scanned).spacing
-    assert outcome.distance == pytest.approx(AUTO_SPACINGS * spacing)
+    assert outcome.distance == pytest.approx(CUT_SPACINGS * spacing)
     area = face_areas(verts, faces).sum()
     assert outcome.area_cut_share == pytest.approx(1 - face_areas(kept_v, kept_f).sum() / area)
-    assert 0.4 < outcome.area_cut_share < 0.5
-    # the open rim follows the data's rim (z = 0) to within the margin and a cell
+    assert 0.4 < outcome.area_cut_share < 0.6
+    # the open rim follows the data's rim (z = 0) to within the margin and a cell, but for bays
+    # where a gap between the random samples meets the rim; no hole opens in the scanned half
     voxel = 2.0 / (RESOLUTION - 1)
-    rim = kept_v[boundary_vertices(kept_f)]
+    rim = np.abs(kept_v[boundary_vertices(kept_f)][:, 2])
     assert len(rim) > 0
-    assert np.abs(rim[:, 2]).max() < outcome.distance + voxel
+    assert np.quantile(rim, 0.9) < outcome.distance + voxel and rim.max() < 4 * outcome.distance + voxel
     assert kept_v[:, 2].min() > -(outcome.distance + voxel)
 
 

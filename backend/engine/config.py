@@ -312,8 +312,9 @@ class MeshConfig:
     """Cutting away surface no input point supports, for open scans (one side, a facade, a
     terrain), whose fit otherwise closes the unscanned side: ``auto`` cuts only when the cloud
     covers part of the surface (more than a tenth of the area farther than four point spacings
-    from every point; see ``meshing.trimming.trim_mesh``) and leaves a closed shape's mesh as it
-    is; ``off`` never cuts; ``distance`` cuts every face farther than ``trim_distance``."""
+    from every point), then what lies farther than two spacings (see
+    ``meshing.trimming.trim_mesh``), and leaves a closed shape's mesh as it is; ``off`` never
+    cuts; ``distance`` cuts every face farther than ``trim_distance``."""
     trim_distance: float = 0.02
     """With ``trim = "distance"``: cut faces farther than this (share of the cloud's box
     diagonal) from every input point; 0 cuts nothing."""

@@ -8,12 +8,17 @@ from typing import Literal
 import numpy as np
 
 from ..cloud_index import CloudIndex
-from .cleanup import compact, face_areas, face_gaps
+from .cleanup import compact, component_labels, face_areas, face_gaps
 
 AUTO_SPACINGS = 4.0
-"""Margin of the automatic trim, in point spacings: a face farther than this from every point is unsupported."""
+"""The automatic trim's test, in point spacings: a face farther than this from every point is unsupported."""
 AUTO_MIN_SHARE = 0.1
 """The automatic trim cuts when more than this share of the surface area is unsupported."""
+CUT_SPACINGS = 2.0
+"""Where the automatic trim cuts, in point spacings from the nearest point."""
+GAP_SPACINGS = 4.0
+"""Unsupported patches smaller than a disc of this radius (in point spacings) are gaps between
+samples, not missing surface: the automatic trim keeps them."""
 
 TrimApplied = Literal["off", "distance", "kept", "trimmed"]
 
@@ -60,26 +65,48 @@ def trim_mesh(
 
     The automatic rule asks whether the cloud surrounds the fitted surface or covers only part of
     it. A face is *unsupported* when its centre lies farther than ``AUTO_SPACINGS`` point spacings
-    (``support.spacing``: the median nearest-neighbour distance of the cloud) from every input point. On a
-    surface the cloud samples, the nearest point is within about one spacing (the fit averages the
-    noise away), so four spacings leave room for uneven density. A closed shape sampled all round
-    has almost no unsupported area (a few percent at most: an inner ghost sheet, an unscanned
+    (``support.spacing``: the median nearest-neighbour distance of the cloud) from every input point.
+    On a surface the cloud samples, the nearest point is within about one spacing (the fit averages
+    the noise away), so four spacings leave room for uneven density. A closed shape sampled all
+    round has almost no unsupported area (a few percent at most: an inner ghost sheet, an unscanned
     underside); a scan from one side or two leaves the far side, the flanks or the bottom to the
     field, which closes them with a large surface no point supports (a third to a half of the
-    area). When more than ``AUTO_MIN_SHARE`` of the area is unsupported, the unsupported faces are
-    cut at the same margin, so the open boundary lies within a few spacings of the data's boundary;
-    otherwise the mesh comes back as it came, unchanged to the bit.
+    area). At or below ``AUTO_MIN_SHARE`` unsupported, the mesh comes back as it came, unchanged
+    to the bit. Above it, the cut is tighter than the test: faces farther than ``CUT_SPACINGS``
+    from every point go, so the open rim lies within two spacings of the data's rim, and the second
+    sheet an unoriented fit lays close behind an open sheet of points goes with the cap; connected
+    patches of such faces smaller than a disc of ``GAP_SPACINGS`` are gaps between samples and stay.
     """
     if len(faces) == 0 or choice == "off" or (choice == "distance" and distance <= 0.0):
         return vertices, faces, NO_TRIM
-    if choice == "auto":
-        distance = AUTO_SPACINGS * support.spacing
-    near = face_gaps(vertices, faces, support, distance) <= distance
     areas = face_areas(vertices, faces)
-    share_cut = float(areas[~near].sum()) / max(float(areas.sum()), 1e-300)
-    if choice == "auto" and (share_cut <= AUTO_MIN_SHARE or not near.any()):
-        return vertices, faces, TrimOutcome("kept", share_cut, distance, 0.0)
-    kept_vertices, kept_faces = compact(vertices, faces[near])
+    total = max(float(areas.sum()), 1e-300)
+    if choice == "distance":
+        cut = face_gaps(vertices, faces, support, distance) > distance
+        unsupported = float("nan")
+    else:
+        test = AUTO_SPACINGS * support.spacing
+        unsupported = float(areas[face_gaps(vertices, faces, support, test) > test].sum()) / total
+        if unsupported <= AUTO_MIN_SHARE:
+            return vertices, faces, TrimOutcome("kept", unsupported, test, 0.0)
+        distance = CUT_SPACINGS * support.spacing
+        cut = face_gaps(vertices, faces, support, distance) > distance
+        cut = without_small_patches(vertices, faces, cut, np.pi * (GAP_SPACINGS * support.spacing) ** 2, areas)
+        if cut.all():
+            return vertices, faces, TrimOutcome("kept", unsupported, distance, 0.0)
+    kept_vertices, kept_faces = compact(vertices, faces[~cut])
     applied: TrimApplied = "trimmed" if choice == "auto" else "distance"
-    unsupported = share_cut if choice == "auto" else float("nan")
-    return kept_vertices, kept_faces, TrimOutcome(applied, unsupported, distance, share_cut)
+    return kept_vertices, kept_faces, TrimOutcome(applied, unsupported, distance, float(areas[cut].sum()) / total)
+
+
+def without_small_patches(
+    vertices: np.ndarray, faces: np.ndarray, chosen: np.ndarray, min_area: float, areas: np.ndarray
+) -> np.ndarray:
+    """``chosen`` (a mask over faces) less its connected patches of under ``min_area``."""
+    if not chosen.any():
+        return chosen
+    count, labels = component_labels(len(vertices), faces[chosen])
+    large = np.bincount(labels, weights=areas[chosen], minlength=count) >= min_area
+    kept = chosen.copy()
+    kept[np.flatnonzero(chosen)[~large[labels]]] = False
+    return kept
