@@ -97,7 +97,7 @@ def test_two_clients_get_previews_and_the_local_mesh(ray_backend):
         requests = [a.submit(*clouds[0], overrides=JOB, tag="a"), b.submit(*clouds[1], overrides=JOB, tag="b")]
         ea: list = []
         eb: list = []
-        deadline = time.monotonic() + 300  # generous: shared CI machines are slow
+        deadline = time.monotonic() + 600  # generous: a new Ray worker takes minutes to start on a loaded machine
         while not (finished(JobDone)(ea) and finished(JobDone)(eb)):
             ea += a.poll(20)
             eb += b.poll(20)
@@ -136,7 +136,7 @@ def test_an_engine_error_on_the_worker_keeps_its_code_and_message(ray_backend):
         local_meshes(points, None, overrides)
     with Client(address=address) as client:
         client.submit(points, None, overrides=overrides, tag="no normals")
-        events = collect(client, finished(JobFailed), timeout=60)
+        events = collect(client, finished(JobFailed), timeout=300)
     failed = next(e for e in events if isinstance(e, JobFailed))
     assert (failed.code, failed.message) == (local.value.code, str(local.value)) == (
         "missing_normals", "mode 'oriented' needs normals, and this cloud has none")
@@ -193,7 +193,7 @@ def test_cancel_reaches_the_running_task(ray_backend):
     points, normals = sphere_cloud(800)
     with Client(address=address) as client:
         request = client.submit(points, normals, overrides=LONG, tag="long")
-        events = collect(client, lambda ev: any(isinstance(e, Progress) for e in ev), timeout=60)
+        events = collect(client, lambda ev: any(isinstance(e, Progress) for e in ev), timeout=300)
         job = accepted(events, request)
         pid = ray_pid(log, job)
         sent = time.monotonic()
@@ -223,11 +223,11 @@ def test_a_killed_worker_fails_the_job_with_worker_lost(ray_backend):
     points, normals = sphere_cloud(800)
     with Client(address=address) as client:
         request = client.submit(points, normals, overrides=LONG, tag="doomed")
-        events = collect(client, lambda ev: any(isinstance(e, Progress) for e in ev), timeout=60)
+        events = collect(client, lambda ev: any(isinstance(e, Progress) for e in ev), timeout=300)
         job = accepted(events, request)
         os.kill(ray_pid(log, job), signal.SIGKILL)
         events += collect(
-            client, lambda ev: any(isinstance(e, (JobFailed, JobDone)) and e.job == job for e in ev), timeout=60
+            client, lambda ev: any(isinstance(e, (JobFailed, JobDone)) and e.job == job for e in ev), timeout=300
         )
     failed = next(e for e in events if isinstance(e, JobFailed))
     assert failed.code == "worker_lost"
@@ -264,10 +264,10 @@ def test_a_killed_worker_is_retried_with_retry(ray_backend, tmp_path, monkeypatc
         slow = {**JOB, "train.iterations": 400, "preview.enabled": False}
         with Client(address=f"tcp://127.0.0.1:{port}") as client:
             request = client.submit(points, normals, overrides=slow, tag="retried")
-            events = collect(client, lambda ev: any(isinstance(e, Progress) for e in ev), timeout=60)
+            events = collect(client, lambda ev: any(isinstance(e, Progress) for e in ev), timeout=300)
             job = accepted(events, request)
             os.kill(ray_pid(log, job), signal.SIGKILL)
-            events += collect(client, lambda ev: any(isinstance(e, (JobFailed, JobDone)) for e in ev), timeout=120)
+            events += collect(client, lambda ev: any(isinstance(e, (JobFailed, JobDone)) for e in ev), timeout=300)
         assert any(isinstance(e, JobDone) and e.job == job for e in events), [type(e).__name__ for e in events]
         assert ray_pid(log, job, after=1) > 0  # a second attempt started on another worker
         assert "retrying" in log.read_text()
