@@ -61,7 +61,7 @@ def ray_backend(tmp_path_factory):
     stop(process)
 
 
-def ray_pid(log, job: str, timeout: float = 60.0, after: int = 0) -> int:
+def ray_pid(log, job: str, timeout: float = 300.0, after: int = 0) -> int:
     """The pid of the Ray worker running ``job`` as the front end logged it (the ``after``-th such line)."""
     pattern = re.compile(rf"ray job {job} on pid (\d+)")
     deadline = time.monotonic() + timeout
