@@ -12,7 +12,7 @@ import torch
 from ..cloud_index import CloudIndex, even_subsample
 from ..config import ReconstructionConfig
 from ..meshing import drop_unsupported_components, extract_mesh, remove_small_components
-from ..meshing.trimming import NO_TRIM, TrimOutcome, trim_mesh
+from ..meshing.trimming import TrimOutcome, trim_mesh
 from ..normalization import Normalization
 from .model import FoldedSiren, Siren
 
@@ -72,11 +72,9 @@ class SdfField:
             verts, faces, self.support_index, mesh_cfg.support_distance * self.support_diagonal,
             mesh_cfg.min_supported_share,
         )
-        trim = NO_TRIM
-        if mesh_cfg.trim != "off":
-            verts, faces, trim = trim_mesh(
-                verts, faces, self.support_index, mesh_cfg.trim, mesh_cfg.trim_distance * self.support_diagonal
-            )
+        verts, faces, trim = trim_mesh(
+            verts, faces, self.support_index, mesh_cfg.trim, mesh_cfg.trim_distance * self.support_diagonal
+        )
         verts, faces = remove_small_components(verts, faces, mesh_cfg.min_component_fraction)
         return verts, faces, trim
 

@@ -15,12 +15,12 @@ import torch
 from .cleanup import compact, component_labels, drop_unsupported_components, face_areas, remove_small_components
 from .dense import SdfFunction, evaluate_grid, grid_shape, marching_cubes_volume
 from .narrow_band import BAND_BLOCK, BAND_LIPSCHITZ, evaluate_band, marching_cubes_blocks
-from .trimming import trim_far_faces
+from .trimming import trim_mesh
 
 __all__ = [
     "BAND_BLOCK", "BAND_LIPSCHITZ", "SdfFunction", "compact", "component_labels", "drop_unsupported_components",
     "evaluate_band", "evaluate_grid", "extract_mesh", "face_areas", "grid_shape", "marching_cubes_blocks",
-    "marching_cubes_volume", "remove_small_components", "trim_far_faces",
+    "marching_cubes_volume", "remove_small_components", "trim_mesh",
 ]
 
 

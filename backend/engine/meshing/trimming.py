@@ -45,19 +45,6 @@ class TrimOutcome:
 NO_TRIM = TrimOutcome("off", float("nan"), 0.0, 0.0)
 
 
-def trim_far_faces(
-    vertices: np.ndarray, faces: np.ndarray, support: CloudIndex, distance: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cut away every face whose centre is farther than ``distance`` from all input points.
-
-    For open scans: a signed distance field is closed by nature, so it caps the unscanned side
-    with a surface no point asked for. Trimming leaves the mesh open there instead.
-    """
-    if distance <= 0.0 or len(faces) == 0:
-        return vertices, faces
-    return compact(vertices, faces[face_gaps(vertices, faces, support, distance) <= distance])
-
-
 def trim_mesh(
     vertices: np.ndarray, faces: np.ndarray, support: CloudIndex, choice: str, distance: float
 ) -> tuple[np.ndarray, np.ndarray, TrimOutcome]:
