@@ -64,6 +64,36 @@ def sample_surface(
     return points, normals
 
 
+@dataclass(frozen=True)
+class SampledSide:
+    """Area-uniform samples of one mesh, each with its nearest point on the other mesh."""
+
+    points: np.ndarray
+    normals: np.ndarray
+    """Unit normals of the sampled faces."""
+    distance: np.ndarray
+    """Distance to the other mesh, as a share of the ground truth's box diagonal."""
+    closest: np.ndarray
+    """The closest point of the other mesh."""
+    normal_there: np.ndarray
+    """Unit normal of the other mesh's triangle at ``closest``."""
+
+
+def sample_both_ways(
+    pred_vertices: np.ndarray, pred_faces: np.ndarray, gt_vertices: np.ndarray, gt_faces: np.ndarray,
+    samples: int = 100_000, seed: int = 0,
+) -> tuple[SampledSide, SampledSide]:
+    """``samples`` points on each mesh matched to the other one: ``(pred side, gt side)``."""
+    rng = np.random.default_rng(seed)
+    gt_points, gt_normals = sample_surface(gt_vertices, gt_faces, samples, rng)
+    pred_points, pred_normals = sample_surface(pred_vertices, pred_faces, samples, rng)
+    diagonal = float(np.linalg.norm(np.ptp(np.asarray(gt_vertices, dtype=np.float64), axis=0)))
+    to_gt, on_gt, gt_normal_there = closest_on_mesh(gt_vertices, gt_faces, pred_points)
+    to_pred, on_pred, pred_normal_there = closest_on_mesh(pred_vertices, pred_faces, gt_points)
+    return (SampledSide(pred_points, pred_normals, to_gt / diagonal, on_gt, gt_normal_there),
+            SampledSide(gt_points, gt_normals, to_pred / diagonal, on_pred, pred_normal_there))
+
+
 def compare_meshes(
     pred_vertices: np.ndarray,
     pred_faces: np.ndarray,
@@ -74,24 +104,23 @@ def compare_meshes(
     seed: int = 0,
 ) -> SurfaceMetrics:
     """Chamfer-L1, Hausdorff, normal consistency and F-score of ``pred`` against ``gt``."""
-    rng = np.random.default_rng(seed)
-    gt_points, gt_normals = sample_surface(gt_vertices, gt_faces, samples, rng)
-    pred_points, pred_normals = sample_surface(pred_vertices, pred_faces, samples, rng)
-    diagonal = float(np.linalg.norm(np.ptp(np.asarray(gt_vertices, dtype=np.float64), axis=0)))
-    to_gt, gt_normal_there = closest_on_mesh(gt_vertices, gt_faces, pred_points)
-    to_pred, pred_normal_there = closest_on_mesh(pred_vertices, pred_faces, gt_points)
-    to_gt, to_pred = to_gt / diagonal, to_pred / diagonal
-    cos_pred = np.abs(np.einsum("ij,ij->i", pred_normals, gt_normal_there))
-    cos_gt = np.abs(np.einsum("ij,ij->i", gt_normals, pred_normal_there))
-    precision = float((to_gt < fscore_threshold).mean())
-    recall = float((to_pred < fscore_threshold).mean())
+    pred, gt = sample_both_ways(pred_vertices, pred_faces, gt_vertices, gt_faces, samples, seed)
+    return surface_metrics(pred, gt, fscore_threshold)
+
+
+def surface_metrics(pred: SampledSide, gt: SampledSide, fscore_threshold: float = 0.01) -> SurfaceMetrics:
+    """The scores of :func:`compare_meshes` from samples already matched both ways."""
+    cos_pred = np.abs(np.einsum("ij,ij->i", pred.normals, pred.normal_there))
+    cos_gt = np.abs(np.einsum("ij,ij->i", gt.normals, gt.normal_there))
+    precision = float((pred.distance < fscore_threshold).mean())
+    recall = float((gt.distance < fscore_threshold).mean())
     fscore = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    accuracy, completeness = float(to_gt.mean()), float(to_pred.mean())
+    accuracy, completeness = float(pred.distance.mean()), float(gt.distance.mean())
     return SurfaceMetrics(
         chamfer_l1=(accuracy + completeness) / 2,
         accuracy=accuracy,
         completeness=completeness,
-        hausdorff=float(max(to_gt.max(), to_pred.max())),
+        hausdorff=float(max(pred.distance.max(), gt.distance.max())),
         normal_consistency=float((cos_pred.mean() + cos_gt.mean()) / 2),
         fscore=fscore,
         precision=precision,
@@ -100,8 +129,10 @@ def compare_meshes(
     )
 
 
-def closest_on_mesh(vertices: np.ndarray, faces: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distance from each query to the closest point of the mesh, and that triangle's unit normal.
+def closest_on_mesh(
+    vertices: np.ndarray, faces: np.ndarray, queries: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distance from each query to the mesh, the closest point, and that triangle's unit normal.
 
     Open3D's scene works in float32, so everything is first moved (in float64) to put the mesh's
     box centre at the origin: a scan in georeferenced coordinates (1e5 m) would otherwise lose
@@ -123,7 +154,7 @@ def closest_on_mesh(vertices: np.ndarray, faces: np.ndarray, queries: np.ndarray
     triangle = closest["primitive_ids"].numpy().astype(np.int64)
     normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
-    return np.linalg.norm(points - queries, axis=1), normals[triangle]
+    return np.linalg.norm(points - queries, axis=1), points, normals[triangle]
 
 
 def count_components(vertices: np.ndarray, faces: np.ndarray) -> int:

@@ -139,8 +139,10 @@ def render_image(
     points: np.ndarray | None = None,
     up: str = "y",
     view: View | None = None,
+    colours: np.ndarray | None = None,
 ) -> Image.Image:
-    """Shaded picture of a mesh, or of a point cloud when ``faces`` is ``None``."""
+    """Shaded picture of a mesh, or of a point cloud when ``faces`` is ``None``; ``colours``
+    (V, 3) in 0..1 paint the mesh per vertex."""
     geometry = [g for g in (vertices, points) if g is not None and len(g)]
     if not geometry:
         raise ValueError("nothing to render: no vertices and no points")
@@ -156,7 +158,8 @@ def render_image(
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
         a, b, c = (v[f[face, i]] for i in range(3))
         facing = np.where((np.cross(b - a, c - a) @ view.rotation.T)[:, 2] >= 0, 1.0, -1.0)
-        image[pixel] = _shade(normals, facing, view.rotation, SURFACE)
+        paint = SURFACE if colours is None else (np.asarray(colours)[f[face]] * weights[:, :, None]).sum(axis=1)
+        image[pixel] = _shade(normals, facing, view.rotation, paint)
         depth[pixel] = (weights * screen[f[face], 2]).sum(axis=1)
     if points is not None and len(points):
         screen = view.project(points)
@@ -196,14 +199,17 @@ def render_side_by_side(
     up: str = "y",
     azimuth: float = 35.0,
     elevation: float = 25.0,
+    colours: Sequence[np.ndarray | None] | None = None,
 ) -> None:
-    """Panels ``(label, vertices, faces, points)`` in a row, seen from one shared camera."""
+    """Panels ``(label, vertices, faces, points)`` in a row, seen from one shared camera;
+    ``colours`` holds each panel's per-vertex colours (or ``None``)."""
     everything = np.concatenate([g for _, v, _, p in panels for g in (v, p) if g is not None and len(g)])
     view = View.fit(everything, width, height, up, azimuth, elevation)
     sheet = Image.new("RGB", (width * len(panels), height + LABEL_HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     font = _font(LABEL_FONT_SIZE)
     for i, (label, vertices, faces, points) in enumerate(panels):
-        sheet.paste(render_image(vertices, faces, width, height, points, up, view), (i * width, LABEL_HEIGHT))
+        paint = colours[i] if colours is not None else None
+        sheet.paste(render_image(vertices, faces, width, height, points, up, view, paint), (i * width, LABEL_HEIGHT))
         draw.text((i * width + 10, 6), label, fill=(20, 20, 20), font=font)
     sheet.save(path)

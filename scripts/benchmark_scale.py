@@ -14,11 +14,18 @@ so that each row's peak resident memory (``VmHWM``) is its own. Phases:
 * ``refinement``: the refinement stage's training (unoriented);
 * ``mesh``: marching cubes and cleanup of the final mesh.
 
+``--via submit`` sends each cloud instead to a backend (``siren-recon serve --device cpu``,
+started fresh for each row on the loopback) and reads the backend process's peak resident memory
+when the final mesh has arrived: ``first_progress`` (until the backend
+reports its first training step, which includes sending, decoding and preparing the cloud),
+``total`` (until the final mesh is here), and the backend's ``peak_rss_mb`` and CPU seconds.
+
 Each timed phase also reports its CPU seconds (``cpu_<phase>``, all threads of the process), which
 say more than wall time on a machine that other work shares.
 
     python scripts/benchmark_scale.py --points 1000000,10000000 --mode unoriented --noise 0.003 \\
         --json out/benchmark_scale.json
+    python scripts/benchmark_scale.py --points 10000000 --via submit --json out/benchmark_submit.json
 
 Not a test: the figures depend on the machine and on what else it runs.
 """
@@ -42,9 +49,9 @@ import numpy as np
 DEFAULT_MESH = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "meshes" / "spot.obj"
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (``VmHWM``), MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's peak resident memory so far (``VmHWM``), MB; this process's by default."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024.0
     return float("nan")
@@ -120,6 +127,37 @@ def run_one(points_path: Path, normals_path: Path | None, threads: int) -> dict[
             "noise_ratio": result.stats.get("noise_ratio")}
 
 
+def run_submitted(points_path: Path, normals_path: Path | None, folder: Path) -> dict[str, Any]:
+    """One reconstruction at the default settings on a fresh CPU backend, sent over the loopback."""
+    import signal
+
+    from siren_recon.harness import free_port, start_backend
+    from siren_recon.protocol.client import reconstruct_remote
+
+    points = np.load(points_path).astype(np.float32)
+    normals = np.load(normals_path) if normals_path is not None else None
+    address = f"tcp://127.0.0.1:{free_port()}"
+    backend = start_backend(address, folder / "backend.log", "--device", "cpu", "--results-dir",
+                            str(folder / "results"))
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def on_progress(_: Any) -> None:
+        phases.setdefault("first_progress", time.perf_counter() - started)
+
+    try:
+        result = reconstruct_remote(points, normals, address=address, on_progress=on_progress)
+        phases["total"] = time.perf_counter() - started
+        peak = peak_rss_mb(backend.pid)
+        cpu = sum(int(v) for v in Path(f"/proc/{backend.pid}/stat").read_text().split(")")[1].split()[11:13])
+        phases["cpu_total"] = cpu / os.sysconf("SC_CLK_TCK")
+    finally:
+        backend.send_signal(signal.SIGTERM)
+        backend.wait(timeout=60)
+    return {"phases": phases, "peak_rss_mb": peak, "faces": int(len(result.faces)),
+            "noise_ratio": result.done.stats.get("noise_ratio")}
+
+
 def machine() -> dict[str, Any]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -136,6 +174,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--via", choices=("reconstruct", "submit"), default="reconstruct",
+                        help="reconstruct in a fresh process, or submit to a fresh backend")
     parser.add_argument("--one", nargs=2, metavar=("POINTS", "NORMALS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -151,13 +191,17 @@ def main() -> int:
             points, normals = sample_cloud(args.mesh, count, args.noise, args.seed, Path(folder))
             for mode in args.mode.split(","):
                 load = os.getloadavg()
-                child = subprocess.run(
-                    [sys.executable, __file__, "--threads", str(args.threads), "--one", str(points),
-                     str(normals) if mode == "oriented" else "-"],
-                    check=True, capture_output=True, text=True,
-                )
-                row = {"points": count, "mode": mode, "noise": args.noise, "load_average_before": load,
-                       **json.loads(child.stdout.splitlines()[-1])}
+                if args.via == "submit":
+                    measured = run_submitted(points, normals if mode == "oriented" else None, Path(folder))
+                else:
+                    child = subprocess.run(
+                        [sys.executable, __file__, "--threads", str(args.threads), "--one", str(points),
+                         str(normals) if mode == "oriented" else "-"],
+                        check=True, capture_output=True, text=True,
+                    )
+                    measured = json.loads(child.stdout.splitlines()[-1])
+                row = {"points": count, "mode": mode, "via": args.via, "noise": args.noise,
+                       "load_average_before": load, **measured}
                 rows.append(row)
                 phases = row["phases"]
                 print(f"{count:>10,} {mode:<10} total {phases['total']:7.1f} s  peak {row['peak_rss_mb']:7.0f} MB  "

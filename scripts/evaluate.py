@@ -10,8 +10,13 @@ For each mesh in the data folder it samples points (with normals), makes the inp
 reconstructs each with our engine and with Poisson (true normals for ``oriented``; for the
 others, normals Open3D estimates and orients itself), and prints one markdown table: Chamfer-L1,
 Hausdorff, normal consistency, F-score at 1%, connected pieces, ghost share (surface farther than
-1% of the diagonal from every input point) and seconds. ``--scans`` reconstructs the real scans
-(no ground truth) and writes pictures of ours beside Poisson's.
+1% of the diagonal from every input point) and seconds; then a second table of where the error
+lies (``siren_recon.detail_metrics``): Chamfer on the truth's flat, curved and sharp/thin parts,
+the median error, and the roughness on flat parts (mean normal deviation, degrees). ``--out``
+also writes each mesh with its error map (distance to the truth per vertex, as vertex colours:
+white 0, dark red at 0.5% of the diagonal and beyond) and a picture of the error maps.
+``--scans`` reconstructs the real scans (no ground truth) and writes pictures of ours beside
+Poisson's.
 
 ``--inputs open`` scores open scans instead (see ``siren_recon.virtual_scan``):
 
@@ -42,10 +47,18 @@ from pathlib import Path
 
 import numpy as np
 
+from siren_recon.detail_metrics import detail_metrics, error_colours
 from siren_recon.engine.config import ReconstructionConfig, apply_overrides
 from siren_recon.engine.pipeline import reconstruct_points
 from siren_recon.harness import write_json
-from siren_recon.metrics import compare_meshes, count_components, far_area_fraction, sample_surface
+from siren_recon.metrics import (
+    closest_on_mesh,
+    count_components,
+    far_area_fraction,
+    sample_both_ways,
+    sample_surface,
+    surface_metrics,
+)
 from siren_recon.open3d_mode import import_open3d, write_mesh
 from siren_recon.rendering import render_side_by_side
 from siren_recon.terrain import terrain_mesh
@@ -55,6 +68,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 NOISE_SHARE = 0.003
 GHOST_SHARE = 0.01
+ERROR_MAP_SCALE = 0.005
+"""Error (share of the diagonal) drawn darkest on the error maps."""
 INPUTS = ("oriented", "unoriented", "noisy")
 SCAN_INPUTS = ("single-view", "two-view")
 OPEN_INPUTS = (*SCAN_INPUTS, "terrain")
@@ -156,11 +171,15 @@ def evaluate_case(
     rows = []
     methods: dict[str, Method] = {"siren-recon": ours(config), "poisson": poisson}
     panels = [(f"{shape} input ({variant})", None, None, sample.points)]
+    maps: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]] = [("truth", gt_v, gt_f, None)]
+    colours: list[np.ndarray | None] = [None]
     for name, method in methods.items():
         started = time.perf_counter()
         vertices, faces = method(sample)
         seconds = time.perf_counter() - started
-        scores = compare_meshes(vertices, faces, gt_v, gt_f, samples=args.samples, seed=args.seed)
+        matched = sample_both_ways(vertices, faces, gt_v, gt_f, samples=args.samples, seed=args.seed)
+        scores = surface_metrics(*matched)
+        detail = detail_metrics(*matched, gt_v, gt_f)
         row = {
             "shape": shape,
             "input": variant,
@@ -169,14 +188,20 @@ def evaluate_case(
             "components": count_components(vertices, faces),
             "ghost_share": far_area_fraction(vertices, faces, sample.points, GHOST_SHARE * diagonal),
             **scores.as_dict(),
+            **detail.as_dict(),
         }
         rows.append(row)
         print(format_row(row), flush=True)
         panels.append((f"{name}  chamfer {1e3 * scores.chamfer_l1:.2f}e-3", vertices, faces, None))
         if args.out:
             write_mesh(Path(args.out) / f"{shape}_{variant}_{name}.ply", vertices, faces)
+            error = error_colours(closest_on_mesh(gt_v, gt_f, vertices)[0] / diagonal, ERROR_MAP_SCALE)
+            write_mesh(Path(args.out) / f"{shape}_{variant}_{name}_error.ply", vertices, faces, error)
+            maps.append((f"{name}  median {1e3 * detail.median_error:.3f}e-3", vertices, faces, None))
+            colours.append(error)
     if args.out:
         render_side_by_side(panels, Path(args.out) / f"{shape}_{variant}.png", up=up)
+        render_side_by_side(maps, Path(args.out) / f"{shape}_{variant}_error.png", up=up, colours=colours)
     return rows
 
 
@@ -224,6 +249,16 @@ def format_row(row: dict) -> str:
     )
 
 
+def format_detail_row(row: dict) -> str:
+    bands = " | ".join(f"{1e3 * row[f'chamfer_{band}']:.3f}" for band in ("flat", "curved", "sharp"))
+    return (f"| {row['shape']} | {row['input']} | {row['method']} | {1e3 * row['median_error']:.3f} | {bands} | "
+            f"{row['roughness_flat']:.2f} |")
+
+
+DETAIL_HEADER = (
+    "| shape | input | method | median error (1e-3) | Chamfer flat | Chamfer curved | Chamfer sharp/thin "
+    "| roughness on flat (deg) |\n|---|---|---|---|---|---|---|---|"
+)
 HEADER = (
     "| shape | input | method | Chamfer-L1 (1e-3) | Hausdorff (1e-3) | normal consistency | F-score @1% "
     "| pieces | ghost share | seconds |\n|---|---|---|---|---|---|---|---|---|---|"
@@ -281,6 +316,11 @@ def main() -> int:
     rows = [row for path in paths for row in evaluate_shape(path, args, config)]
     if "terrain" in args.inputs:
         rows += evaluate_terrain(args, config)
+    banded = [row for row in rows if "median_error" in row]
+    if banded:
+        print("\n" + DETAIL_HEADER)
+        for row in banded:
+            print(format_detail_row(row), flush=True)
     if args.scans:
         rows += evaluate_scans(meshes.parent / "scans", args, config)
     write_json(args.json, {"overrides": overrides, "rows": rows})

@@ -56,3 +56,16 @@ def test_shadow_side_stays_dark_and_open_surfaces_are_lit_inside(tmp_path):
     inside = bowl[110:130, 150:170]
     assert inside.min() > 80 and (inside < 250).all()
     assert (bowl[5:25, 5:60] < 128).any()  # the title is written top left
+
+
+def test_vertex_colours_paint_one_panel(tmp_path):
+    mesh = o3d.geometry.TriangleMesh.create_sphere(radius=1.0, resolution=40)
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    red = np.tile([1.0, 0.0, 0.0], (len(vertices), 1))
+    path = tmp_path / "maps.png"
+    render_side_by_side([("plain", vertices, faces, None), ("red", vertices, faces, None)], path, width=200,
+                        height=150, colours=[None, red])
+    image = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    plain, painted = image[28 + 75, 100], image[28 + 75, 300]
+    assert painted[0] > 60 and painted[1] == 0 and painted[2] == 0
+    assert plain[2] > plain[0]  # the default surface is blue-grey
