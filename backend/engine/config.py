@@ -237,8 +237,11 @@ class TrainConfig:
     learning_rate: float = 5e-4
     """Adam learning rate, > 0 (of the oriented fit and of the unoriented refinement); the paper's
     1e-4 converges markedly slower in 1,000-2,000 steps."""
-    lr_decay_final: float = 0.1
-    """Learning rate at the last step as a fraction of ``learning_rate`` (cosine decay)."""
+    lr_decay_final: float = 0.001
+    """Learning rate at the last step as a fraction of ``learning_rate`` (cosine decay), in
+    (0, 1]. Ending near zero lets the last few hundred steps settle the surface between the
+    points: Adam's steps at a tenth of the rate still move the surface by about the detail it
+    should resolve (see docs/experiments.md, "Finer than Poisson")."""
     grad_clip: float = 1.0
     """Maximum global norm of the parameter gradient; 0 disables clipping."""
     device: str = "auto"
