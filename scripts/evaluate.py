@@ -14,7 +14,8 @@ Hausdorff, normal consistency, F-score at 1%, connected pieces, ghost share (sur
 lies (``siren_recon.detail_metrics``): Chamfer on the truth's flat, curved and sharp/thin parts,
 the median error, and the roughness on flat parts (mean normal deviation, degrees). ``--out``
 also writes each mesh with its error map (distance to the truth per vertex, as vertex colours:
-white 0, dark red at 0.5% of the diagonal and beyond) and a picture of the error maps.
+white at 0, dark red at 8 times the larger of the two methods' median errors and beyond, the same
+scale for both) and a picture of the error maps.
 ``--scans`` reconstructs the real scans (no ground truth) and writes pictures of ours beside
 Poisson's.
 
@@ -68,8 +69,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 NOISE_SHARE = 0.003
 GHOST_SHARE = 0.01
-ERROR_MAP_SCALE = 0.005
-"""Error (share of the diagonal) drawn darkest on the error maps."""
+ERROR_MAP_MEDIANS = 8.0
+"""The error maps draw darkest at this many times the larger of the methods' median errors."""
 INPUTS = ("oriented", "unoriented", "noisy")
 SCAN_INPUTS = ("single-view", "two-view")
 OPEN_INPUTS = (*SCAN_INPUTS, "terrain")
@@ -172,7 +173,7 @@ def evaluate_case(
     methods: dict[str, Method] = {"siren-recon": ours(config), "poisson": poisson}
     panels = [(f"{shape} input ({variant})", None, None, sample.points)]
     maps: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]] = [("truth", gt_v, gt_f, None)]
-    colours: list[np.ndarray | None] = [None]
+    errors: list[np.ndarray] = []
     for name, method in methods.items():
         started = time.perf_counter()
         vertices, faces = method(sample)
@@ -195,11 +196,14 @@ def evaluate_case(
         panels.append((f"{name}  chamfer {1e3 * scores.chamfer_l1:.2f}e-3", vertices, faces, None))
         if args.out:
             write_mesh(Path(args.out) / f"{shape}_{variant}_{name}.ply", vertices, faces)
-            error = error_colours(closest_on_mesh(gt_v, gt_f, vertices)[0] / diagonal, ERROR_MAP_SCALE)
-            write_mesh(Path(args.out) / f"{shape}_{variant}_{name}_error.ply", vertices, faces, error)
             maps.append((f"{name}  median {1e3 * detail.median_error:.3f}e-3", vertices, faces, None))
-            colours.append(error)
+            errors.append(closest_on_mesh(gt_v, gt_f, vertices)[0] / diagonal)
     if args.out:
+        scale = ERROR_MAP_MEDIANS * max(row["median_error"] for row in rows)
+        colours: list[np.ndarray | None] = [None, *(error_colours(error, scale) for error in errors)]
+        for (name, vertices, faces, _), paint in zip(maps[1:], colours[1:], strict=True):
+            write_mesh(Path(args.out) / f"{shape}_{variant}_{name.split()[0]}_error.ply", vertices, faces, paint)
+        maps[0] = (f"truth  (dark red: {1e3 * scale:.2f}e-3)", gt_v, gt_f, None)
         render_side_by_side(panels, Path(args.out) / f"{shape}_{variant}.png", up=up)
         render_side_by_side(maps, Path(args.out) / f"{shape}_{variant}_error.png", up=up, colours=colours)
     return rows
