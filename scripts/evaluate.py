@@ -173,7 +173,7 @@ def evaluate_case(
     methods: dict[str, Method] = {"siren-recon": ours(config), "poisson": poisson}
     panels = [(f"{shape} input ({variant})", None, None, sample.points)]
     maps: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]] = [("truth", gt_v, gt_f, None)]
-    errors: list[np.ndarray] = []
+    errors: list[tuple[str, np.ndarray]] = []
     for name, method in methods.items():
         started = time.perf_counter()
         vertices, faces = method(sample)
@@ -197,12 +197,12 @@ def evaluate_case(
         if args.out:
             write_mesh(Path(args.out) / f"{shape}_{variant}_{name}.ply", vertices, faces)
             maps.append((f"{name}  median {1e3 * detail.median_error:.3f}e-3", vertices, faces, None))
-            errors.append(closest_on_mesh(gt_v, gt_f, vertices)[0] / diagonal)
+            errors.append((name, closest_on_mesh(gt_v, gt_f, vertices)[0] / diagonal))
     if args.out:
         scale = ERROR_MAP_MEDIANS * max(row["median_error"] for row in rows)
-        colours: list[np.ndarray | None] = [None, *(error_colours(error, scale) for error in errors)]
-        for (name, vertices, faces, _), paint in zip(maps[1:], colours[1:], strict=True):
-            write_mesh(Path(args.out) / f"{shape}_{variant}_{name.split()[0]}_error.ply", vertices, faces, paint)
+        colours: list[np.ndarray | None] = [None, *(error_colours(error, scale) for _, error in errors)]
+        for (_, vertices, faces, _), (name, _), paint in zip(maps[1:], errors, colours[1:], strict=True):
+            write_mesh(Path(args.out) / f"{shape}_{variant}_{name}_error.ply", vertices, faces, paint)
         maps[0] = (f"truth  (dark red: {1e3 * scale:.2f}e-3)", gt_v, gt_f, None)
         render_side_by_side(panels, Path(args.out) / f"{shape}_{variant}.png", up=up)
         render_side_by_side(maps, Path(args.out) / f"{shape}_{variant}_error.png", up=up, colours=colours)

@@ -15,7 +15,8 @@ AUTO_SPACINGS = 4.0
 AUTO_MIN_SHARE = 0.1
 """The automatic trim cuts when more than this share of the surface area is unsupported."""
 CUT_SPACINGS = 2.0
-"""Where the automatic trim cuts, in point spacings from the nearest point."""
+"""Where the automatic trim cuts, in point spacings from the nearest point (at most
+``AUTO_SPACINGS``: the test's distances serve the cut)."""
 GAP_SPACINGS = 4.0
 """Unsupported patches smaller than a disc of this radius (in point spacings) are gaps between
 samples, not missing surface: the automatic trim keeps them."""
@@ -73,12 +74,13 @@ def trim_mesh(
         unsupported = float("nan")
     else:
         test = AUTO_SPACINGS * support.spacing
-        unsupported = float(areas[face_gaps(vertices, faces, support, test) > test].sum()) / total
+        gaps = face_gaps(vertices, faces, support, test)  # exact up to the test, so also at the cut
+        unsupported = float(areas[gaps > test].sum()) / total
         if unsupported <= AUTO_MIN_SHARE:
             return vertices, faces, TrimOutcome("kept", unsupported, test, 0.0)
         distance = CUT_SPACINGS * support.spacing
-        cut = face_gaps(vertices, faces, support, distance) > distance
-        cut = without_small_patches(vertices, faces, cut, np.pi * (GAP_SPACINGS * support.spacing) ** 2, areas)
+        cut = without_small_patches(vertices, faces, gaps > distance, np.pi * (GAP_SPACINGS * support.spacing) ** 2,
+                                    areas)
         if cut.all():
             return vertices, faces, TrimOutcome("kept", unsupported, distance, 0.0)
     kept_vertices, kept_faces = compact(vertices, faces[~cut])
