@@ -10,7 +10,7 @@ import torch
 
 from siren_recon.engine.cloud_index import CloudIndex
 from siren_recon.engine.config import ReconstructionConfig, apply_overrides
-from siren_recon.engine.meshing import extract_mesh, face_areas
+from siren_recon.engine.meshing import component_labels, extract_mesh, face_areas
 from siren_recon.engine.meshing.trimming import AUTO_MIN_SHARE, CUT_SPACINGS, trim_mesh
 from siren_recon.engine.pipeline import reconstruct_points
 
@@ -44,9 +44,23 @@ def test_auto_leaves_a_surrounded_surface_unchanged(sphere_mesh):
     assert kept_v is verts and kept_f is faces  # the very arrays: the mesh is the untrimmed one, to the bit
     assert outcome.applied == "kept" and not outcome.trimmed
     assert outcome.unsupported_share < 0.01
-    # a cloud with a small unscanned patch (3% of the sphere) is still a closed shape
+    # a cloud with an unscanned patch (the 3% of the sphere it stood on, like a real object's
+    # underside) is still a closed shape
     patchy = points[points[:, 2] < 0.47]
-    assert trim_with(verts, faces, patchy)[2].applied == "kept"
+    outcome = trim_with(verts, faces, patchy)[2]
+    assert outcome.applied == "kept" and 0.005 < outcome.unsupported_share < AUTO_MIN_SHARE
+
+
+def test_auto_opens_a_scan_that_misses_a_band_around_the_middle(sphere_mesh):
+    """Scanned from above and below only: the unseen band (7% of the surface unsupported, as on
+    the flanks of a two-view scan) is cut, leaving two open caps."""
+    verts, faces = sphere_mesh
+    points, _ = sphere_cloud(3000, radius=0.5)
+    kept_v, kept_f, outcome = trim_with(verts, faces, points[np.abs(points[:, 2]) > 0.08])
+    assert outcome.applied == "trimmed" and 0.05 < outcome.unsupported_share < 0.1
+    assert component_labels(len(kept_v), kept_f)[0] == 2
+    voxel = 2.0 / (RESOLUTION - 1)
+    assert np.abs(kept_v[:, 2]).min() > 0.08 - outcome.distance - voxel
 
 
 def test_auto_opens_a_one_sided_scan_at_the_data_boundary(sphere_mesh):

@@ -314,7 +314,7 @@ class MeshConfig:
     trim: TrimChoice = "auto"
     """Cutting away surface no input point supports, for open scans (one side, a facade, a
     terrain), whose fit otherwise closes the unscanned side: ``auto`` cuts only when the cloud
-    covers part of the surface (more than a tenth of the area farther than four point spacings
+    covers part of the surface (more than 4% of the area farther than four point spacings
     from every point), then what lies farther than two spacings (see
     ``meshing.trimming.trim_mesh``), and leaves a closed shape's mesh as it is; ``off`` never
     cuts; ``distance`` cuts every face farther than ``trim_distance``."""
