@@ -6,13 +6,16 @@ For each mesh in the data folder it samples points (with normals), makes the inp
 * ``oriented``: the points with their true normals,
 * ``unoriented``: the points alone,
 * ``noisy``: the points alone, moved by Gaussian noise of 0.3% of the box diagonal,
+* ``noisy-oriented``: those noisy points with the true normals of the points they came from (a
+  scanner that measures normals),
 
-reconstructs each with our engine and with Poisson (true normals for ``oriented``; for the
-others, normals Open3D estimates and orients itself), and prints one markdown table: Chamfer-L1,
-Hausdorff, normal consistency, F-score at 1%, connected pieces, ghost share (surface farther than
-1% of the diagonal from every input point) and seconds; then a second table of where the error
-lies (``siren_recon.detail_metrics``): Chamfer on the truth's flat, curved and sharp/thin parts,
-the median error, and the roughness on flat parts (mean normal deviation, degrees). ``--out``
+reconstructs each with our engine and with Poisson (the given normals for ``oriented`` and
+``noisy-oriented``; for the others, normals Open3D estimates and orients itself), and prints
+one markdown table: Chamfer-L1, Hausdorff, normal consistency, F-score at 1%, connected pieces,
+ghost share (surface farther than 1% of the diagonal from every input point) and seconds; then a
+second table of where the error lies (``siren_recon.detail_metrics``): Chamfer on the truth's
+flat, curved and sharp/thin parts, the median error, and the roughness on flat parts (mean
+normal deviation, degrees). ``--out``
 also writes each mesh with its error map (distance to the truth per vertex, as vertex colours:
 white at 0, dark red at 8 times the larger of the two methods' median errors and beyond, the same
 scale for both) and a picture of the error maps.
@@ -71,7 +74,7 @@ NOISE_SHARE = 0.003
 GHOST_SHARE = 0.01
 ERROR_MAP_MEDIANS = 8.0
 """The error maps draw darkest at this many times the larger of the methods' median errors."""
-INPUTS = ("oriented", "unoriented", "noisy")
+INPUTS = ("oriented", "unoriented", "noisy", "noisy-oriented")
 SCAN_INPUTS = ("single-view", "two-view")
 OPEN_INPUTS = (*SCAN_INPUTS, "terrain")
 _AZIMUTH, _ELEVATION = np.radians(35.0), np.radians(25.0)
@@ -118,10 +121,12 @@ def make_inputs(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int, 
     rng = np.random.default_rng(seed)
     points, normals = sample_surface(vertices, faces, count, rng)
     diagonal = float(np.linalg.norm(np.ptp(vertices, axis=0)))
+    noisy = points + rng.normal(scale=NOISE_SHARE * diagonal, size=points.shape)
     variants = {
         "oriented": Sample(points, normals),
         "unoriented": Sample(points, None),
-        "noisy": Sample(points + rng.normal(scale=NOISE_SHARE * diagonal, size=points.shape), None),
+        "noisy": Sample(noisy, None),
+        "noisy-oriented": Sample(noisy, normals),
     }
     return {name: variants[name] for name in wanted if name in variants}
 
