@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from siren_recon.engine.pipeline import reconstruct_points
-from siren_recon.engine.unoriented.noise_level import NEIGHBOURS, SAMPLE, estimate_noise
-from siren_recon.engine.unoriented.refinement import noise_factor
+from siren_recon.engine.unoriented.noise_level import NEIGHBOURS, SAMPLE, estimate_noise, noise_factor
 
 from .shapes import small_config, sphere_cloud
 
@@ -74,5 +73,30 @@ def test_the_unoriented_refinement_reports_the_noise_it_weighed_and_smooths_nois
         errors[ratio] = float(np.mean(np.abs(np.linalg.norm(result.vertices, axis=1) - 0.6)))
     assert result.stats["noise_ratio"] > 0.3
     assert errors[0.25] < 0.95 * errors[0.0], errors  # measured 0.0041 vs 0.0047 (noise ratio 0.41)
-    oriented = reconstruct_points(*sphere_cloud(1000), small_config(train__iterations=20))
-    assert "noise_ratio" not in oriented.stats
+    digs_alone = reconstruct_points(points, None, small_config(train__iterations=20, unoriented__refine_share=0))
+    assert "noise_ratio" not in digs_alone.stats
+
+
+def test_the_oriented_fit_slows_its_rate_on_a_noisy_cloud_and_only_there():
+    """With normals, a noisy cloud trains at ``train.learning_rate`` divided by the noise factor
+    (the same run as one asked for that lower rate with the factor off); a clean one at the rate."""
+    clean_points, normals = sphere_cloud(1500, radius=0.6, seed=2)
+    rate = 1e-3
+
+    def fit(points: np.ndarray, **overrides: object):
+        config = small_config(**{"train__iterations": 30, "train__learning_rate": rate, "mesh__resolution": 24,
+                                 **overrides})
+        return reconstruct_points(points, normals, config)
+
+    noisy_points = noisy(clean_points, 0.012)
+    scaled = fit(noisy_points)
+    ratio = scaled.stats["noise_ratio"]
+    assert ratio > 0.3
+    factor = noise_factor(ratio, 0.25)
+    asked = fit(noisy_points, unoriented__noise_free_ratio=0, train__learning_rate=rate / factor)
+    np.testing.assert_array_equal(scaled.vertices, asked.vertices)
+    unscaled = fit(noisy_points, unoriented__noise_free_ratio=0)
+    assert not np.array_equal(unscaled.vertices, scaled.vertices)
+    clean = fit(clean_points)
+    assert clean.stats["noise_ratio"] < 0.25
+    np.testing.assert_array_equal(clean.vertices, fit(clean_points, unoriented__noise_free_ratio=0).vertices)

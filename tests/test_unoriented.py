@@ -527,3 +527,19 @@ def test_sign_prior_holds_the_digs_sign_far_from_the_cloud_and_nothing_near_it()
     assert float(sign_prior_term(torch.tensor([0.3, -0.2, 5.0, -0.1]), prior.lookup(q))) == pytest.approx(
         (0.3 + 0.2) / 4
     )
+
+
+def test_each_unoriented_stage_trains_at_its_own_rate_and_not_the_oriented_fits():
+    """Without normals the DiGS stage runs at ``unoriented.learning_rate`` and the refinement at
+    ``unoriented.refine_learning_rate``: the oriented fit's ``train.learning_rate`` changes nothing."""
+    points, _ = sphere_cloud(800, radius=1.0)
+
+    def mesh(**overrides: object) -> np.ndarray:
+        config = small_config(train__iterations=40, mesh__resolution=24, mesh__trim="off", **overrides)
+        return reconstruct_points(points, None, config).vertices
+
+    base = mesh()
+    np.testing.assert_array_equal(mesh(train__learning_rate=3e-3), base)
+    for key in ("unoriented__learning_rate", "unoriented__refine_learning_rate"):
+        changed = mesh(**{key: 3e-3})
+        assert changed.shape != base.shape or not np.array_equal(changed, base), key

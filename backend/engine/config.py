@@ -167,9 +167,13 @@ class UnorientedLossConfig:
     after the refinement 0.1 scores within the spread between seeds of 1, while DiGS alone
     (``refine_share = 0``) loses a little and should use 1 (see docs/experiments.md)."""
     learning_rate: float = 1e-4
-    """Adam learning rate of the DiGS stage, > 0 (``train.learning_rate`` is the refinement's).
+    """Adam learning rate of the DiGS stage, > 0 (``refine_learning_rate`` is the refinement's).
     Too high a rate leaves the DiGS fit a thin shell with a second surface inside: ``5e-4`` did so
     on a bumpy sphere where ``1e-4`` fit (see docs/experiments.md)."""
+    refine_learning_rate: float = 5e-4
+    """Adam learning rate of the refinement stage, > 0. Lower than the oriented fit's
+    (``train.learning_rate``): its normals are estimated, and on a noisy cloud a faster fit
+    follows the scatter of the points (see docs/experiments.md)."""
     refine_share: float = 0.5
     """Share of ``train.iterations`` given to the refinement stage, in [0, 1) (0: DiGS alone). The
     DiGS fit is smooth but consistently oriented; the refinement signs the normal directions
@@ -222,10 +226,11 @@ class UnorientedLossConfig:
     docs/experiments.md). 0 turns them off."""
     noise_free_ratio: float = 0.25
     """The noise level, >= 0 (:mod:`.unoriented.noise_level`: median quadric-fit residual over median point
-    spacing; about 0.002-0.05 on clean samples), up to which the refinement takes the points as
-    exact. Above it the refinement's normal weight is multiplied by ``ratio / noise_free_ratio``,
-    so the smoothed normal directions outweigh the scatter of single points; clean clouds are
-    untouched. 0 turns it off (see docs/experiments.md)."""
+    spacing; about 0.002-0.05 on clean samples), up to which the points are taken as exact.
+    Above it the refinement's normal weight is multiplied by ``ratio / noise_free_ratio``, so the
+    smoothed normal directions outweigh the scatter of single points, and the oriented fit's
+    learning rate is divided by it; clean clouds are untouched. 0 turns both off (see
+    docs/experiments.md)."""
 
 
 @dataclass
@@ -234,9 +239,13 @@ class TrainConfig:
 
     iterations: int = 2000
     """Adam steps."""
-    learning_rate: float = 5e-4
-    """Adam learning rate, > 0 (of the oriented fit and of the unoriented refinement); the paper's
-    1e-4 converges markedly slower in 1,000-2,000 steps."""
+    learning_rate: float = 1e-3
+    """Adam learning rate of the oriented fit on a clean cloud, > 0, at the start of the cosine
+    decay. A noisy cloud (noise level above ``unoriented.noise_free_ratio``) gets it divided by
+    ``ratio / noise_free_ratio``: larger steps follow the scatter of the points (at the
+    evaluation's noise about half of it). The unoriented stages have their own rates
+    (``unoriented.learning_rate``, ``unoriented.refine_learning_rate``). The paper's 1e-4
+    converges markedly slower in 1,000-2,000 steps (see docs/experiments.md)."""
     lr_decay_final: float = 0.001
     """Learning rate at the last step as a fraction of ``learning_rate`` (cosine decay), in
     (0, 1]. Ending near zero lets the last few hundred steps settle the surface between the
@@ -380,6 +389,7 @@ BOUNDS: dict[str, Bound] = {
     "unoriented.divergence_clamp_low": at_least(0),
     "unoriented.divergence_share": between(0, 1, low_open=True),
     "unoriented.learning_rate": above(0),
+    "unoriented.refine_learning_rate": above(0),
     "unoriented.refine_share": between(0, 1, high_open=True),
     "unoriented.direction_neighbours": at_least(3),
     "unoriented.direction_scales": at_least(1),

@@ -21,6 +21,7 @@ from .field.sdf_field import SdfField, mesh_bounds, support_subsample
 from .fitting.stage import Cloud, MeshCallback, Reporting, Stage, fit_stage
 from .meshing.trimming import TrimOutcome
 from .normalization import Normalization
+from .unoriented.noise_level import estimate_noise, noise_factor
 from .unoriented.refinement import refinement_stage
 from .validation import validate_normals, validate_points
 
@@ -76,10 +77,16 @@ def train_field(
     total = config.train.iterations
     reporting = Reporting(total, on_progress, on_mesh, should_cancel)
     second = refinement_iterations(config, mode)
-    rate = config.unoriented.learning_rate if mode == "unoriented" else config.train.learning_rate
+    noise = None
+    if mode == "oriented":
+        noise = estimate_noise(CloudIndex.build(unit, config.train.seed, working_points), config.train.seed).ratio
+        rate = config.train.learning_rate / noise_factor(noise, config.unoriented.noise_free_ratio)
+    else:
+        rate = config.unoriented.learning_rate
     first = Stage(index=0, loss=mode, iterations=total - second, normals=nrm if mode == "oriented" else None,
                   init=resolve_init(config.model.init, mode), learning_rate=rate)
     field, losses = fit_stage(first, cloud, config, reporting)
+    field.noise_ratio = noise
     if second:
         index = CloudIndex.build(unit, config.train.seed, working_points)
         refine, noise = refinement_stage(field, index, config, device, second, offset=total - second)

@@ -23,7 +23,7 @@ from ..field.sdf_field import SdfField
 from ..fitting.regularisers import Regulariser
 from ..fitting.stage import Stage
 from .clearance import Clearance, ClearanceRegulariser
-from .noise_level import estimate_noise
+from .noise_level import estimate_noise, noise_factor
 from .normal_estimation import estimate_directions
 from .orientation import propagate_signs
 from .sign_prior import SignPrior, SignPriorRegulariser
@@ -52,18 +52,9 @@ def refinement_stage(
     noise = estimate_noise(cloud, config.train.seed).ratio
     weight = config.oriented.normal * noise_factor(noise, settings.noise_free_ratio)
     stage = Stage(index=1, loss="oriented", iterations=iterations, normals=oriented, init="siren",
-                  learning_rate=config.train.learning_rate, offset=offset, normal_weight=weight,
+                  learning_rate=settings.refine_learning_rate, offset=offset, normal_weight=weight,
                   regularisers=regularisers, points=unit if cloud.subsampled else None)
     return stage, noise
-
-
-def noise_factor(ratio: float, noise_free_ratio: float) -> float:
-    """How many times the normal weight the refinement gives a cloud of noise level ``ratio``
-    (see ``UnorientedLossConfig.noise_free_ratio``): 1 up to ``noise_free_ratio``, then in
-    proportion; always 1 when ``noise_free_ratio`` is 0."""
-    if noise_free_ratio <= 0:
-        return 1.0
-    return max(1.0, ratio / noise_free_ratio)
 
 
 def orient_directions(model: torch.nn.Module, cloud: np.ndarray | CloudIndex, config: UnorientedLossConfig,
