@@ -1,4 +1,4 @@
-"""The noise level of a cloud, and the refinement's normal weight that follows it."""
+"""The noise level of a cloud, and the normal weight and learning rates that follow it."""
 
 from __future__ import annotations
 
@@ -100,3 +100,30 @@ def test_the_oriented_fit_slows_its_rate_on_a_noisy_cloud_and_only_there():
     clean = fit(clean_points)
     assert clean.stats["noise_ratio"] < 0.25
     np.testing.assert_array_equal(clean.vertices, fit(clean_points, unoriented__noise_free_ratio=0).vertices)
+
+
+def test_the_refinement_slows_its_rate_and_raises_its_normal_weight_on_a_noisy_cloud_and_only_there():
+    """Without normals, a noisy cloud's refinement trains at ``unoriented.refine_learning_rate``
+    divided by the noise factor with ``oriented.normal`` multiplied by it (the same run as one
+    asked for both with the factor off); a clean one at the rate and weight as given."""
+    clean_points, _ = sphere_cloud(1500, radius=0.6, seed=2)
+    rate, weight = 5e-4, small_config().oriented.normal
+
+    def fit(points: np.ndarray, **overrides: object):
+        config = small_config(**{"train__iterations": 40, "unoriented__refine_learning_rate": rate,
+                                 "mesh__resolution": 24, "mesh__trim": "off", **overrides})
+        return reconstruct_points(points, None, config)
+
+    noisy_points = noisy(clean_points, 0.012)
+    scaled = fit(noisy_points)
+    factor = noise_factor(scaled.stats["noise_ratio"], 0.25)
+    assert factor > 1.2
+    off = {"unoriented__noise_free_ratio": 0}
+    asked = fit(noisy_points, **off, unoriented__refine_learning_rate=rate / factor, oriented__normal=weight * factor)
+    np.testing.assert_array_equal(scaled.vertices, asked.vertices)
+    weight_alone = fit(noisy_points, **off, oriented__normal=weight * factor)
+    assert weight_alone.vertices.shape != scaled.vertices.shape or not np.array_equal(
+        weight_alone.vertices, scaled.vertices)
+    clean = fit(clean_points)
+    assert clean.stats["noise_ratio"] < 0.25
+    np.testing.assert_array_equal(clean.vertices, fit(clean_points, **off).vertices)

@@ -171,9 +171,11 @@ class UnorientedLossConfig:
     Too high a rate leaves the DiGS fit a thin shell with a second surface inside: ``5e-4`` did so
     on a bumpy sphere where ``1e-4`` fit (see docs/experiments.md)."""
     refine_learning_rate: float = 5e-4
-    """Adam learning rate of the refinement stage, > 0. Lower than the oriented fit's
-    (``train.learning_rate``): its normals are estimated, and on a noisy cloud a faster fit
-    follows the scatter of the points (see docs/experiments.md)."""
+    """Adam learning rate of the refinement stage on a clean cloud, > 0; a noisy cloud (noise
+    level above ``noise_free_ratio``) gets it divided by ``ratio / noise_free_ratio``, as the
+    oriented fit does. Lower than the oriented fit's (``train.learning_rate``): its normals are
+    estimated, and on a noisy cloud a faster fit follows the scatter of the points (see
+    docs/experiments.md)."""
     refine_share: float = 0.5
     """Share of ``train.iterations`` given to the refinement stage, in [0, 1) (0: DiGS alone). The
     DiGS fit is smooth but consistently oriented; the refinement signs the normal directions
@@ -228,9 +230,9 @@ class UnorientedLossConfig:
     """The noise level, >= 0 (:mod:`.unoriented.noise_level`: median quadric-fit residual over median point
     spacing; about 0.002-0.05 on clean samples), up to which the points are taken as exact.
     Above it the refinement's normal weight is multiplied by ``ratio / noise_free_ratio``, so the
-    smoothed normal directions outweigh the scatter of single points, and the oriented fit's
-    learning rate is divided by it; clean clouds are untouched. 0 turns both off (see
-    docs/experiments.md)."""
+    smoothed normal directions outweigh the scatter of single points, and the learning rates of
+    the oriented fit and of the refinement are divided by it; clean clouds are untouched. 0 turns
+    all three off (see docs/experiments.md)."""
 
 
 @dataclass

@@ -70,8 +70,8 @@ def estimate_noise(cloud: np.ndarray | CloudIndex, seed: int = 0) -> NoiseLevel:
 def noise_factor(ratio: float, noise_free_ratio: float) -> float:
     """How much more a cloud of noise level ``ratio`` is smoothed (see
     ``UnorientedLossConfig.noise_free_ratio``): 1 up to ``noise_free_ratio``, then in proportion;
-    always 1 when ``noise_free_ratio`` is 0. The refinement multiplies its normal weight by it,
-    the oriented fit divides its learning rate by it."""
+    always 1 when ``noise_free_ratio`` is 0. The refinement multiplies its normal weight by it;
+    the refinement and the oriented fit divide their learning rates by it."""
     if noise_free_ratio <= 0:
         return 1.0
     return max(1.0, ratio / noise_free_ratio)

@@ -5,9 +5,9 @@ estimates each point's normal direction from its neighbours, signs the direction
 along the neighbour graph, the side chosen by the DiGS field's gradient; :func:`orient_directions`)
 and fits a fresh network to them with the oriented loss, held to the DiGS field's sign far from
 the cloud (:mod:`.sign_prior`), kept from zero crossings far from every point (:mod:`.clearance`),
-its normal weight raised on a noisy cloud (:func:`noise_factor`). A fresh network, not the DiGS
-one: continuing the geometric-init network fitted detail several times worse (see
-docs/experiments.md).
+its normal weight raised and its learning rate lowered on a noisy cloud (:func:`noise_factor`). A
+fresh network, not the DiGS one: continuing the geometric-init network fitted detail several times
+worse (see docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ def refinement_stage(
         clearance = Clearance.build(cloud, settings.clearance_spacings, settings.refine_prior_distance, device)
         regularisers.append(ClearanceRegulariser(clearance, settings.refine_clearance, settings.clearance_points))
     noise = estimate_noise(cloud, config.train.seed).ratio
-    weight = config.oriented.normal * noise_factor(noise, settings.noise_free_ratio)
+    factor = noise_factor(noise, settings.noise_free_ratio)
     stage = Stage(index=1, loss="oriented", iterations=iterations, normals=oriented, init="siren",
-                  learning_rate=settings.refine_learning_rate, offset=offset, normal_weight=weight,
+                  learning_rate=settings.refine_learning_rate / factor, offset=offset,
+                  normal_weight=config.oriented.normal * factor,
                   regularisers=regularisers, points=unit if cloud.subsampled else None)
     return stage, noise
 
