@@ -168,6 +168,7 @@ def test_the_oriented_loss_adds_it_over_the_off_surface_rows_that_took_a_value(c
 
 
 @pytest.mark.parametrize("key, value", [("unoriented.refine_clearance", -1.0), ("unoriented.clearance_spacings", -1.0),
+                                        ("unoriented.noisy_clearance_spacings", -1.0),
                                         ("unoriented.clearance_points", -1)])
 def test_a_negative_clearance_setting_is_refused(key, value):
     with pytest.raises(ConfigError, match=f"{key} must be >= 0"):

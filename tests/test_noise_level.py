@@ -1,4 +1,4 @@
-"""The noise level of a cloud, and the normal weight and learning rates that follow it."""
+"""The noise level of a cloud, and the weights, learning rates and margin that follow it."""
 
 from __future__ import annotations
 
@@ -102,28 +102,38 @@ def test_the_oriented_fit_slows_its_rate_on_a_noisy_cloud_and_only_there():
     np.testing.assert_array_equal(clean.vertices, fit(clean_points, unoriented__noise_free_ratio=0).vertices)
 
 
-def test_the_refinement_slows_its_rate_and_raises_its_normal_weight_on_a_noisy_cloud_and_only_there():
+def test_on_a_noisy_cloud_the_refinement_slows_raises_its_normal_weight_and_narrows_its_clearance():
     """Without normals, a noisy cloud's refinement trains at ``unoriented.refine_learning_rate``
-    divided by the noise factor with ``oriented.normal`` multiplied by it (the same run as one
-    asked for both with the factor off); a clean one at the rate and weight as given."""
+    divided by the noise factor, with ``oriented.normal`` multiplied by it and the clearance
+    margin at ``noisy_clearance_spacings`` (the same run as one asked for all three with the
+    factor off); a clean one with the rate, weight and margin as given."""
     clean_points, _ = sphere_cloud(1500, radius=0.6, seed=2)
-    rate, weight = 5e-4, small_config().oriented.normal
+    defaults = small_config()
+    rate, weight = 5e-4, defaults.oriented.normal
+    assert defaults.unoriented.noisy_clearance_spacings != defaults.unoriented.clearance_spacings
 
     def fit(points: np.ndarray, **overrides: object):
+        # a clearance cap above both margins (1,500 points: a spacing of about 0.04), so each acts
         config = small_config(**{"train__iterations": 40, "unoriented__refine_learning_rate": rate,
-                                 "mesh__resolution": 24, "mesh__trim": "off", **overrides})
+                                 "unoriented__refine_prior_distance": 0.3, "mesh__resolution": 24,
+                                 "mesh__trim": "off", **overrides})
         return reconstruct_points(points, None, config)
 
+    def differs(a: np.ndarray, b: np.ndarray) -> bool:
+        return a.shape != b.shape or not np.array_equal(a, b)
+
     noisy_points = noisy(clean_points, 0.012)
-    scaled = fit(noisy_points)
-    factor = noise_factor(scaled.stats["noise_ratio"], 0.25)
+    first = fit(noisy_points)
+    scaled = first.vertices
+    factor = noise_factor(first.stats["noise_ratio"], 0.25)
     assert factor > 1.2
-    off = {"unoriented__noise_free_ratio": 0}
-    asked = fit(noisy_points, **off, unoriented__refine_learning_rate=rate / factor, oriented__normal=weight * factor)
-    np.testing.assert_array_equal(scaled.vertices, asked.vertices)
-    weight_alone = fit(noisy_points, **off, oriented__normal=weight * factor)
-    assert weight_alone.vertices.shape != scaled.vertices.shape or not np.array_equal(
-        weight_alone.vertices, scaled.vertices)
+    asked = {"unoriented__noise_free_ratio": 0, "unoriented__refine_learning_rate": rate / factor,
+             "oriented__normal": weight * factor,
+             "unoriented__clearance_spacings": defaults.unoriented.noisy_clearance_spacings}
+    np.testing.assert_array_equal(scaled, fit(noisy_points, **asked).vertices)
+    for left_out in asked.keys() - {"unoriented__noise_free_ratio"}:
+        partly = fit(noisy_points, **{k: v for k, v in asked.items() if k != left_out})
+        assert differs(partly.vertices, scaled), left_out
     clean = fit(clean_points)
     assert clean.stats["noise_ratio"] < 0.25
-    np.testing.assert_array_equal(clean.vertices, fit(clean_points, **off).vertices)
+    np.testing.assert_array_equal(clean.vertices, fit(clean_points, unoriented__noise_free_ratio=0).vertices)

@@ -220,6 +220,11 @@ class UnorientedLossConfig:
     clearance_spacings: float = 4.0
     """The margin ``r``, >= 0, in median point spacings: how far from every input point the
     surface may pass (on clean samples the true surface lies within about 4 spacings)."""
+    noisy_clearance_spacings: float = 3.0
+    """The margin ``r``, >= 0, on a noisy cloud (noise level above ``noise_free_ratio``) instead
+    of ``clearance_spacings``: scattered points cover the surface more closely in their own
+    spacing (within about 3.1 spacings at the evaluation's noise), and a lobe the refinement grows
+    past a thin part's tip sits just inside 4 (see docs/experiments.md)."""
     clearance_points: int = 2000
     """Extra points, >= 0, a refinement step draws around the places where the field crosses zero
     farther than ``r`` from every point (found every 50 steps; none while there are none); only
@@ -230,9 +235,10 @@ class UnorientedLossConfig:
     """The noise level, >= 0 (:mod:`.unoriented.noise_level`: median quadric-fit residual over median point
     spacing; about 0.002-0.05 on clean samples), up to which the points are taken as exact.
     Above it the refinement's normal weight is multiplied by ``ratio / noise_free_ratio``, so the
-    smoothed normal directions outweigh the scatter of single points, and the learning rates of
-    the oriented fit and of the refinement are divided by it; clean clouds are untouched. 0 turns
-    all three off (see docs/experiments.md)."""
+    smoothed normal directions outweigh the scatter of single points, the learning rates of the
+    oriented fit and of the refinement are divided by it, and the refinement's clearance takes
+    ``noisy_clearance_spacings``; clean clouds are untouched. 0 turns all of it off (see
+    docs/experiments.md)."""
 
 
 @dataclass
@@ -401,6 +407,7 @@ BOUNDS: dict[str, Bound] = {
     "unoriented.refine_prior_distance": above(0),
     "unoriented.refine_clearance": at_least(0),
     "unoriented.clearance_spacings": at_least(0),
+    "unoriented.noisy_clearance_spacings": at_least(0),
     "unoriented.clearance_points": at_least(0),
     "unoriented.noise_free_ratio": at_least(0),
     "train.iterations": at_least(1),

@@ -5,9 +5,9 @@ estimates each point's normal direction from its neighbours, signs the direction
 along the neighbour graph, the side chosen by the DiGS field's gradient; :func:`orient_directions`)
 and fits a fresh network to them with the oriented loss, held to the DiGS field's sign far from
 the cloud (:mod:`.sign_prior`), kept from zero crossings far from every point (:mod:`.clearance`),
-its normal weight raised and its learning rate lowered on a noisy cloud (:func:`noise_factor`). A
-fresh network, not the DiGS one: continuing the geometric-init network fitted detail several times
-worse (see docs/experiments.md).
+and on a noisy cloud (:func:`noise_factor` above 1) with its normal weight raised, its learning
+rate lowered and its clearance margin narrowed. A fresh network, not the DiGS one: continuing the
+geometric-init network fitted detail several times worse (see docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -42,15 +42,16 @@ def refinement_stage(
     settings = config.unoriented
     unit = cloud.points
     oriented = orient_directions(digs.model, cloud, settings, device)
+    noise = estimate_noise(cloud, config.train.seed).ratio
+    factor = noise_factor(noise, settings.noise_free_ratio)
     regularisers: list[Regulariser] = []
     if settings.refine_sign_prior > 0:
         prior = SignPrior.build(FoldedSiren(digs.model), cloud, settings.refine_prior_distance, device)
         regularisers.append(SignPriorRegulariser(prior, settings.refine_sign_prior))
     if settings.refine_clearance > 0:
-        clearance = Clearance.build(cloud, settings.clearance_spacings, settings.refine_prior_distance, device)
+        spacings = settings.noisy_clearance_spacings if factor > 1 else settings.clearance_spacings
+        clearance = Clearance.build(cloud, spacings, settings.refine_prior_distance, device)
         regularisers.append(ClearanceRegulariser(clearance, settings.refine_clearance, settings.clearance_points))
-    noise = estimate_noise(cloud, config.train.seed).ratio
-    factor = noise_factor(noise, settings.noise_free_ratio)
     stage = Stage(index=1, loss="oriented", iterations=iterations, normals=oriented, init="siren",
                   learning_rate=settings.refine_learning_rate / factor, offset=offset,
                   normal_weight=config.oriented.normal * factor,
