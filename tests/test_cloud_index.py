@@ -10,10 +10,10 @@ from scipy.spatial import cKDTree
 
 from siren_recon.engine.cloud_index import CloudIndex, even_subsample, working_set
 from siren_recon.engine.colours import transfer_colours
+from siren_recon.engine.noise_level import estimate_noise
 from siren_recon.engine.pipeline import reconstruct_points
 from siren_recon.engine.unoriented.clearance import Clearance
 from siren_recon.engine.unoriented.cube_grid import cube_nodes, distance_to_cloud
-from siren_recon.engine.unoriented.noise_level import estimate_noise
 from siren_recon.engine.unoriented.normal_estimation import estimate_directions
 
 from .shapes import small_config, sphere_cloud

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from siren_recon.engine.noise_level import NEIGHBOURS, SAMPLE, estimate_noise, noise_factor
 from siren_recon.engine.pipeline import reconstruct_points
-from siren_recon.engine.unoriented.noise_level import NEIGHBOURS, SAMPLE, estimate_noise, noise_factor
 
 from .shapes import small_config, sphere_cloud
 

@@ -232,7 +232,7 @@ class UnorientedLossConfig:
     between two close parts too seldom to remove it (see ``clearance`` and
     docs/experiments.md). 0 turns them off."""
     noise_free_ratio: float = 0.25
-    """The noise level, >= 0 (:mod:`.unoriented.noise_level`: median quadric-fit residual over median point
+    """The noise level, >= 0 (:mod:`.noise_level`: median quadric-fit residual over median point
     spacing; about 0.002-0.05 on clean samples), up to which the points are taken as exact.
     Above it the refinement's normal weight is multiplied by ``ratio / noise_free_ratio``, so the
     smoothed normal directions outweigh the scatter of single points, the learning rates of the

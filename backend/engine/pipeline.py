@@ -20,8 +20,8 @@ from .events import MeshEvent, ProgressEvent, ReconstructionResult
 from .field.sdf_field import SdfField, mesh_bounds, support_subsample
 from .fitting.stage import Cloud, MeshCallback, Reporting, Stage, fit_stage
 from .meshing.trimming import TrimOutcome
+from .noise_level import estimate_noise, noise_factor
 from .normalization import Normalization
-from .unoriented.noise_level import estimate_noise, noise_factor
 from .unoriented.refinement import refinement_stage
 from .validation import validate_normals, validate_points
 

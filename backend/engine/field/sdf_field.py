@@ -34,7 +34,7 @@ class SdfField:
     support: np.ndarray = field(repr=False)
     """float32 (S, 3): the cloud (or a subsample) in unit coordinates."""
     noise_ratio: float | None = None
-    """The cloud's noise level (:class:`~siren_recon.engine.unoriented.noise_level.NoiseLevel` ``ratio``), by
+    """The cloud's noise level (:class:`~siren_recon.engine.noise_level.NoiseLevel` ``ratio``), by
     which the oriented fit set its learning rate or the unoriented refinement weighed its normals;
     ``None`` where neither ran (DiGS alone)."""
 

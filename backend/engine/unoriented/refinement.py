@@ -22,8 +22,8 @@ from ..field.model import FoldedSiren
 from ..field.sdf_field import SdfField
 from ..fitting.regularisers import Regulariser
 from ..fitting.stage import Stage
+from ..noise_level import estimate_noise, noise_factor
 from .clearance import Clearance, ClearanceRegulariser
-from .noise_level import estimate_noise, noise_factor
 from .normal_estimation import estimate_directions
 from .orientation import propagate_signs
 from .sign_prior import SignPrior, SignPriorRegulariser

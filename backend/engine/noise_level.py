@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cloud_index import CloudIndex, as_index
+from .cloud_index import CloudIndex, as_index
 
 NEIGHBOURS = 15
 """Points in each quadric fit, the point itself included: six unknowns, nine to spare."""
