@@ -10,20 +10,11 @@ cd "$(dirname "$0")/.."
 VENV="${SIREN_BLENDER_VENV:-.venv-blender-5.2}"
 PINS="bpy==5.2.3 numpy pytest>=7"
 
-is_313() { [ -n "$1" ] && "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1; }
-
-find_python() {
-    local candidate
-    for candidate in "${BLENDER_PYTHON:-}" "$(command -v python3.13 || true)" \
-        "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.13*/bin/python3.13 \
-        /usr/local/bin/python3.13 /usr/bin/python3.13; do
-        if is_313 "$candidate"; then echo "$candidate"; return 0; fi
-    done
-    return 1
-}
+# shellcheck source=scripts/python313.sh
+source scripts/python313.sh
 
 if [ ! -x "$VENV/bin/python" ]; then
-    if ! PYTHON313="$(find_python)"; then
+    if ! PYTHON313="$(find_python313)"; then
         echo "note: no Python 3.13 found, so the add-on's tests in Blender 5.2 will be skipped;" \
              "install one (e.g. 'pyenv install 3.13' or 'apt-get install python3.13-venv') or set BLENDER_PYTHON" >&2
         exit 0

@@ -22,6 +22,7 @@ from siren_recon.engine.fitting.sampling import Batch
 from siren_recon.engine.meshing import extract_mesh
 from siren_recon.engine.pipeline import choose_mode, reconstruct_points
 
+from .numerics_cases import euler_characteristic, torus_distance, torus_points
 from .shapes import small_config, sphere_cloud
 
 
@@ -87,36 +88,30 @@ def test_geometric_init_starts_as_a_sphere(multi_frequency, hidden_layers):
     assert np.abs(radii - 0.5).max() < 0.01
 
 
-def torus_points(count: int, major: float = 0.6, minor: float = 0.25, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    u, v = rng.uniform(0, 2 * np.pi, (2, count))
-    ring = major + minor * np.cos(v)
-    return np.stack([ring * np.cos(u), ring * np.sin(u), minor * np.sin(v)], axis=1)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("refine_share", [0.0, 0.5])
-def test_unoriented_training_on_a_torus_gives_genus_one_with_inside_negative(refine_share):
-    points = torus_points(3000)
+@pytest.mark.parametrize("refine_share, seed", [(0.0, 0), (0.5, 0), (0.5, 1)])
+def test_unoriented_training_on_a_torus_puts_the_tube_inside_and_the_hole_outside(refine_share, seed):
+    """Both stages on a torus: the tube's inside negative, the hole and the outside positive, the
+    surface on the tube; the two-stage run (the default) also has the torus's topology. DiGS
+    alone does not, reliably, at this budget: its 500 steps leave a few small extra handles on
+    5 of 9 runs over seeds and numerics (1,000 steps on 1 of 8), a chaotic outcome that the
+    refinement removes (genus one on every run measured; docs/experiments.md)."""
     events = []
-    config = small_config(train__iterations=500, unoriented__refine_share=refine_share)
-    result = reconstruct_points(points, None, config, on_progress=events.append)
+    config = small_config(train__iterations=500, train__seed=seed, unoriented__refine_share=refine_share)
+    result = reconstruct_points(torus_points(3000), None, config, on_progress=events.append)
     assert result.mode == "unoriented" and {e.mode for e in events} == {"unoriented"}
     assert [e.iteration for e in events] == list(range(25, 501, 25)) and {e.total for e in events} == {500}
     digs = [e for e in events if e.iteration <= 500 * (1 - refine_share)]
     assert all("normal" not in e.losses and "divergence" in e.losses for e in digs)  # DiGS has no normal term
     if refine_share:  # the refinement fits estimated normals, oriented by the DiGS field
         assert all("normal" in e.losses for e in events if e.iteration > 250)
-    vertices, faces = result.vertices, result.faces
-    edges = np.unique(np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1), axis=0)
-    assert len(vertices) - len(edges) + len(faces) == 0  # Euler characteristic of a torus
+        assert euler_characteristic(result.vertices, result.faces) == 0  # genus one
     sdf = result.field.sdf(
         np.array([[0.6, 0.0, 0.0], [0.0, -0.6, 0.0], [0.0, 0.0, 0.0], [0.95, 0.0, 0.0], [0.0, 0.0, 0.5]])
     )
     assert sdf[0] < 0 and sdf[1] < 0  # inside the tube
     assert (sdf[2:] > 0).all()  # the hole and the outside (within the cloud's box: the trained domain)
-    tube = np.hypot(np.hypot(vertices[:, 0], vertices[:, 1]) - 0.6, vertices[:, 2]) - 0.25
-    assert np.abs(tube).mean() < 0.01
+    assert np.abs(torus_distance(result.vertices)).mean() < 0.01
 
 
 def test_auto_mode_follows_the_presence_of_normals():

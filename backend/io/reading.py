@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..engine.errors import InputError
 from .cloud import Cloud, check_exists, check_format
 from .open3d_clouds import OPEN3D_FORMATS, read_open3d_cloud
 
@@ -17,17 +18,23 @@ def read_cloud(path: str | os.PathLike) -> Cloud:
     """The cloud in ``path``, read by its suffix; :class:`InputError` naming the file for anything wrong.
 
     LAS/LAZ and E57 readers are imported only for their files, so the other formats do not pay
-    for loading laspy or libE57.
+    for loading laspy or libE57, and an install without the ``formats`` extra reads every other
+    format (a missing reader is an :class:`InputError` that says what to install).
     """
     source = check_format(path, CLOUD_FORMATS, "point cloud")
     check_exists(source)
     suffix = source.suffix.lower()
-    if suffix in LAS_SUFFIXES:
-        from .las import read_las
+    try:
+        if suffix in LAS_SUFFIXES:
+            from .las import read_las
 
-        return read_las(source)
-    if suffix in E57_SUFFIXES:
-        from .e57 import read_e57
+            return read_las(source)
+        if suffix in E57_SUFFIXES:
+            from .e57 import read_e57
 
-        return read_e57(source)
+            return read_e57(source)
+    except ImportError as exc:
+        raise InputError(
+            f"reading {suffix} files needs the scanner-format libraries, and {exc.name or exc} is not installed: "
+            "pip install 'siren-recon[formats]'", "format_unavailable") from exc
     return read_open3d_cloud(source)
