@@ -89,6 +89,25 @@ def test_las_without_colours_reads_without_colours(tmp_path):
     assert read_cloud(tmp_path / "plain.las").colours is None
 
 
+@pytest.mark.live
+@pytest.mark.parametrize("suffix, library", [(".laz", "laspy"), (".e57", "pye57")])
+def test_a_scan_without_the_formats_extra_exits_2_saying_what_to_install(tmp_path, suffix, library):
+    """The scanner-format libraries are an optional extra: a backend fed over the wire (Blender's)
+    installs without them, and reading such a file then names the extra in one line."""
+    points, _ = sphere_cloud(100)
+    path = tmp_path / f"scan{suffix}"
+    if suffix == ".laz":
+        write_las(path, points, offsets=np.zeros(3))
+    else:
+        write_e57(path, [{"local": points, "q": np.array([1.0, 0, 0, 0]), "t": np.zeros(3)}])
+    without = f"import sys; sys.modules[{library!r}] = None; from siren_recon.cli import main; sys.exit(main())"
+    done = subprocess.run([sys.executable, "-c", without, "reconstruct", str(path), "-o", str(tmp_path / "out.ply")],
+                          capture_output=True, text=True, cwd=REPO)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert f"reading {suffix} files" in lines[0] and library in lines[0] and "siren-recon[formats]" in lines[0]
+
+
 def test_two_scan_e57_with_two_poses_reads_as_one_consistent_cloud(tmp_path):
     path, truth, colours, centre = two_scan_sphere(tmp_path)
     cloud = read_cloud(path)
