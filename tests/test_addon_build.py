@@ -1,12 +1,23 @@
-"""The extension build's wheel check: which bundled wheel installs on which Blender, and the gaps."""
+"""The extension build: which bundled wheel installs on which Blender, the gaps, and the zip itself.
+
+The zip is written without Blender; Blender's own extension tool (from the bpy wheel in this
+environment) checks it: it validates the zip and builds the same staged add-on, and the two zips
+must hold the same files, compressed the same way.
+"""
 
 from __future__ import annotations
 
-import pytest
+import subprocess
+import zipfile
 
-from .addon_build import load_build_script
+import pytest
+import tomllib
+
+from .addon_build import blender_tool, fake_wheels, load_build_script, python_without_bpy, zip_contents
+from .paths import REPO
 
 build = load_build_script()
+needs_blender_tool = pytest.mark.skipif(build.blender_extension_tool() is None, reason="needs the bpy wheel")
 
 ZMQ_311_LINUX = "pyzmq-27.3.0-cp311-cp311-manylinux_2_26_x86_64.manylinux_2_28_x86_64.whl"
 ZMQ_ABI3_LINUX = "pyzmq-27.3.0-cp312-abi3-manylinux_2_26_x86_64.manylinux_2_28_x86_64.whl"
@@ -69,3 +80,143 @@ def test_a_gap_stops_the_build_before_anything_is_written(tmp_path, monkeypatch)
     with pytest.raises(SystemExit, match="Blender 5.2 LTS \\(Python 3.13\\) on linux-x64: no msgpack wheel"):
         build.build(tmp_path / "dist", True, tmp_path / "cache")
     assert not (tmp_path / "dist").exists()
+
+
+TRICKY_TOML = """# a comment
+name = "A # inside a string"  # a comment after
+tags = ["Mesh", "Import-Export",]
+wheels = []
+escaped = "quote \\" and backslash \\\\ and \\u00e9"
+
+[permissions]
+network = "Talks to a backend"
+[build.generated]
+platforms = ["linux-x64"]
+"""
+
+JUNK = {
+    "__pycache__/state.cpython-311.pyc": False,
+    "protocol/__pycache__/codec.cpython-311.pyc": False,
+    ".hidden": False,
+    "docs/.git/config": False,
+    "old-build.zip": False,
+    "assets/scene.blend1": False,
+    "assets/scene.blend": True,
+    "assets/nested.zip": True,
+    "assets/data.tar.gz": True,
+    "notes.txt": True,
+}
+"""Files added to a staged add-on, and whether Blender's default build keeps each."""
+
+
+def staged(tmp_path, wheels: list[str], junk: dict[str, bool]):
+    """The add-on staged as the build stages it, with stand-in wheels and the ``junk`` files added."""
+    source = tmp_path / "siren_recon"
+    build.stage(source, fake_wheels(tmp_path / "wheels", wheels))
+    for name in junk:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text(f"{name}\n")
+    return source
+
+
+def blender_build(source, archive):
+    """The zip Blender's own ``build`` makes of ``source``."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    result = blender_tool("build", "--source-dir", str(source), "--output-filepath", str(archive))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return archive
+
+
+@pytest.mark.parametrize("text", [
+    TRICKY_TOML,
+    (REPO / "blender_addon" / "blender_manifest.toml").read_text(encoding="utf-8"),
+])
+def test_the_manifest_reader_for_python_3_10_reads_what_tomllib_reads(text):
+    assert build.read_simple_toml(text) == tomllib.loads(text)
+
+
+def test_toml_the_python_3_10_reader_does_not_know_stops_the_build():
+    with pytest.raises(SystemExit, match="line 2"):
+        build.read_simple_toml('id = "x"\ntags = [\n  "Mesh",\n]\n')
+
+
+@needs_blender_tool
+def test_the_zip_holds_what_blenders_own_build_puts_in_it(tmp_path):
+    source = staged(tmp_path, COMPLETE[:3], JUNK)
+    (source / "linked.py").symlink_to(source / "__init__.py")
+    ours = build.write_archive(source, tmp_path)
+    blenders = blender_build(source, tmp_path / "blender" / ours.name)
+    assert ours.name == "siren_recon-0.1.0.zip"
+    assert zip_contents(ours) == zip_contents(blenders)
+    names = zipfile.ZipFile(ours).namelist()
+    assert names[:4] == ["blender_manifest.toml", *(f"wheels/{w}" for w in sorted(COMPLETE[:3]))]
+    assert {name for name, kept in JUNK.items() if kept} <= set(names)
+    assert not {name for name, kept in JUNK.items() if not kept} & set(names)
+    assert "linked.py" not in names
+    stored = {name for name, (_, method) in zip_contents(ours).items() if method == zipfile.ZIP_STORED}
+    assert stored == {*(f"wheels/{w}" for w in COMPLETE[:3]), "assets/nested.zip", "assets/data.tar.gz"}
+
+
+@needs_blender_tool
+def test_a_python_without_bpy_builds_the_zip_blender_validates(tmp_path):
+    python = python_without_bpy()
+    if python is None:
+        pytest.skip("no Python 3.10+ without bpy on this machine")
+    fake_wheels(tmp_path / "cache", COMPLETE)
+    result = subprocess.run([str(python), "-I", str(REPO / "scripts" / "build_addon.py"),
+                             "--output", str(tmp_path / "dist"), "--wheel-cache", str(tmp_path / "cache")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    archive = tmp_path / "dist" / "siren_recon-0.1.0.zip"
+    assert result.stdout.strip() == str(archive)
+    validated = blender_tool("validate", str(archive))
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    blenders = blender_build(staged(tmp_path / "again", COMPLETE, {}), tmp_path / "blender.zip")
+    assert zip_contents(archive) == zip_contents(blenders)
+    manifest = tomllib.loads(zipfile.ZipFile(archive).read("blender_manifest.toml").decode())
+    assert sorted(manifest["wheels"]) == sorted(f"./wheels/{w}" for w in COMPLETE)
+    assert manifest["platforms"] == build.supported_platforms()
+
+
+BAD_MANIFESTS = {
+    "a doubled separator in the id": ('id = "siren_recon"', 'id = "siren__recon"'),
+    "a tagline ending in a full stop": ('live"', 'live."'),
+    "a tagline over 64 characters": ('live"', 'live and then some more words to pass the limit"'),
+    "a two-number version": ('version = "0.1.0"', 'version = "0.1"'),
+    "a two-number Blender version": ('"4.2.0"', '"4.2"'),
+    "an unknown type": ('"add-on"', '"addon"'),
+    "no license": ('license = ["SPDX:MIT"]', "license = []"),
+    "no maintainer": ('maintainer = "siren-recon developers"', ""),
+    "an unknown permission": ("network =", "internet ="),
+    "a wheel that is not a .whl": ("wheels = []", 'wheels = ["./wheels/pyzmq.zip"]'),
+}
+
+
+def manifest_zip(archive, changes: tuple[str, str] | None, init: bool = True):
+    """A zip of the add-on's manifest (platforms filled in, as the build does) with one text ``changes``."""
+    text = (REPO / "blender_addon" / "blender_manifest.toml").read_text(encoding="utf-8")
+    text = text.replace("platforms = []", 'platforms = ["linux-x64"]')
+    if changes is not None:
+        assert changes[0] in text
+        text = text.replace(*changes, 1)
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("blender_manifest.toml", text)
+        if init:
+            zipped.writestr("__init__.py", "")
+    return archive
+
+
+@needs_blender_tool
+@pytest.mark.parametrize("change", [None, *BAD_MANIFESTS.values()], ids=["valid", *BAD_MANIFESTS])
+def test_the_build_refuses_the_manifests_blender_refuses(tmp_path, change):
+    archive = manifest_zip(tmp_path / "extension.zip", change)
+    accepted_here = build.archive_errors(archive) == []
+    accepted_by_blender = blender_tool("validate", str(archive)).returncode == 0
+    assert accepted_here == accepted_by_blender == (change is None)
+
+
+@needs_blender_tool
+def test_an_add_on_without_init_is_refused_as_blender_refuses_it(tmp_path):
+    archive = manifest_zip(tmp_path / "no-init.zip", None, init=False)
+    assert build.archive_errors(archive) == ["an add-on needs __init__.py beside the manifest"]
+    assert blender_tool("validate", str(archive)).returncode != 0
