@@ -13,11 +13,12 @@ import atexit
 def register() -> None:
     import bpy
 
-    from . import operators, panels, properties, state
+    from . import install_operators, operators, panels, properties, state
 
     properties.register()
     for cls in operators.CLASSES:
         bpy.utils.register_class(cls)
+    install_operators.register()
     panels.register()
     if not bpy.app.timers.is_registered(operators.timer_tick):
         bpy.app.timers.register(operators.timer_tick, first_interval=operators.TICK_INTERVAL, persistent=True)
@@ -27,13 +28,14 @@ def register() -> None:
 def unregister() -> None:
     import bpy
 
-    from . import operators, panels, properties, state
+    from . import install_operators, operators, panels, properties, state
 
     if bpy.app.timers.is_registered(operators.timer_tick):
         bpy.app.timers.unregister(operators.timer_tick)
     state.shutdown()
     atexit.unregister(state.shutdown)
     panels.unregister()
+    install_operators.unregister()
     for cls in reversed(operators.CLASSES):
         bpy.utils.unregister_class(cls)
     properties.unregister()

@@ -66,12 +66,13 @@ def _generated_cloud(evaluated, matrix: np.ndarray) -> ObjectCloud | None:
     return _point_cloud_arrays(cloud, matrix)
 
 
-def cloud_from_object(obj, depsgraph) -> ObjectCloud:
+def cloud_from_object(obj, depsgraph, samples: int = SURFACE_SAMPLES) -> ObjectCloud:
     """Points, normals (or ``None``) and colours (or ``None``) of an object, with the matrix to
     world space (see :data:`ObjectCloud`); attributes are read with ``foreach_get`` into
     preallocated float32 arrays.
 
-    A mesh with faces is sampled on its evaluated surface (modifiers applied) with face normals;
+    A mesh with faces is sampled at ``samples`` points on its evaluated surface (modifiers
+    applied) with face normals;
     a mesh of loose vertices (an imported scan) gives its vertices, with normals only when it
     carries a ``normal`` attribute; a point cloud object, or a mesh whose modifiers turn it into
     points (geometry nodes' Mesh to Points), gives its points, with a ``normal`` attribute as
@@ -97,7 +98,7 @@ def cloud_from_object(obj, depsgraph) -> ObjectCloud:
             tris = np.empty(len(mesh.loop_triangles) * 3, dtype=np.int64)
             mesh.loop_triangles.foreach_get("vertices", tris)
             world = to_world(co, matrix)
-            points, normals, colours = sample_triangles(world, tris.reshape(-1, 3), SURFACE_SAMPLES, colours)
+            points, normals, colours = sample_triangles(world, tris.reshape(-1, 3), samples, colours)
             return points, normals, colours, np.eye(4)
         return co, _attribute(mesh, "normal", "vector", 3), colours, matrix
     finally:
@@ -135,3 +136,16 @@ def show_mesh(name: str, source_name: str, vertices: np.ndarray, faces: np.ndarr
         layer.data.foreach_set("color", rgba.reshape(-1))
     mesh.update()
     return obj
+
+
+PREVIEW_TAGS = ("siren_source", "siren_job")
+"""Custom properties that make an object a preview: its source's name, its job id."""
+
+
+def keep_as_mesh(obj, name: str) -> None:
+    """Make a preview an ordinary mesh called ``name``: no longer a preview, so no later job or
+    *Fetch Result* writes into it."""
+    for tag in PREVIEW_TAGS:
+        obj.pop(tag, None)
+    obj.name = name
+    obj.data.name = obj.name

@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 import functools
+import sys
 import time
+from pathlib import Path
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty
 
 from . import state
-from .blender_io import cloud_from_object, show_mesh
+from .backend_process import Launch, LaunchError, plan_launch
+from .backend_site import installed_site
+from .blender_io import cloud_from_object, keep_as_mesh, show_mesh
 from .geometry import wire_cloud
-from .properties import MODE_ITEMS, QUALITY_ITEMS, key_files
+from .link_checks import LinkError
+from .properties import MODE_ITEMS, QUALITY_ITEMS, preferences, remote_link
+from .redraw import RedrawGate
+from .session import FINISHED, Session
 from .settings import MIN_POINTS, job_overrides
 
 TICK_INTERVAL = 0.1
 """Seconds between timer ticks; each tick spends at most a few milliseconds."""
 TICK_BUDGET = 0.004
+REDRAW_AREAS = ("VIEW_3D", "STATUSBAR")
+
+redraw_gate = RedrawGate()
 
 
 def apply_updates() -> int:
-    """Drain the session and copy each job's newest mesh into its preview; returns meshes shown."""
+    """Watch the local backend, drain the session and copy each job's newest mesh into its
+    preview; returns meshes shown."""
+    changed = state.tick(budget=TICK_BUDGET)
     session = state.session
     if session is None:
         return 0
     shown = 0
-    for job in session.tick(budget=TICK_BUDGET):
+    for job in changed:
         mesh = session.take_mesh(job)
         if mesh is None:
             continue
@@ -39,23 +51,77 @@ def apply_updates() -> int:
     return shown
 
 
-def timer_tick() -> float:
-    """The ``bpy.app.timers`` callback: never blocks, keeps itself registered."""
-    apply_updates()
+def redraw_views() -> None:
+    """Ask Blender to draw the 3D views and the status bar again."""
     for window in getattr(bpy.context.window_manager, "windows", []):
         for area in window.screen.areas:
-            if area.type in ("VIEW_3D", "STATUSBAR"):
+            if area.type in REDRAW_AREAS:
                 area.tag_redraw()
+
+
+def timer_tick() -> float:
+    """The ``bpy.app.timers`` callback: never blocks, keeps itself registered; draws the views
+    again only when what they show changed, or while work is under way."""
+    apply_updates()
+    if redraw_gate.due(state.view_signature(), state.busy()):
+        redraw_views()
     return TICK_INTERVAL
 
 
-def connected_session(operator, context):
-    """The session for the panel's address and key files, connected; ``None`` (reported) if not."""
-    session = state.session_for(context.scene.siren.address, *key_files(context))
-    if session.status != "connected" and not session.wait_connected():
-        operator.report({"ERROR"}, session.message)
+def user_folder() -> Path:
+    """The add-on's folder for files of its own (the local backend's log and run file)."""
+    return Path(bpy.utils.extension_path_user(__package__, create=True))
+
+
+def local_launch(context) -> Launch:
+    """How to start the local backend: the preferences' command, else the installed backend run by
+    Blender's own Python. Raises :class:`LaunchError` when there is neither."""
+    prefs = preferences(context)
+    return plan_launch(prefs.backend_command if prefs is not None else "", installed_site(user_folder()),
+                       sys.executable)
+
+
+def connect_remote(operator, context) -> Session | None:
+    """The session to the preferences' remote backend, connected (waiting up to its connect
+    timeout); ``None``, the reason reported, if not."""
+    try:
+        session = state.session_for(*remote_link(context))
+        if session.status == "connected" or session.wait_connected():
+            return session
+    except LinkError as exc:
+        operator.report({"ERROR"}, str(exc))
         return None
-    return session
+    operator.report({"ERROR"}, session.message)
+    return None
+
+
+def start_local(operator, context) -> Session | None:
+    """Start (or find) the local backend and a session to it, returning at once; ``None``, the
+    reason reported, when it cannot be started."""
+    try:
+        return state.start_local(local_launch(context), user_folder())
+    except (LaunchError, LinkError) as exc:
+        operator.report({"ERROR"}, str(exc))
+        return None
+
+
+def working_session(operator, context) -> Session | None:
+    """The session to send work through: the one linked now (unless the preferences name another
+    remote backend since); else the local backend, started without waiting, when one is installed
+    or a command is set; else the remote backend."""
+    session = state.session
+    if state.orphaned(session):
+        return start_local(operator, context)
+    if state.linked():
+        if state.is_local(session) or (session.address, session.server_key_file,
+                                       session.client_key_file) == remote_link(context):
+            return session
+        return connect_remote(operator, context)
+    try:
+        local_launch(context)
+    except LaunchError:
+        return connect_remote(operator, context)
+    return start_local(operator, context)
 
 
 def source_objects(context) -> list:
@@ -68,12 +134,11 @@ def source_objects(context) -> list:
 class SIREN_OT_connect(bpy.types.Operator):
     bl_idname = "siren.connect"
     bl_label = "Connect"
-    bl_description = "Connect to the backend at the address above"
+    bl_description = "Connect to the remote backend set in the add-on's preferences"
 
     def execute(self, context):
-        session = state.session_for(context.scene.siren.address, *key_files(context))
-        if not session.wait_connected():
-            self.report({"ERROR"}, session.message)
+        session = connect_remote(self, context)
+        if session is None:
             return {"CANCELLED"}
         self.report({"INFO"}, session.message)
         return {"FINISHED"}
@@ -93,23 +158,29 @@ class SIREN_OT_disconnect(bpy.types.Operator):
 class SIREN_OT_start_backend(bpy.types.Operator):
     bl_idname = "siren.start_backend"
     bl_label = "Start Local Backend"
-    bl_description = "Run the backend command on this machine (stopped when Blender quits or the add-on is disabled)"
+    bl_description = ("Run the installed backend (or the preferences' command) on this machine; "
+                      "stopped when Blender quits or the add-on is disabled")
 
     def execute(self, context):
-        settings = context.scene.siren
-        try:
-            state.local_backend.start(settings.backend_command, settings.address)
-        except ValueError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        session = state.session_for(settings.address, *key_files(context))
-        session.connect_timeout = 30.0  # a fresh backend imports torch first
-        connected = session.wait_connected()
-        session.connect_timeout = 3.0
-        if not connected:
-            self.report({"ERROR"}, f"the local backend did not answer: {session.message}")
+        session = start_local(self, context)
+        if session is None:
             return {"CANCELLED"}
         self.report({"INFO"}, session.message)
+        return {"FINISHED"}
+
+
+class SIREN_OT_stop_backend(bpy.types.Operator):
+    bl_idname = "siren.stop_backend"
+    bl_label = "Stop"
+    bl_description = "Stop the local backend (its running jobs are cancelled)"
+
+    @classmethod
+    def poll(cls, context):
+        return bool(state.local_backend.pid)
+
+    def execute(self, context):
+        state.stop_local()
+        self.report({"INFO"}, "the local backend was stopped")
         return {"FINISHED"}
 
 
@@ -133,7 +204,7 @@ class SIREN_OT_reconstruct(bpy.types.Operator):
         if not sources:
             self.report({"ERROR"}, "select one or more mesh or point cloud objects to reconstruct")
             return {"CANCELLED"}
-        session = connected_session(self, context)
+        session = working_session(self, context)
         if session is None:
             return {"CANCELLED"}
         overrides = job_overrides(mode, quality, settings.iterations, settings.resolution, settings.seed,
@@ -141,7 +212,7 @@ class SIREN_OT_reconstruct(bpy.types.Operator):
         depsgraph = context.evaluated_depsgraph_get()
         jobs = []
         for obj in sources:
-            points, normals, colours, matrix = cloud_from_object(obj, depsgraph)
+            points, normals, colours, matrix = cloud_from_object(obj, depsgraph, settings.surface_samples)
             if len(points) < MIN_POINTS:
                 self.report({"WARNING"}, f"{obj.name}: {len(points)} points, at least {MIN_POINTS} are needed; skipped")
                 continue
@@ -161,14 +232,14 @@ class SIREN_OT_reconstruct(bpy.types.Operator):
             if failed:
                 self.report({"ERROR"}, "; ".join(failed))
                 return {"CANCELLED"}
-        self.report({"INFO"}, f"submitted {len(jobs)} job(s) to {settings.address}")
+        self.report({"INFO"}, f"submitted {len(jobs)} job(s) to {session.address}")
         return {"FINISHED"}
 
 
 class SIREN_OT_cancel(bpy.types.Operator):
     bl_idname = "siren.cancel"
     bl_label = "Cancel"
-    bl_description = "Cancel every running or queued reconstruction"
+    bl_description = "Cancel every reconstruction not yet finished, sent or not"
 
     def execute(self, context):
         session = state.session
@@ -187,14 +258,12 @@ class SIREN_OT_apply(bpy.types.Operator):
     def execute(self, context):
         session = state.session
         kept = 0
-        for key, job in list(session.jobs.items()) if session is not None else []:
+        for job in list(session.jobs.values()) if session is not None else []:
             obj = bpy.data.objects.get(job.preview)
             if job.status != "done" or obj is None:
                 continue
-            del obj["siren_source"]
-            obj.name = f"{job.source}_mesh"
-            obj.data.name = obj.name
-            del session.jobs[key]
+            keep_as_mesh(obj, f"{job.source}_mesh")
+            session.forget(job)
             kept += 1
         self.report({"INFO"}, f"kept {kept} mesh(es)")
         return {"FINISHED"}
@@ -210,8 +279,13 @@ class SIREN_OT_resubmit(bpy.types.Operator):
         return state.session is not None and bool(state.session.interrupted_jobs())
 
     def execute(self, context):
-        resent = state.session.resubmit()
-        self.report({"INFO"}, f"resubmitted {len(resent)} job(s)")
+        try:
+            launch = local_launch(context) if state.orphaned(state.session) else None
+            done = state.resubmit(launch, user_folder())
+        except (LaunchError, LinkError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, done)
         return {"FINISHED"}
 
 
@@ -225,7 +299,7 @@ class SIREN_OT_fetch_result(bpy.types.Operator):
         if not previews:
             self.report({"ERROR"}, "select a SIREN preview object (one that has a job id)")
             return {"CANCELLED"}
-        session = connected_session(self, context)
+        session = working_session(self, context)
         if session is None:
             return {"CANCELLED"}
         for obj in previews:
@@ -234,5 +308,21 @@ class SIREN_OT_fetch_result(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (SIREN_OT_connect, SIREN_OT_disconnect, SIREN_OT_start_backend, SIREN_OT_reconstruct,
-           SIREN_OT_cancel, SIREN_OT_apply, SIREN_OT_resubmit, SIREN_OT_fetch_result)
+class SIREN_OT_clear(bpy.types.Operator):
+    bl_idname = "siren.clear"
+    bl_label = "Clear"
+    bl_description = "Remove the finished, failed and cancelled jobs from the list (their objects stay)"
+
+    @classmethod
+    def poll(cls, context):
+        return state.session is not None and any(job.status in FINISHED for job in state.session.jobs.values())
+
+    def execute(self, context):
+        cleared = state.session.clear_finished()
+        self.report({"INFO"}, f"cleared {cleared} job(s)")
+        return {"FINISHED"}
+
+
+CLASSES = (SIREN_OT_connect, SIREN_OT_disconnect, SIREN_OT_start_backend, SIREN_OT_stop_backend,
+           SIREN_OT_reconstruct, SIREN_OT_cancel, SIREN_OT_apply, SIREN_OT_clear, SIREN_OT_resubmit,
+           SIREN_OT_fetch_result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from . import state
+from .session import FINISHED
 
 
 class SIREN_PT_main(bpy.types.Panel):
@@ -19,16 +20,20 @@ class SIREN_PT_main(bpy.types.Panel):
         session = state.session
         layout = self.layout
         box = layout.box()
-        box.prop(settings, "address")
         row = box.row(align=True)
         if session is not None and session.client is not None:
             row.operator("siren.disconnect", icon="UNLINKED")
         else:
             row.operator("siren.connect", icon="LINKED")
-        row.operator("siren.start_backend", icon="PLAY", text="Start Local")
+        if state.local_backend.pid:
+            row.operator("siren.stop_backend", icon="PAUSE", text="Stop Local")
+        else:
+            row.operator("siren.start_backend", icon="PLAY", text="Start Local")
         status = session.message if session is not None else "not connected"
-        failed = session is not None and session.status in ("unreachable", "lost")
+        failed = session is not None and session.status in ("unreachable", "lost", "exited", "invalid")
         box.label(text=status, icon="ERROR" if failed else "INFO")
+        for line in state.exit_report[1:]:
+            box.label(text=line)
 
         layout.prop(settings, "mode")
         layout.prop(settings, "quality")
@@ -42,7 +47,7 @@ class SIREN_PT_main(bpy.types.Panel):
             col.prop(settings, "iterations")
             col.prop(settings, "resolution")
             col.prop(settings, "seed")
-            col.prop(settings, "backend_command")
+            col.prop(settings, "surface_samples")
 
         row = layout.row(align=True)
         row.scale_y = 1.4
@@ -51,9 +56,15 @@ class SIREN_PT_main(bpy.types.Panel):
         if session is not None:
             for job in session.jobs.values():
                 line = layout.row()
-                line.label(text=f"{job.source}: {job.describe()}", icon="TIME" if job.active else "CHECKMARK")
+                if job.status == "running" and job.total:
+                    line.progress(factor=job.iteration / job.total, type="BAR", text=f"{job.source}: {job.describe()}")
+                else:
+                    line.label(text=f"{job.source}: {job.describe()}", icon="TIME" if job.active else "CHECKMARK")
+            row = layout.row(align=True)
             if any(job.status == "done" for job in session.jobs.values()):
-                layout.operator("siren.apply", icon="CHECKMARK")
+                row.operator("siren.apply", icon="CHECKMARK")
+            if any(job.status in FINISHED for job in session.jobs.values()):
+                row.operator("siren.clear", icon="TRASH")
             if session.interrupted_jobs():
                 layout.operator("siren.resubmit", icon="FILE_REFRESH")
         if any(obj.get("siren_job") for obj in context.selected_objects):

@@ -1,10 +1,12 @@
-"""Settings on the scene (thin bpy)."""
+"""The add-on's settings: per scene what to make, in the preferences where the backend is (thin bpy)."""
 
 from __future__ import annotations
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
+from .geometry import SURFACE_SAMPLES
+from .install_operators import DEVICE_ITEMS, draw_install
 from .protocol.client import DEFAULT_ADDRESS
 
 MODE_ITEMS = [
@@ -27,10 +29,8 @@ TRIM_ITEMS = [
 
 
 class SirenSettings(bpy.types.PropertyGroup):
-    address: StringProperty(name="Backend", default=DEFAULT_ADDRESS,
-                            description="ZeroMQ address of the siren-recon backend")
-    backend_command: StringProperty(name="Command", default="siren-recon serve",
-                                    description="Command that starts a local backend (--bind is added)")
+    """What the scene's reconstructions are made with (saved in the .blend)."""
+
     mode: EnumProperty(name="Mode", items=MODE_ITEMS, default="auto")
     quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="standard")
     trim: EnumProperty(name="Trim", items=TRIM_ITEMS, default="auto",
@@ -41,13 +41,26 @@ class SirenSettings(bpy.types.PropertyGroup):
     iterations: IntProperty(name="Iterations", default=0, min=0, description="0: from the quality preset")
     resolution: IntProperty(name="Resolution", default=0, min=0, max=1024, description="0: from the quality preset")
     seed: IntProperty(name="Seed", default=-1, min=-1, description="-1: the engine's default")
+    surface_samples: IntProperty(name="Surface Samples", default=SURFACE_SAMPLES, min=1000, max=10_000_000,
+                                 description="Points sampled on a mesh with faces (a point cloud sends all its points)")
 
 
 class SirenPreferences(bpy.types.AddonPreferences):
-    """Key files for a CURVE backend: kept in Blender's preferences, never in a .blend file."""
+    """Where the backend is: a remote address with its key files, or the local backend's command.
+
+    Kept in Blender's preferences (the same for every .blend), never in a .blend file.
+    """
 
     bl_idname = __package__
 
+    address: StringProperty(
+        name="Remote Backend", default=DEFAULT_ADDRESS,
+        description="ZeroMQ address (tcp://HOST:PORT) of a siren-recon backend that Connect joins",
+    )
+    backend_command: StringProperty(
+        name="Local Backend Command", default="",
+        description="Command that starts a local backend (--bind is added); empty: the installed backend",
+    )
     server_key_file: StringProperty(
         name="Backend Public Key", subtype="FILE_PATH", default="",
         description="The backend's public key file (server.key from 'siren-recon keys generate'); empty: no CURVE",
@@ -56,19 +69,44 @@ class SirenPreferences(bpy.types.AddonPreferences):
         name="Your Secret Key", subtype="FILE_PATH", default="",
         description="Your secret key file (NAME.key_secret), for a backend started with --allowed-clients",
     )
+    install_device: EnumProperty(name="Torch Build", items=DEVICE_ITEMS, default="AUTO",
+                                 description="Which torch the backend install brings")
+    install_index_url: StringProperty(
+        name="Index URL", default="",
+        description="pip's --index-url for the backend install (a studio mirror); empty: pip's configuration",
+    )
+    install_extra_index_url: StringProperty(
+        name="Extra Index URL", default="", description="pip's --extra-index-url for the backend install",
+    )
+    install_wheel_folder: StringProperty(
+        name="Wheel Folder", subtype="DIR_PATH", default="",
+        description="A local folder of wheels pip may install from (--find-links)",
+    )
+    install_local_only: BoolProperty(
+        name="Only the Wheel Folder", default=False,
+        description="Install from the wheel folder alone, without any index (--no-index)",
+    )
 
     def draw(self, context):
+        self.layout.prop(self, "address")
         self.layout.prop(self, "server_key_file")
         self.layout.prop(self, "client_key_file")
+        self.layout.prop(self, "backend_command")
+        draw_install(self.layout, self)
 
 
-def key_files(context) -> tuple[str, str]:
-    """(server public key file, client secret key file) from the add-on's preferences."""
+def preferences(context) -> SirenPreferences | None:
+    """The add-on's preferences (``None`` while it is not enabled)."""
     addon = context.preferences.addons.get(__package__)
-    if addon is None:
-        return "", ""
-    prefs = addon.preferences
-    return bpy.path.abspath(prefs.server_key_file), bpy.path.abspath(prefs.client_key_file)
+    return None if addon is None else addon.preferences
+
+
+def remote_link(context) -> tuple[str, str, str]:
+    """(address, server public key file, client secret key file) of the remote backend."""
+    prefs = preferences(context)
+    if prefs is None:
+        return DEFAULT_ADDRESS, "", ""
+    return prefs.address.strip(), bpy.path.abspath(prefs.server_key_file), bpy.path.abspath(prefs.client_key_file)
 
 
 def register() -> None:

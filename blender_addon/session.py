@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import zmq
 
+from .link_checks import LinkError, check_link
 from .protocol import (
     Error,
     JobAccepted,
@@ -29,8 +31,13 @@ from .protocol import (
     ProtocolError,
 )
 from .protocol.client import Client, ConnectionEvent, NotSent
+from .protocol.errors import SecurityError
 
-ACTIVE = ("preparing", "submitting", "queued", "running", "fetching")
+ACTIVE = ("preparing", "submitting", "queued", "running", "fetching", "cancelling")
+FINISHED = ("done", "failed", "cancelled")
+"""Ends that :meth:`Session.clear_finished` clears (``interrupted`` jobs stay: they can be resubmitted)."""
+LINK_DOWN = ("disconnected", "unreachable", "exited", "invalid")
+"""Session states in which nothing can be sent."""
 
 Arrays = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
 """Points, normals (or ``None``) and colours (or ``None``) ready to send."""
@@ -56,7 +63,7 @@ class JobState:
     job: str = ""
     status: str = "submitting"
     """``preparing`` (its arrays are being made off the UI thread), ``submitting``, ``queued``,
-    ``running``, ``fetching`` (a kept result asked for again),
+    ``running``, ``fetching`` (a kept result asked for again), ``cancelling`` (asked to stop),
     ``done``, ``failed``, ``cancelled`` or ``interrupted`` (its backend restarted: resubmittable)."""
     iteration: int = 0
     total: int = 0
@@ -91,7 +98,8 @@ class Session:
     client_key_file: str = ""
     """This user's secret key file, when the backend only lets listed keys in."""
     status: str = "disconnected"
-    """``disconnected``, ``connecting``, ``connected``, ``unreachable`` or ``lost``."""
+    """``disconnected``, ``invalid`` (a bad address or key file), ``connecting``, ``connected``,
+    ``unreachable``, ``lost`` or ``exited`` (the local backend process ended)."""
     message: str = ""
     device: str = ""
     jobs: dict[str, JobState] = field(default_factory=dict)
@@ -99,15 +107,36 @@ class Session:
     _connect_started: float = 0.0
     _prepared: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, repr=False)
     """``(job, arrays or the exception that stopped them, overrides)`` from preparing threads."""
+    _ready: list = field(default_factory=list, repr=False)
+    """Prepared clouds waiting for the welcome (a local backend still loading)."""
+    _fetches: list = field(default_factory=list, repr=False)
+    """Fetches asked for before the welcome."""
 
     def connect(self) -> None:
-        """Start connecting; returns at once (see :meth:`wait_connected`)."""
+        """Start connecting; returns at once (see :meth:`wait_connected`).
+
+        Raises :class:`LinkError` (one line, also the session's message) for an address or key
+        file that cannot be used; the session then stays unconnected, and may be tried again.
+        """
         if self.client is not None:
+            if self.status in ("unreachable", "exited", "lost"):  # asked again: wait again (ZeroMQ keeps trying)
+                self.status, self.message = "connecting", f"connecting to {self.address}"
+                self._connect_started = time.monotonic()
             return
-        self.client = Client(address=self.address, client_name="siren-recon-blender",
-                             heartbeat_timeout=self.heartbeat_timeout, server_key_file=self.server_key_file,
-                             client_key_file=self.client_key_file)
-        self.client.connect()
+        client = Client(address=self.address.strip(), client_name="siren-recon-blender",
+                        heartbeat_timeout=self.heartbeat_timeout, server_key_file=self.server_key_file,
+                        client_key_file=self.client_key_file)
+        try:
+            check_link(self.address, self.server_key_file, self.client_key_file)
+            try:
+                client.connect()
+            except (zmq.ZMQError, SecurityError, OSError) as exc:
+                client.close()
+                raise LinkError(f"cannot connect to {self.address}: {exc}") from None
+        except LinkError as exc:
+            self.status, self.message = "invalid", str(exc)
+            raise
+        self.client = client
         self.status, self.message = "connecting", f"connecting to {self.address}"
         self._connect_started = time.monotonic()
 
@@ -136,7 +165,23 @@ class Session:
         for job in self.jobs.values():
             if job.active:
                 job.status, job.message = "cancelled", reason
+        self._ready.clear()
+        self._fetches.clear()
         self.status, self.message = "disconnected", reason
+
+    def backend_gone(self, reason: str) -> None:
+        """The local backend process ended: the jobs it had accepted become ``interrupted`` (their
+        clouds are kept: :meth:`resubmit` sends them to the backend started again at the same
+        address), the others fail with ``reason``. The socket stays open for that new backend."""
+        unfinished = self.client.unfinished if self.client is not None else {}
+        for job in self.jobs.values():
+            if job.active and job.job in unfinished:
+                job.status, job.message = "interrupted", "the local backend ended: Resubmit runs it again"
+            elif job.active:
+                job.status, job.message = "failed", reason
+        self._ready.clear()
+        self._fetches.clear()
+        self.status, self.message = "exited", reason
 
     def submit(self, source: str, points: np.ndarray, normals: np.ndarray | None, colours: np.ndarray | None,
                overrides: dict[str, Any]) -> JobState:
@@ -167,16 +212,32 @@ class Session:
         return state
 
     def _send_prepared(self) -> None:
-        """Send every cloud a preparing thread has finished (on the caller's thread: the socket's)."""
+        """Send every cloud a preparing thread has finished (on the caller's thread: the socket's),
+        once the backend has welcomed this session; a job cancelled meanwhile is dropped unsent."""
         while True:
             try:
                 state, arrays, overrides = self._prepared.get_nowait()
             except queue.Empty:
-                return
+                break
             if state.status != "preparing":
-                continue  # disconnected meanwhile
+                continue  # cancelled or disconnected meanwhile
             if isinstance(arrays, Exception):
                 state.status, state.message = "failed", f"the cloud could not be read: {arrays}"
+                continue
+            state.message = "ready, waiting for the backend"
+            self._ready.append((state, arrays, overrides))
+        if self.status in LINK_DOWN:
+            for state in [entry[0] for entry in self._ready] + self._fetches:
+                if state.active:
+                    state.status, state.message = "failed", self.message or self.status
+            self._ready.clear()
+            self._fetches.clear()
+        if self.status != "connected":
+            return
+        self._send_fetches()
+        ready, self._ready = self._ready, []
+        for state, arrays, overrides in ready:
+            if state.status != "preparing":
                 continue
             try:
                 request = self.client.submit(*arrays, overrides, tag=state.source) if self.client else ""
@@ -188,17 +249,33 @@ class Session:
             self.jobs[request] = state
 
     def fetch(self, source: str, preview: str, job_id: str) -> JobState:
-        """Ask the backend again for the kept final mesh of ``job_id`` (a reopened .blend, a drop)."""
+        """Ask the backend again for the kept final mesh of ``job_id`` (a reopened .blend, a drop);
+        asked once the backend has welcomed this session."""
         if self.client is None:
             raise RuntimeError("not connected")
-        request = self.client.fetch_result(job_id)
-        state = JobState(request=request, source=source, preview=preview, job=job_id, status="fetching",
-                         message="fetching the kept result")
         for key, old in list(self.jobs.items()):
             if old.job == job_id:
                 del self.jobs[key]
-        self.jobs[request] = state
+        state = JobState(request=f"fetch-{uuid.uuid4().hex}", source=source, preview=preview, job=job_id,
+                         status="fetching", message="fetching the kept result")
+        self.jobs[state.request] = state
+        self._fetches.append(state)
+        self._send_prepared()
         return state
+
+    def _send_fetches(self) -> None:
+        fetches, self._fetches = self._fetches, []
+        for state in fetches:
+            if state.status != "fetching" or self.client is None:
+                continue
+            try:
+                request = self.client.fetch_result(state.job)
+            except NotSent as exc:
+                state.status, state.message = "failed", str(exc)
+                continue
+            del self.jobs[state.request]
+            state.request = request
+            self.jobs[request] = state
 
     def interrupted_jobs(self) -> list[JobState]:
         return [job for job in self.jobs.values() if job.status == "interrupted"]
@@ -219,8 +296,31 @@ class Session:
         return resent
 
     def cancel(self, state: JobState) -> None:
-        if self.client is not None and state.active and state.job:
+        """Stop a job whatever its stage: one still preparing is never sent, one sent but not yet
+        accepted is cancelled as soon as the backend names it (see ``JobAccepted`` in :meth:`_route`)."""
+        if not state.active:
+            return
+        if state.status in ("preparing", "fetching"):
+            state.status, state.message = "cancelled", "cancelled"
+            return
+        state.status, state.message = "cancelling", "cancelling"
+        if self.client is not None and state.job:
             self.client.cancel(state.job)
+
+    def clear_finished(self) -> int:
+        """Forget the jobs that are done, failed or cancelled; returns how many."""
+        finished = [key for key, job in self.jobs.items() if job.status in FINISHED]
+        for key in finished:
+            del self.jobs[key]
+        return len(finished)
+
+    def forget(self, job: JobState) -> None:
+        """Drop ``job`` from the list (its result was applied)."""
+        self.jobs.pop(job.request, None)
+
+    def signature(self) -> tuple:
+        """What the panel shows of this session: equal signatures draw the same."""
+        return (self.status, self.message, tuple((key, job.status, job.describe()) for key, job in self.jobs.items()))
 
     def active_jobs(self) -> list[JobState]:
         return [job for job in self.jobs.values() if job.active]
@@ -228,6 +328,7 @@ class Session:
     def tick(self, budget: float = 0.005, wait_ms: int = 0) -> list[JobState]:
         """Drain what has arrived, for at most about ``budget`` seconds; return jobs with a new mesh."""
         if self.client is None:
+            self._send_prepared()
             return []
         self._send_prepared()
         started = time.monotonic()
@@ -260,7 +361,11 @@ class Session:
             return None
         if isinstance(event, JobAccepted):
             job = self.jobs.get(event.parent)
-            if job is not None:
+            if job is not None and job.status == "cancelling":
+                job.job = event.job
+                if self.client is not None:
+                    self.client.cancel(event.job)
+            elif job is not None:
                 job.job = event.job
                 job.status = "queued" if event.queue_position else "running"
                 job.message = f"queued at {event.queue_position}" if event.queue_position else "starting"
@@ -271,10 +376,12 @@ class Session:
                 job.status, job.message = "failed", f"{event.code}: {event.message}"
             return job
         job = self._find(event.job)
-        if job is None:
-            return None
+        if job is None or not job.active:
+            return None  # unknown, or ended here already (a fetch cancelled before its mesh came)
         if isinstance(event, Progress):
-            job.status, job.iteration, job.total = "running", event.iteration, event.total
+            if job.status != "cancelling":
+                job.status = "running"
+            job.iteration, job.total = event.iteration, event.total
             job.loss, job.eta, job.mode = event.losses.get("total", math.nan), event.eta_seconds, event.mode
         elif isinstance(event, MeshUpdate):
             if event.iteration >= job.shown_iteration:

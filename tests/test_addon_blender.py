@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -88,13 +89,24 @@ def scene(addon, backend):
     for cloud in list(bpy.data.pointclouds):
         bpy.data.pointclouds.remove(cloud)
     settings = bpy.context.scene.siren
-    settings.address = backend
+    prefs = preferences()
+    prefs.address, prefs.backend_command, prefs.server_key_file, prefs.client_key_file = backend, "", "", ""
     settings.iterations, settings.resolution, settings.seed = 0, 0, -1
     return bpy.context.scene
 
 
+def preferences():
+    """The add-on's preferences: the remote backend's address and key files, the local backend's command."""
+    return bpy.context.preferences.addons[MODULE].preferences
+
+
 def modules(addon):
     return sys.modules[f"{MODULE}.operators"], sys.modules[f"{MODULE}.state"]
+
+
+def local_command(tmp_path) -> str:
+    """A local backend command: the project's Python runs the backend, as Blender's would run the installed one."""
+    return f"{shlex.quote(BACKEND_PYTHON)} -m siren_recon serve --device cpu --results-dir {tmp_path / 'kept'}"
 
 
 def ellipsoid_source():
@@ -184,7 +196,30 @@ def test_reconstruct_selected_shows_a_live_preview_over_the_moved_source(addon, 
     pump(addon, lambda: fetched.status == "done" and fetched.pending_mesh is None, timeout=30)
     assert len(bpy.data.objects["Scan_siren"].data.polygons) == faces
     assert bpy.ops.siren.apply() == {"FINISHED"}
-    assert "Scan_mesh" in bpy.data.objects and "siren_source" not in bpy.data.objects["Scan_mesh"]
+    applied = bpy.data.objects["Scan_mesh"]
+    assert "siren_source" not in applied and "siren_job" not in applied and not state.session.jobs
+    # an applied mesh is the user's: Fetch Result no longer writes into it
+    bpy.ops.object.select_all(action="DESELECT")
+    applied.select_set(True)
+    with pytest.raises(RuntimeError, match="select a SIREN preview"):
+        bpy.ops.siren.fetch_result()
+    # a done job that names an already applied object (an older add-on's) is applied without a KeyError
+    job_state = sys.modules[f"{MODULE}.session"].JobState
+    state.session.jobs["old"] = job_state(request="old", source="Scan", preview="Scan_mesh", status="done")
+    assert bpy.ops.siren.apply() == {"FINISHED"} and not state.session.jobs
+
+
+def test_clear_removes_ended_jobs_from_the_list(addon, scene):
+    _, state = modules(addon)
+    session = state.session_for(preferences().address)
+    job_state = sys.modules[f"{MODULE}.session"].JobState
+    for status in ("done", "failed", "cancelled", "running"):
+        session.jobs[status] = job_state(request=status, source=status, preview=f"{status}_siren", status=status)
+    assert bpy.ops.siren.clear() == {"FINISHED"}
+    assert list(session.jobs) == ["running"]
+    with pytest.raises(RuntimeError, match="poll"):
+        bpy.ops.siren.clear()  # nothing ended is left to clear
+    session.jobs.clear()
 
 
 def test_cancel_stops_a_running_job(addon, scene):
@@ -303,20 +338,143 @@ def test_points_made_by_geometry_nodes_are_reconstructed(addon, scene):
 
 def test_an_unreachable_backend_is_reported_in_bounded_time(addon, scene):
     ellipsoid_source()
-    scene.siren.address = f"tcp://127.0.0.1:{free_port()}"
+    preferences().address = f"tcp://127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="no backend answers"):
         bpy.ops.siren.reconstruct()
     assert time.monotonic() - started < 5.0
 
 
-def test_disabling_leaves_no_timer_socket_or_process(addon, scene):
+def test_a_bad_address_or_key_file_is_one_line_and_connect_works_once_fixed(addon, scene, backend, tmp_path):
+    _, state = modules(addon)
+    state.shutdown()
+    prefs = preferences()
+    prefs.address = backend.removeprefix("tcp://")
+    with pytest.raises(RuntimeError, match=f"needs its scheme: {backend}") as raised:
+        bpy.ops.siren.connect()
+    assert "Traceback" not in str(raised.value) and state.session.client is None
+    prefs.address = backend
+    prefs.server_key_file = str(tmp_path / "missing.key")
+    with pytest.raises(RuntimeError, match="Backend Public Key: cannot read the key file") as raised:
+        bpy.ops.siren.connect()
+    assert "Traceback" not in str(raised.value) and state.session.client is None
+    prefs.server_key_file = ""
+    assert bpy.ops.siren.connect() == {"FINISHED"} and state.session.status == "connected"
+
+
+def test_the_timer_redraws_only_on_a_change_or_while_busy(addon, scene, monkeypatch):
     operators, state = modules(addon)
-    scene.siren.address = f"tcp://127.0.0.1:{free_port()}"
-    scene.siren.backend_command = f"{BACKEND_PYTHON} -m siren_recon.cli serve --device cpu"
+    drawn = []
+    monkeypatch.setattr(operators, "redraw_views", lambda: drawn.append(1))
+    bpy.ops.siren.connect()
+    for _ in range(3):
+        operators.timer_tick()
+    drawn.clear()
+    for _ in range(20):  # connected and idle: nothing to draw again
+        operators.timer_tick()
+    assert drawn == []
+    state.session.message = "something new"
+    operators.timer_tick()
+    operators.timer_tick()
+    assert drawn == [1]
+
+
+def test_the_surface_sample_count_is_a_setting(addon, scene, monkeypatch):
+    operators, state = modules(addon)
+    counts = []
+    read = operators.cloud_from_object
+
+    def recording(obj, depsgraph, samples):
+        cloud = read(obj, depsgraph, samples)
+        counts.append(len(cloud[0]))
+        return cloud
+
+    monkeypatch.setattr(operators, "cloud_from_object", recording)
+    assert scene.siren.surface_samples == 20_000
+    ellipsoid_source()
+    scene.siren.surface_samples = 3_000
+    assert bpy.ops.siren.reconstruct() == {"FINISHED"}
+    assert counts == [3_000]
+    bpy.ops.siren.cancel()
+
+
+def test_reconstruct_starts_the_local_backend_without_waiting_and_stop_ends_it(addon, scene, tmp_path):
+    operators, state = modules(addon)
+    state.shutdown()
+    preferences().backend_command = local_command(tmp_path)
+    ellipsoid_source()
+    scene.siren.quality, scene.siren.iterations, scene.siren.resolution = "preview", 60, 32
+    started = time.monotonic()
+    assert bpy.ops.siren.reconstruct() == {"FINISHED"}
+    assert time.monotonic() - started < 2.0  # the panel says "starting", the timer waits for the welcome
+    assert "starting the local backend" in state.session.message
+    assert state.session.server_key_file == "" and state.session.address.startswith("tcp://127.0.0.1:")
+    job = next(iter(state.session.jobs.values()))
+    process = state.local_backend.process
+    folder = Path(bpy.utils.extension_path_user(MODULE, create=True))
+    assert (folder / "backend.json").exists()
+    pump(addon, lambda: job.status == "done", timeout=300)
+    assert bpy.ops.siren.stop_backend() == {"FINISHED"}
+    assert process.poll() is not None and not (folder / "backend.json").exists()
+    assert state.session.client is None
+    with pytest.raises(RuntimeError, match="poll"):
+        bpy.ops.siren.stop_backend()
+
+
+class Layout:
+    """Stands in for a panel's layout (module-mode Blender draws nothing): records labels and buttons."""
+
+    scale_y = 1.0
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def box(self) -> Layout:
+        return self
+
+    def row(self, **_) -> Layout:
+        return self
+
+    def column(self, **_) -> Layout:
+        return self
+
+    def label(self, text: str = "", **_) -> None:
+        self.lines.append(text)
+
+    def prop(self, data, name: str, **_) -> None:
+        getattr(data, name)
+
+    def operator(self, idname: str, **_) -> None:
+        self.lines.append(idname)
+
+
+def test_the_panel_shows_how_the_local_backend_ended(addon, scene):
+    _, state = modules(addon)
+    state.shutdown()
+    session = state.session_for("tcp://127.0.0.1:1")
+    report = ["the local backend exited with status 1; its log: /x/backend.log", "Traceback (most recent call last):",
+              "ModuleNotFoundError: No module named 'torch'"]
+    session.backend_gone(report[0])
+    state.exit_report[:] = report
+    panel = sys.modules[f"{MODULE}.panels"].SIREN_PT_main
+    stub = type("Panel", (), {"layout": Layout()})()
+    bpy.context.scene.siren.show_advanced = True
+    panel.draw(stub, bpy.context)
+    lines = stub.layout.lines
+    assert lines[lines.index(report[0]):][:3] == report and "no backend answers" not in " ".join(lines)
+    assert "siren.start_backend" in lines and "siren.connect" in lines
+    state.exit_report.clear()
+    state.shutdown()
+
+
+def test_disabling_leaves_no_timer_socket_or_process(addon, scene, tmp_path):
+    operators, state = modules(addon)
+    state.shutdown()
+    preferences().backend_command = local_command(tmp_path)
     assert bpy.ops.siren.start_backend() == {"FINISHED"}
     process = state.local_backend.process
-    assert process.poll() is None and state.session.status == "connected"
+    pump(addon, lambda: state.session.status == "connected")
+    assert process.poll() is None
     ellipsoid_source()
     scene.siren.iterations = 100_000
     bpy.ops.siren.reconstruct()

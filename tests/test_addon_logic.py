@@ -6,19 +6,35 @@ pyzmq/msgpack wheels the extension bundles (``test_addon_in_blender_5_2.py``).
 
 from __future__ import annotations
 
+import shlex
+import signal
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from .addon_build import vendor_in_place
 from .live_backend import BACKEND_PYTHON, free_port, start_backend
+from .paths import REPO
 from .shapes import SMALL, sphere_cloud
 
 vendor_in_place()
 
-from blender_addon.backend_process import LocalBackend, backend_environment  # noqa: E402
+from blender_addon import state  # noqa: E402
+from blender_addon.backend_process import (  # noqa: E402
+    Launch,
+    LaunchError,
+    LocalBackend,
+    RunRecord,
+    backend_environment,
+    plan_launch,
+    read_run_file,
+    split_command,
+    write_run_file,
+)
 from blender_addon.geometry import (  # noqa: E402
     blender_mesh_arrays,
     corner_to_point,
@@ -27,7 +43,11 @@ from blender_addon.geometry import (  # noqa: E402
     to_world,
     wire_cloud,
 )
-from blender_addon.session import Session, trim_note  # noqa: E402
+from blender_addon.link_checks import LinkError, address_problem  # noqa: E402
+from blender_addon.pids import pid_alive  # noqa: E402
+from blender_addon.protocol import JobAccepted, JobCancelled, Progress  # noqa: E402
+from blender_addon.redraw import RedrawGate  # noqa: E402
+from blender_addon.session import JobState, Session, trim_note  # noqa: E402
 from blender_addon.settings import PRESETS, job_overrides  # noqa: E402
 
 
@@ -161,10 +181,11 @@ def test_a_local_backend_gets_no_python_path_meant_for_blender():
 @pytest.mark.slow
 def test_local_backend_starts_and_stops(tmp_path):
     backend = LocalBackend()
-    port = free_port()
-    backend.start(f"{BACKEND_PYTHON} -m siren_recon.cli serve --device cpu", f"tcp://127.0.0.1:{port}")
-    assert backend.running
-    session = Session(address=f"tcp://127.0.0.1:{port}", connect_timeout=60.0)
+    command = f"{shlex.quote(BACKEND_PYTHON)} -m siren_recon.cli serve --device cpu --results-dir {tmp_path / 'kept'}"
+    address = backend.start(plan_launch(command, None), tmp_path)
+    assert backend.running and address.startswith("tcp://127.0.0.1:")
+    assert read_run_file(tmp_path) == RunRecord(backend.pid, address, BACKEND_PYTHON)
+    session = Session(address=address, connect_timeout=60.0)
     try:
         assert session.wait_connected()
     finally:
@@ -172,8 +193,241 @@ def test_local_backend_starts_and_stops(tmp_path):
         process = backend.process
         backend.stop()
     assert not backend.running and process.returncode == 0  # it shut down cleanly on SIGTERM
-    with pytest.raises(ValueError, match="could not start"):
-        backend.start("/nonexistent/siren-recon serve", "tcp://127.0.0.1:1")
+    assert read_run_file(tmp_path) is None
+    with pytest.raises(LaunchError, match="could not start"):
+        backend.start(plan_launch("/nonexistent/siren-recon serve", None), tmp_path)
+
+
+def test_bad_addresses_and_key_files_are_one_line_and_leave_the_session_free_to_retry(tmp_path):
+    import zmq.auth
+
+    public, secret = zmq.auth.create_certificates(str(tmp_path), "server")
+    garbage = tmp_path / "garbage.key"
+    garbage.write_text("not a key\n")
+    assert address_problem("tcp://127.0.0.1:5555") is None and address_problem("tcp://[::1]:7") is None
+    assert address_problem("tcp://gpu-box.local:5555") is None
+    cases = [
+        ({"address": "127.0.0.1:5555"}, "tcp://127.0.0.1:5555"),
+        ({"address": "tcp://127.0.0.1"}, "tcp://HOST:PORT"),
+        ({"address": "tcp://127.0.0.1:99999"}, "between 1 and 65535"),
+        ({"address": "udp://127.0.0.1:5555"}, "must start with tcp://"),
+        ({"address": ""}, "no backend address"),
+        ({"server_key_file": str(tmp_path / "missing.key")}, "Backend Public Key: cannot read the key file"),
+        ({"server_key_file": str(garbage)}, "Backend Public Key: cannot read"),
+        ({"server_key_file": public, "client_key_file": public}, "holds no secret key"),
+        ({"client_key_file": secret}, "set both, or neither"),
+    ]
+    for fields, expected in cases:
+        session = Session(**{"address": "tcp://127.0.0.1:5555", **fields})
+        with pytest.raises(LinkError, match=expected.replace("[", r"\[")) as raised:
+            session.connect()
+        assert "\n" not in str(raised.value) and session.message == str(raised.value)
+        assert session.client is None and session.status == "invalid"  # nothing half-made is kept
+        session.address, session.server_key_file, session.client_key_file = f"tcp://127.0.0.1:{free_port()}", "", ""
+        session.connect()  # fixed: the same session connects
+        assert session.client is not None and session.status == "connecting"
+        session.disconnect()
+
+
+class FakeClient:
+    """Stands in for ``protocol.client.Client``: records what is sent, returns queued events."""
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+        self.cancelled: list[str] = []
+        self.events: list = []
+        self.unfinished: dict = {}
+
+    def submit(self, points, normals, colours, overrides, tag="") -> str:
+        request = f"request-{len(self.submitted)}"
+        self.submitted.append(request)
+        return request
+
+    def cancel(self, job_id: str) -> str:
+        self.cancelled.append(job_id)
+        return f"cancel-{job_id}"
+
+    def poll(self, timeout_ms: int = 0) -> list:
+        events, self.events = self.events, []
+        return events
+
+    def close(self) -> None:
+        pass
+
+
+def fake_session() -> tuple[Session, FakeClient]:
+    session = Session(address="tcp://127.0.0.1:1")
+    session.client = client = FakeClient()
+    session.status = "connected"
+    return session, client
+
+
+def cloud() -> tuple:
+    points, normals = sphere_cloud(100)
+    return wire_cloud(points, normals, None, np.eye(4))
+
+
+def test_cancel_stops_jobs_still_preparing_or_not_yet_accepted():
+    session, client = fake_session()
+    release = threading.Event()
+
+    def slow():
+        assert release.wait(10)
+        return cloud()
+
+    preparing = session.submit_prepared("A", slow, SMALL)
+    sent = session.submit_prepared("B", cloud, SMALL)
+    deadline = time.monotonic() + 10
+    while sent.status == "preparing":
+        session.tick()
+        assert time.monotonic() < deadline
+    assert sent.status == "submitting" and client.submitted == [sent.request]
+    for job in session.active_jobs():
+        session.cancel(job)
+    assert preparing.status == "cancelled" and sent.status == "cancelling" and sent.describe() == "cancelling"
+    release.set()
+    deadline = time.monotonic() + 10
+    while session._prepared.empty() and session.jobs and time.monotonic() < deadline:
+        time.sleep(0.01)
+    session.tick()
+    assert client.submitted == [sent.request]  # the cancelled cloud was dropped, never sent
+    # the backend accepts the sent one: it is cancelled at once, and progress does not revive it
+    client.events = [JobAccepted(parent=sent.request, job="j1", queue_position=0),
+                     Progress(job="j1", iteration=3, total=100)]
+    session.tick()
+    assert client.cancelled == ["j1"] and sent.status == "cancelling"
+    client.events = [JobCancelled(job="j1", reason="cancelled by the client")]
+    session.tick()
+    assert sent.status == "cancelled" and preparing.status == "cancelled" and not session.active_jobs()
+
+
+def test_clear_forgets_ended_jobs_and_keeps_active_and_resubmittable_ones():
+    session, _ = fake_session()
+    for status in ("done", "failed", "cancelled", "interrupted", "running", "preparing"):
+        session.jobs[status] = JobState(request=status, source=status, preview=f"{status}_siren", status=status)
+    assert session.clear_finished() == 3
+    assert sorted(session.jobs) == ["interrupted", "preparing", "running"]
+    session.forget(session.jobs["interrupted"])
+    assert sorted(session.jobs) == ["preparing", "running"]
+
+
+def test_the_views_are_drawn_again_only_on_a_change_or_while_busy():
+    gate = RedrawGate()
+    session, client = fake_session()
+    session.jobs["a"] = job = JobState(request="a", source="A", preview="A_siren", job="j", status="done")
+    assert gate.due(session.signature(), False)  # first look
+    assert not any(gate.due(session.signature(), False) for _ in range(20))  # idle: never
+    job.status, job.message = "failed", "boom"
+    assert gate.due(session.signature(), False) and not gate.due(session.signature(), False)
+    assert gate.due(session.signature(), True) and gate.due(session.signature(), True)  # busy: every tick
+
+
+def test_a_typed_command_becomes_an_argument_list_and_windows_paths_survive():
+    assert split_command("siren-recon serve --device cpu", windows=False) == ["siren-recon", "serve", "--device", "cpu"]
+    windows = r'"C:\Program Files\Blender 4.2\python.exe" -m siren_recon serve --results-dir C:\Users\me\kept'
+    assert split_command(windows, windows=True) == [
+        r"C:\Program Files\Blender 4.2\python.exe", "-m", "siren_recon", "serve", "--results-dir", r"C:\Users\me\kept"]
+    with pytest.raises(LaunchError, match="empty"):
+        split_command("   ", windows=False)
+    with pytest.raises(LaunchError, match="cannot be read"):
+        split_command('"unclosed', windows=False)
+    site = Path("/home/me/.config/blender/extensions/.user/user_default/siren_recon/site")
+    launch = plan_launch("", site, python="/blender/python/bin/python3.11")
+    assert launch.args == ["/blender/python/bin/python3.11", "-m", "siren_recon", "serve"]
+    assert launch.env["PYTHONPATH"] == str(site) and launch.env["PYTHONNOUSERSITE"] == "1"
+    assert plan_launch("my-backend --x", site).args == ["my-backend", "--x"]  # a command set wins
+    with pytest.raises(LaunchError, match="no local backend is installed"):
+        plan_launch("", None)
+
+
+@pytest.fixture
+def local_state():
+    """The add-on's running state, emptied before and after (its local backend stopped)."""
+    state.shutdown()
+    state.local_backend = LocalBackend()
+    yield state
+    state.shutdown()
+
+
+def installed_launch(tmp_path) -> Launch:
+    """The installed backend's launch, with the project's Python standing in for Blender's and the
+    repository for the install folder."""
+    launch = plan_launch("", REPO, python=BACKEND_PYTHON)
+    return Launch([*launch.args, "--device", "cpu", "--results-dir", str(tmp_path / "kept")], launch.env)
+
+
+def pump_state(condition, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        state.tick()
+        time.sleep(0.02)
+        assert time.monotonic() < deadline, (state.session.status, state.session.message)
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_the_local_backend_starts_without_waiting_and_its_exit_is_reported_with_its_log(local_state, tmp_path):
+    folder = tmp_path / "user"
+    started = time.monotonic()
+    session = local_state.start_local(installed_launch(tmp_path), folder)
+    assert time.monotonic() - started < 1.0  # no waiting for the backend to load
+    assert session.status == "connecting" and "starting the local backend" in session.message
+    assert session.server_key_file == "" and session.address == local_state.local_backend.address
+    job = session.submit_prepared("Sphere", cloud, {**SMALL, "train.iterations": 100_000})
+    pump_state(lambda: session.status == "connected")
+    pump_state(lambda: job.status == "running")  # the cloud waited for the welcome, then went
+    process = local_state.local_backend.process
+    assert (folder / "backend.log").read_text().count("listening on") == 1
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    local_state.tick()  # the next tick notices
+    assert session.status == "exited" and job.status == "interrupted"  # accepted: its cloud is kept
+    report = local_state.exit_report
+    assert report[0].startswith(f"the local backend exited with status {-signal.SIGKILL}")
+    assert "backend.log" in report[0]
+    assert any("listening on" in line for line in report[1:])
+    assert session.message == report[0] and "no backend answers" not in session.message
+    assert read_run_file(folder) is None
+    # Resubmit starts it again where it listened, and the job runs there again
+    address, killed = session.address, process.pid
+    assert "starting the local backend again" in local_state.resubmit(installed_launch(tmp_path), folder)
+    assert local_state.session is session and local_state.local_backend.address == address
+    assert local_state.local_backend.pid not in (0, killed)
+    pump_state(lambda: job.status == "running" and job.iteration > 0)
+    assert not session.interrupted_jobs()
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_a_backend_left_by_a_crashed_blender_is_reused_or_stopped(local_state, tmp_path, monkeypatch):
+    folder = tmp_path / "user"
+    folder.mkdir()
+    # a leftover that does not answer (hung): its command line names its address, as the backend's does
+    silent = f"tcp://127.0.0.1:{free_port()}"
+    hung = subprocess.Popen([BACKEND_PYTHON, "-c", "import time; time.sleep(300)", "--bind", silent])
+    write_run_file(folder, RunRecord(hung.pid, silent, BACKEND_PYTHON))
+    monkeypatch.setattr(state, "ADOPT_TIMEOUT", 1.0)
+    session = local_state.start_local(installed_launch(tmp_path), folder)
+    assert session.address == silent and "left running" in session.message
+    pump_state(lambda: local_state.session.address != silent, 10)
+    assert hung.wait(5) is not None  # it was stopped, and a fresh backend started in its place
+    fresh = local_state.local_backend.process
+    pump_state(lambda: local_state.session.status == "connected")
+    record = read_run_file(folder)
+    assert record.pid == fresh.pid and record.address == local_state.session.address
+    # Blender crashes: the backend runs on, only its run file knows it; the next Blender reuses it
+    local_state.session.client.close()
+    local_state.session, local_state.local_backend = None, LocalBackend()
+    again = local_state.start_local(installed_launch(tmp_path), folder)
+    assert again.address == record.address and local_state.local_backend.pid == fresh.pid
+    pump_state(lambda: again.status == "connected", 10)
+    assert "left running" in again.message and fresh.poll() is None
+    local_state.stop_local()  # Stop: the adopted process ends, its run file goes
+    assert fresh.wait(10) is not None and not pid_alive(fresh.pid) and read_run_file(folder) is None
+    assert again.status == "disconnected"
+    # a run file whose process is long gone is removed, and a fresh backend started
+    write_run_file(folder, RunRecord(fresh.pid, record.address, BACKEND_PYTHON))
+    assert local_state.local_backend.adopt(folder) is None and read_run_file(folder) is None
 
 
 def run_until(session: Session, condition, seconds: float = 120.0) -> None:
