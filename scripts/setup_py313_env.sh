@@ -9,11 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${SIREN_PY313_VENV:-.venv-py313}"
-# shellcheck source=scripts/python313.sh
-source scripts/python313.sh
+# shellcheck source=scripts/find_python.sh
+source scripts/find_python.sh
 
 if [ ! -x "$VENV/bin/python" ]; then
-    if ! PYTHON313="$(find_python313)"; then
+    if ! PYTHON313="$(find_python 3.13)"; then
         echo "note: no Python 3.13 found, so the fast lane on Python 3.13 with NumPy 2 will be skipped;" \
              "install one (e.g. 'pyenv install 3.13') or set BLENDER_PYTHON" >&2
         exit 0

@@ -16,13 +16,12 @@ from __future__ import annotations
 import ast
 import os
 import subprocess
-import sys
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
 
 from .addon_build import load_build_script
+from .blender_envs import run_module
 from .paths import REPO
 
 pytestmark = [pytest.mark.blender, pytest.mark.live, pytest.mark.slow]
@@ -38,26 +37,7 @@ CASES = [(module, node.name) for module in MODULES
 
 def run_tests(module: str, folder: Path, extra_path: str = "") -> dict[str, tuple[str, str]]:
     """Run one test module in the Blender 5.2 environment: each test's outcome and report, by name."""
-    report = folder / f"{module}.xml"
-    environment = {**os.environ, "SIREN_BACKEND_PYTHON": sys.executable, "PYTHONDONTWRITEBYTECODE": "1"}
-    environment.pop("BLENDER_USER_EXTENSIONS", None)  # the run makes its own
-    environment["PYTHONPATH"] = extra_path
-    run = subprocess.run(
-        [str(PYTHON), "-m", "pytest", f"tests/{module}", "-q", "-p", "no:cacheprovider",
-         f"--junitxml={report}", f"--basetemp={folder / module.removesuffix('.py')}"],
-        cwd=REPO, env=environment, capture_output=True, text=True, timeout=1800,
-    )
-    if not report.exists():
-        pytest.fail(f"{module} in Blender 5.2 wrote no report (exit {run.returncode}):\n"
-                    f"{run.stdout[-4000:]}\n{run.stderr[-4000:]}")
-    found = {}
-    for case in ElementTree.parse(report).getroot().iter("testcase"):
-        outcome, text = "passed", ""
-        for child in case:
-            if child.tag in ("failure", "error", "skipped"):
-                outcome, text = child.tag, (child.get("message") or "") + "\n" + (child.text or "")
-        found[case.get("name")] = (outcome, text)
-    return found
+    return run_module(PYTHON, module, folder, {"PYTHONPATH": extra_path})
 
 
 @pytest.fixture(scope="module")
