@@ -30,24 +30,39 @@ def wheel_requirements(wheel: Path) -> list[str]:
                   if line.startswith("Requires-Dist:") and "extra ==" not in line)
 
 
-def pip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, timeout=1800)
+def python_tag(python: str | Path) -> str:
+    """``cp311`` for a Python 3.11 interpreter."""
+    return subprocess.run([str(python), "-c", "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')"],
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
-def backend_wheel_folder() -> tuple[Path, Path]:
-    """(the backend wheel built from this repository, a folder with it and its dependencies' wheels)."""
-    backend, deps = CACHE / "backend", CACHE / "deps"
+def backend_wheel() -> Path:
+    """The backend built from this repository as a wheel (``build/install-test/backend``)."""
+    backend = CACHE / "backend"
     for old in backend.glob("*.whl"):
         old.unlink()
     isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
-    built = pip("wheel", "--no-deps", *isolation, "-w", str(backend), str(REPO))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-w", str(backend),
+                            str(REPO)], capture_output=True, text=True, timeout=1800)
     assert built.returncode == 0, built.stdout + built.stderr
-    wheel = next(backend.glob("siren_recon-*.whl"))
+    return next(backend.glob("siren_recon-*.whl"))
+
+
+def dependency_folder(wheel: Path, python: str | Path = sys.executable) -> Path:
+    """The wheels of ``wheel``'s dependencies and torch for ``python``, downloaded once with its pip."""
+    folder = CACHE / f"deps-{python_tag(python)}"
+    marker = folder / "requirements.json"
     wanted = [*wheel_requirements(wheel), TORCH]
-    marker = deps / "requirements.json"
     if not marker.exists() or json.loads(marker.read_text()) != wanted:
-        got = pip("download", "--only-binary", ":all:", "-d", str(deps), str(wheel), TORCH)
+        got = subprocess.run([str(python), "-m", "pip", "download", "--only-binary", ":all:", "-d", str(folder),
+                              str(wheel), TORCH], capture_output=True, text=True, timeout=3600)
         assert got.returncode == 0, got.stdout + got.stderr
-        (deps / wheel.name).unlink(missing_ok=True)
+        (folder / wheel.name).unlink(missing_ok=True)
         marker.write_text(json.dumps(wanted))
-    return wheel, deps
+    return folder
+
+
+def backend_wheel_folder() -> tuple[Path, Path]:
+    """(the backend wheel built from this repository, the folder of its dependencies for this Python)."""
+    wheel = backend_wheel()
+    return wheel, dependency_folder(wheel)

@@ -65,7 +65,9 @@ def test_a_first_mesh_from_a_fresh_blender_without_a_terminal():
     assert len(preview.data.polygons) > 1000
     assert np.abs(np.linalg.norm(vertices - (2.0, 0.0, 0.0), axis=1) - 1.0).mean() < 0.02
     first_mesh = time.monotonic()
-    print(f"\nfirst mesh: install {installed - started:.0f} s, reconstruction {first_mesh - installed:.0f} s")
+    install, reconstruction = installed - started, first_mesh - installed
+    timings = f"zip and backend installed in {install:.0f} s, a first mesh {reconstruction:.0f} s on"
+    Path(os.environ.get("SIREN_TEST_TIMINGS", os.devnull)).write_text(timings)
 
     state = package.state
     pid = state.local_backend.pid

@@ -9,13 +9,12 @@ folder *Install Backend* is pointed at, as a studio behind a firewall would.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from .addon_build import load_build_script
-from .backend_wheels import CACHE, TORCH, backend_wheel_folder, wheel_requirements
+from .backend_wheels import backend_wheel, dependency_folder
 from .blender_envs import run_module
 from .paths import REPO
 
@@ -23,22 +22,6 @@ pytestmark = [pytest.mark.blender, pytest.mark.live, pytest.mark.slow]
 
 ENVIRONMENTS = {"5.0": REPO / ".venv-blender-5.0", "5.2": REPO / ".venv-blender-5.2"}
 MODULE = "blender_only_first_mesh.py"
-
-
-def wheel_folder_for(python: Path) -> Path:
-    """The backend's dependencies as wheels for ``python`` (downloaded once with its own pip)."""
-    wheel, deps = backend_wheel_folder()
-    tag = subprocess.run([str(python), "-c", "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')"],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    folder = CACHE / f"deps-{tag}"
-    marker = folder / "requirements.txt"
-    wanted = "\n".join([*wheel_requirements(wheel), TORCH])
-    if not marker.exists() or marker.read_text() != wanted:
-        subprocess.run([str(python), "-m", "pip", "download", "-q", "--only-binary", ":all:", "-d", str(folder),
-                        str(wheel), TORCH], check=True, timeout=3600)
-        (folder / wheel.name).unlink(missing_ok=True)
-        marker.write_text(wanted)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +34,12 @@ def test_a_first_mesh_in_blender_without_a_terminal(blender, addon_zip, tmp_path
     python = ENVIRONMENTS[blender] / "bin" / "python"
     if not python.exists():
         pytest.skip(f"no Blender {blender} environment (scripts/setup_blender_env.sh makes one from its Python)")
+    timings, wheels = tmp_path / "timings.txt", dependency_folder(backend_wheel(), python)
     found = run_module(python, MODULE, tmp_path, {"SIREN_TEST_ADDON_ZIP": str(addon_zip),
-                                                  "SIREN_TEST_BACKEND_WHEELS": str(wheel_folder_for(python)),
-                                                  "PYTHONPATH": ""}, timeout=3600)
+                                                  "SIREN_TEST_BACKEND_WHEELS": str(wheels),
+                                                  "SIREN_TEST_TIMINGS": str(timings), "PYTHONPATH": ""},
+                       timeout=3600)
     assert found, f"{MODULE} ran no test in Blender {blender}"
     for name, (outcome, report) in found.items():
         assert outcome == "passed", f"{name} in Blender {blender}: {outcome}\n{report}"
+    print(f"\nBlender {blender}: {timings.read_text()}")
