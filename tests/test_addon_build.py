@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import zipfile
+from pathlib import Path
 
 import pytest
 import tomllib
@@ -109,10 +110,11 @@ JUNK = {
 """Files added to a staged add-on, and whether Blender's default build keeps each."""
 
 
-def staged(tmp_path, wheels: list[str], junk: dict[str, bool]):
-    """The add-on staged as the build stages it, with stand-in wheels and the ``junk`` files added."""
+def staged(tmp_path, wheels: list[str], junk: dict[str, bool], backend_wheel: Path | None = None):
+    """The add-on staged as the build stages it, with stand-in wheels, the ``junk`` files added and
+    the backend's wheel when one is given."""
     source = tmp_path / "siren_recon"
-    build.stage(source, fake_wheels(tmp_path / "wheels", wheels))
+    build.stage(source, fake_wheels(tmp_path / "wheels", wheels), backend_wheel)
     for name in junk:
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         (source / name).write_text(f"{name}\n")
@@ -171,7 +173,11 @@ def test_a_python_without_bpy_builds_the_zip_blender_validates(tmp_path):
     assert result.stdout.strip() == str(archive)
     validated = blender_tool("validate", str(archive))
     assert validated.returncode == 0, validated.stdout + validated.stderr
-    blenders = blender_build(staged(tmp_path / "again", COMPLETE, {}), tmp_path / "blender.zip")
+    with zipfile.ZipFile(archive) as ours:  # the backend's wheel, built by that Python, rides along
+        carried = [name for name in ours.namelist() if name.startswith("backend_wheel/siren_recon-")]
+        assert len(carried) == 1 and carried[0].endswith("-py3-none-any.whl")
+        backend_wheel = Path(ours.extract(carried[0], tmp_path / "carried"))
+    blenders = blender_build(staged(tmp_path / "again", COMPLETE, {}, backend_wheel), tmp_path / "blender.zip")
     assert zip_contents(archive) == zip_contents(blenders)
     manifest = tomllib.loads(zipfile.ZipFile(archive).read("blender_manifest.toml").decode())
     assert sorted(manifest["wheels"]) == sorted(f"./wheels/{w}" for w in COMPLETE)
