@@ -95,7 +95,8 @@ def test_unoriented_training_on_a_torus_puts_the_tube_inside_and_the_hole_outsid
     surface on the tube; the two-stage run (the default) also has the torus's topology. DiGS
     alone does not, reliably, at this budget: its 500 steps leave a few small extra handles on
     5 of 9 runs over seeds and numerics (1,000 steps on 1 of 8), a chaotic outcome that the
-    refinement removes (genus one on every run measured; docs/experiments.md)."""
+    refinement removes (genus one on every run measured, and ten times closer to the tube;
+    docs/experiments.md)."""
     events = []
     config = small_config(train__iterations=500, train__seed=seed, unoriented__refine_share=refine_share)
     result = reconstruct_points(torus_points(3000), None, config, on_progress=events.append)
@@ -111,7 +112,9 @@ def test_unoriented_training_on_a_torus_puts_the_tube_inside_and_the_hole_outsid
     )
     assert sdf[0] < 0 and sdf[1] < 0  # inside the tube
     assert (sdf[2:] > 0).all()  # the hole and the outside (within the cloud's box: the trained domain)
-    assert np.abs(torus_distance(result.vertices)).mean() < 0.01
+    # the vertices' mean distance to the tube (radius 0.25): 0.0009-0.0010 after the refinement on every run
+    # measured, 0.002-0.014 after DiGS alone (its extra handles stand off the tube)
+    assert np.abs(torus_distance(result.vertices)).mean() < (0.003 if refine_share else 0.03)
 
 
 def test_auto_mode_follows_the_presence_of_normals():
