@@ -182,18 +182,27 @@ def cached_wheels(cache: Path, package: str, version: str, python: tuple[int, in
     return [w for w in sorted(cache.glob(f"{package}-{version}-*.whl")) if wheel_fits(w.name, python, platform)]
 
 
+def run_pip(args: list[str], what: str) -> None:
+    """Run this Python's pip with ``args``; a Python without pip stops the build saying so.
+
+    Whether pip is there is asked of pip itself, not of ``importlib.util.find_spec("pip")``: in a
+    process with setuptools installed, that look-up makes setuptools' distutils shim believe pip
+    runs here, and a later ``import setuptools`` in the same process (torch.compile's) then fails.
+    """
+    done = subprocess.run([sys.executable, "-m", "pip", *args], stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0 and "No module named pip" in done.stderr:
+        raise SystemExit(f"pip is needed to {what} (python -m ensurepip installs it)")
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise subprocess.CalledProcessError(done.returncode, done.args)
+
+
 def pip_download(cache: Path, package: str, version: str, python: tuple[int, int], platform: str) -> None:
     """Download the wheel of ``package==version`` for that Python and Blender platform into ``cache`` with pip."""
-    if importlib.util.find_spec("pip") is None:
-        raise SystemExit(f"pip is needed to download the {package} wheels into {cache} "
-                         "(python -m ensurepip installs it), or build with --no-wheels")
     flags = [flag for tag in PLATFORM_TAGS[platform] for flag in ("--platform", tag)]
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps",
-         "--python-version", f"{python[0]}.{python[1]}", "--implementation", "cp", *flags,
-         "-d", str(cache), f"{package}=={version}"],
-        check=True,
-    )
+    run_pip(["download", "--quiet", "--only-binary=:all:", "--no-deps", "--python-version",
+             f"{python[0]}.{python[1]}", "--implementation", "cp", *flags, "-d", str(cache), f"{package}=={version}"],
+            f"download the {package} wheels into {cache}, or build with --no-wheels")
 
 
 def download_wheels(cache: Path, blenders=BLENDERS) -> list[Path]:
@@ -213,10 +222,7 @@ def download_wheels(cache: Path, blenders=BLENDERS) -> list[Path]:
 def build_backend_wheel(output: Path) -> Path:
     """The backend package (``siren_recon``, without its dependencies) as a wheel in ``output``:
     the add-on's *Install Backend* installs it, and its dependencies, into Blender's Python."""
-    if importlib.util.find_spec("pip") is None:
-        raise SystemExit("pip is needed to build the backend wheel (python -m ensurepip installs it)")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(output), str(REPO)],
-                   check=True)
+    run_pip(["wheel", "--quiet", "--no-deps", "-w", str(output), str(REPO)], "build the backend wheel")
     return next(output.glob("siren_recon-*.whl"))
 
 

@@ -8,6 +8,7 @@ must hold the same files, compressed the same way.
 from __future__ import annotations
 
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -226,3 +227,13 @@ def test_an_add_on_without_init_is_refused_as_blender_refuses_it(tmp_path):
     archive = manifest_zip(tmp_path / "no-init.zip", None, init=False)
     assert build.archive_errors(archive) == ["an add-on needs __init__.py beside the manifest"]
     assert blender_tool("validate", str(archive)).returncode != 0
+
+
+def test_building_the_backend_wheel_leaves_setuptools_importable_in_the_same_process(tmp_path):
+    """The build runs in test processes that later compile with torch (which imports setuptools)."""
+    code = ("import sys, pathlib; sys.path.insert(0, '.'); from tests.addon_build import load_build_script; "
+            f"print(load_build_script().build_backend_wheel(pathlib.Path({str(tmp_path)!r})).name); "
+            "import setuptools")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().startswith("siren_recon-0.1.0-")
