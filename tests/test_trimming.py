@@ -124,6 +124,7 @@ def test_a_one_sided_reconstruction_comes_out_open_and_says_so():
 
 
 @pytest.mark.slow
+@pytest.mark.defaults
 @pytest.mark.parametrize("with_normals", [True, False], ids=["oriented", "unoriented"])
 def test_a_closed_shape_at_the_defaults_is_not_trimmed_to_the_bit(with_normals):
     """Spot as the evaluation samples it (20,000 points, seed 0), at the default settings: the
