@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import socket
 import subprocess
 import sys
@@ -51,26 +50,6 @@ def installed_command(python: str) -> list[str]:
     return [python, "-m", "siren_recon", "serve"]
 
 
-def split_command(command: str, windows: bool | None = None) -> list[str]:
-    """A command line typed by the user, as an argument list.
-
-    On Windows backslashes are path separators, not escapes (POSIX ``shlex`` would turn
-    ``C:\\Users\\me`` into ``C:Usersme``): the line is split the non-POSIX way and each word's
-    surrounding quotes are removed.
-    """
-    if windows is None:
-        windows = sys.platform == "win32"
-    try:
-        words = shlex.split(command, posix=not windows)
-    except ValueError as exc:
-        raise LaunchError(f"the backend command cannot be read: {exc}") from None
-    if windows:
-        words = [w[1:-1] if len(w) >= 2 and w[0] == w[-1] and w[0] in "\"'" else w for w in words]
-    if not words:
-        raise LaunchError("the backend command is empty")
-    return words
-
-
 @dataclass(frozen=True)
 class Launch:
     """What starts a local backend: the arguments (without ``--bind``) and the environment."""
@@ -79,14 +58,16 @@ class Launch:
     env: dict[str, str]
 
 
-def plan_launch(command: str, site_dir: str | os.PathLike | None, python: str = sys.executable) -> Launch:
-    """The launch of a local backend: the user's ``command`` when one is set, else the backend
-    installed in ``site_dir`` run by ``python`` (Blender's own)."""
-    if command.strip():
-        return Launch(split_command(command), backend_environment())
+def plan_launch(own_python: str, site_dir: str | os.PathLike | None, python: str = sys.executable) -> Launch:
+    """The launch of a local backend: ``own_python`` (a Python that has siren-recon installed, in its
+    own environment) when one is chosen, else the backend installed in ``site_dir`` run by
+    ``python`` (Blender's own). An argument list either way: a path with spaces or backslashes is
+    one argument, as it stands."""
+    if own_python.strip():
+        return Launch(installed_command(own_python.strip()), backend_environment())
     if site_dir is None:
         raise LaunchError("no local backend is installed: install it in the add-on's preferences "
-                          "(or set a backend command there)")
+                          "(or choose a Backend Python there)")
     return Launch(installed_command(python), installed_environment(site_dir))
 
 

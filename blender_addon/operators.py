@@ -74,11 +74,11 @@ def user_folder() -> Path:
 
 
 def local_launch(context) -> Launch:
-    """How to start the local backend: the preferences' command, else the installed backend run by
-    Blender's own Python. Raises :class:`LaunchError` when there is neither."""
+    """How to start the local backend: the preferences' Backend Python, else the installed backend run
+    by Blender's own Python. Raises :class:`LaunchError` when there is neither."""
     prefs = preferences(context)
-    return plan_launch(prefs.backend_command if prefs is not None else "", installed_site(user_folder()),
-                       sys.executable)
+    own_python = bpy.path.abspath(prefs.backend_python) if prefs is not None and prefs.backend_python else ""
+    return plan_launch(own_python, installed_site(user_folder()), sys.executable)
 
 
 def connect_remote(operator, context) -> Session | None:
@@ -108,7 +108,7 @@ def start_local(operator, context) -> Session | None:
 def working_session(operator, context) -> Session | None:
     """The session to send work through: the one linked now (unless the preferences name another
     remote backend since); else the local backend, started without waiting, when one is installed
-    or a command is set; else the remote backend."""
+    or a Backend Python is chosen; else the remote backend."""
     session = state.session
     if state.orphaned(session):
         return start_local(operator, context)
@@ -158,7 +158,7 @@ class SIREN_OT_disconnect(bpy.types.Operator):
 class SIREN_OT_start_backend(bpy.types.Operator):
     bl_idname = "siren.start_backend"
     bl_label = "Start Local Backend"
-    bl_description = ("Run the installed backend (or the preferences' command) on this machine; "
+    bl_description = ("Run the installed backend (or the preferences' Backend Python) on this machine; "
                       "stopped when Blender quits or the add-on is disabled")
 
     def execute(self, context):

@@ -57,9 +57,10 @@ class SirenPreferences(bpy.types.AddonPreferences):
         name="Remote Backend", default=DEFAULT_ADDRESS,
         description="ZeroMQ address (tcp://HOST:PORT) of a siren-recon backend that Connect joins",
     )
-    backend_command: StringProperty(
-        name="Local Backend Command", default="",
-        description="Command that starts a local backend (--bind is added); empty: the installed backend",
+    backend_python: StringProperty(
+        name="Backend Python", subtype="FILE_PATH", default="",
+        description="A Python that has siren-recon installed (e.g. a virtual environment's python) to run the "
+                    "local backend; empty: the backend installed here, run by Blender's Python",
     )
     server_key_file: StringProperty(
         name="Backend Public Key", subtype="FILE_PATH", default="",
@@ -91,7 +92,7 @@ class SirenPreferences(bpy.types.AddonPreferences):
         self.layout.prop(self, "address")
         self.layout.prop(self, "server_key_file")
         self.layout.prop(self, "client_key_file")
-        self.layout.prop(self, "backend_command")
+        self.layout.prop(self, "backend_python")
         draw_install(self.layout, self)
 
 

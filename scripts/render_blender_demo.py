@@ -64,16 +64,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output")
     parser.add_argument("--quality", default="preview", choices=("preview", "standard", "high"))
-    parser.add_argument("--address", default="tcp://127.0.0.1:5577")
     args = parser.parse_args()
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     archive = build_addon.build(Path(tempfile.mkdtemp()), False, REPO / "build" / "wheels")
     bpy.ops.extensions.package_install_files(filepath=str(archive), repo="user_default", enable_on_install=True)
     scene = bpy.context.scene
-    scene.siren.address = args.address
     scene.siren.quality = args.quality
-    scene.siren.backend_command = f"{sys.executable} -m siren_recon.cli serve"
+    preferences = bpy.context.preferences.addons["bl_ext.user_default.siren_recon"].preferences
+    preferences.backend_python = sys.executable  # this Python has siren-recon installed
 
     points, normals = spot_cloud()
     source = cloud_object("Spot", points, normals)

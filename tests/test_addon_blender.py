@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -90,7 +89,7 @@ def scene(addon, backend):
         bpy.data.pointclouds.remove(cloud)
     settings = bpy.context.scene.siren
     prefs = preferences()
-    prefs.address, prefs.backend_command, prefs.server_key_file, prefs.client_key_file = backend, "", "", ""
+    prefs.address, prefs.backend_python, prefs.server_key_file, prefs.client_key_file = backend, "", "", ""
     settings.iterations, settings.resolution, settings.seed = 0, 0, -1
     return bpy.context.scene
 
@@ -104,9 +103,9 @@ def modules(addon):
     return sys.modules[f"{MODULE}.operators"], sys.modules[f"{MODULE}.state"]
 
 
-def local_command(tmp_path) -> str:
-    """A local backend command: the project's Python runs the backend, as Blender's would run the installed one."""
-    return f"{shlex.quote(BACKEND_PYTHON)} -m siren_recon serve --device cpu --results-dir {tmp_path / 'kept'}"
+def local_python() -> str:
+    """The Backend Python for a local backend: the project's Python, which has siren-recon installed."""
+    return BACKEND_PYTHON
 
 
 def ellipsoid_source():
@@ -401,7 +400,7 @@ def test_the_surface_sample_count_is_a_setting(addon, scene, monkeypatch):
 def test_reconstruct_starts_the_local_backend_without_waiting_and_stop_ends_it(addon, scene, tmp_path):
     operators, state = modules(addon)
     state.shutdown()
-    preferences().backend_command = local_command(tmp_path)
+    preferences().backend_python = local_python()
     ellipsoid_source()
     scene.siren.quality, scene.siren.iterations, scene.siren.resolution = "preview", 60, 32
     started = time.monotonic()
@@ -470,7 +469,7 @@ def test_the_panel_shows_how_the_local_backend_ended(addon, scene):
 def test_disabling_leaves_no_timer_socket_or_process(addon, scene, tmp_path):
     operators, state = modules(addon)
     state.shutdown()
-    preferences().backend_command = local_command(tmp_path)
+    preferences().backend_python = local_python()
     assert bpy.ops.siren.start_backend() == {"FINISHED"}
     process = state.local_backend.process
     pump(addon, lambda: state.session.status == "connected")

@@ -6,7 +6,6 @@ pyzmq/msgpack wheels the extension bundles (``test_addon_in_blender_5_2.py``).
 
 from __future__ import annotations
 
-import shlex
 import signal
 import subprocess
 import threading
@@ -32,7 +31,6 @@ from blender_addon.backend_process import (  # noqa: E402
     backend_environment,
     plan_launch,
     read_run_file,
-    split_command,
     write_run_file,
 )
 from blender_addon.geometry import (  # noqa: E402
@@ -181,8 +179,9 @@ def test_a_local_backend_gets_no_python_path_meant_for_blender():
 @pytest.mark.slow
 def test_local_backend_starts_and_stops(tmp_path):
     backend = LocalBackend()
-    command = f"{shlex.quote(BACKEND_PYTHON)} -m siren_recon.cli serve --device cpu --results-dir {tmp_path / 'kept'}"
-    address = backend.start(plan_launch(command, None), tmp_path)
+    launch = plan_launch(BACKEND_PYTHON, None)
+    address = backend.start(Launch([*launch.args, "--device", "cpu", "--results-dir", str(tmp_path / "kept")],
+                                   launch.env), tmp_path)
     assert backend.running and address.startswith("tcp://127.0.0.1:")
     assert read_run_file(tmp_path) == RunRecord(backend.pid, address, BACKEND_PYTHON)
     session = Session(address=address, connect_timeout=60.0)
@@ -195,7 +194,7 @@ def test_local_backend_starts_and_stops(tmp_path):
     assert not backend.running and process.returncode == 0  # it shut down cleanly on SIGTERM
     assert read_run_file(tmp_path) is None
     with pytest.raises(LaunchError, match="could not start"):
-        backend.start(plan_launch("/nonexistent/siren-recon serve", None), tmp_path)
+        backend.start(plan_launch("/nonexistent/python", None), tmp_path)
 
 
 def test_bad_addresses_and_key_files_are_one_line_and_leave_the_session_free_to_retry(tmp_path):
@@ -322,20 +321,15 @@ def test_the_views_are_drawn_again_only_on_a_change_or_while_busy():
     assert gate.due(session.signature(), True) and gate.due(session.signature(), True)  # busy: every tick
 
 
-def test_a_typed_command_becomes_an_argument_list_and_windows_paths_survive():
-    assert split_command("siren-recon serve --device cpu", windows=False) == ["siren-recon", "serve", "--device", "cpu"]
-    windows = r'"C:\Program Files\Blender 4.2\python.exe" -m siren_recon serve --results-dir C:\Users\me\kept'
-    assert split_command(windows, windows=True) == [
-        r"C:\Program Files\Blender 4.2\python.exe", "-m", "siren_recon", "serve", "--results-dir", r"C:\Users\me\kept"]
-    with pytest.raises(LaunchError, match="empty"):
-        split_command("   ", windows=False)
-    with pytest.raises(LaunchError, match="cannot be read"):
-        split_command('"unclosed', windows=False)
+def test_the_launch_is_an_argument_list_and_windows_paths_survive():
+    chosen = plan_launch(r"C:\Users\me\My Envs\siren\Scripts\python.exe", None)
+    assert chosen.args == [r"C:\Users\me\My Envs\siren\Scripts\python.exe", "-m", "siren_recon", "serve"]
+    assert "PYTHONPATH" not in chosen.env  # its own environment finds siren-recon
     site = Path("/home/me/.config/blender/extensions/.user/user_default/siren_recon/site")
     launch = plan_launch("", site, python="/blender/python/bin/python3.11")
     assert launch.args == ["/blender/python/bin/python3.11", "-m", "siren_recon", "serve"]
     assert launch.env["PYTHONPATH"] == str(site) and launch.env["PYTHONNOUSERSITE"] == "1"
-    assert plan_launch("my-backend --x", site).args == ["my-backend", "--x"]  # a command set wins
+    assert plan_launch("/envs/siren/bin/python", site).args[0] == "/envs/siren/bin/python"  # a chosen one wins
     with pytest.raises(LaunchError, match="no local backend is installed"):
         plan_launch("", None)
 
