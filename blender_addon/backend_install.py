@@ -36,8 +36,6 @@ from .backend_site import (
     tree_size,
     wheel_version,
 )
-from .backend_site import installed_site as installed_site
-from .backend_site import installed_version as installed_version
 from .child_python import child_environment, pip_command, run_streaming
 from .pip_output import PipProgress, classify_failure, is_progress
 

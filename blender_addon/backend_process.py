@@ -16,9 +16,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .child_python import backend_environment, child_environment, no_window_flags
 from .pids import command_line, pid_alive, stop_pid
 
-PYTHON_SETTINGS = ("PYTHONPATH", "PYTHONHOME")
 LOG_NAME = "backend.log"
 RUN_NAME = "backend.json"
 LOOPBACK = "127.0.0.1"
@@ -28,21 +28,10 @@ class LaunchError(ValueError):
     """A local backend that cannot be started; its text is one line for the user."""
 
 
-def backend_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for a backend process: this one less its Python path settings.
-
-    The backend runs in its own Python (often another version than Blender's), so module paths
-    meant for Blender's Python must not reach it: a pyzmq built for Python 3.13 on its path
-    breaks a Python 3.11 backend.
-    """
-    return {k: v for k, v in (os.environ if environ is None else environ).items() if k not in PYTHON_SETTINGS}
-
-
 def installed_environment(site_dir: str | os.PathLike, environ: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for the installed backend: its ``site_dir`` is the whole module path (nothing
-    from the user's own site-packages or Blender's path settings)."""
-    settings = {"PYTHONPATH": str(site_dir), "PYTHONNOUSERSITE": "1", "PYTHONUNBUFFERED": "1"}
-    return {**backend_environment(environ), **settings}
+    from the user's own site-packages or Blender's path settings), as in the install's check."""
+    return child_environment(environ, pythonpath=site_dir)
 
 
 def installed_command(python: str) -> list[str]:
@@ -170,7 +159,7 @@ class LocalBackend:
             with open(self.folder / LOG_NAME, "wb") as log:
                 self.process = subprocess.Popen(
                     args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=launch.env,
-                    creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),  # no console window on Windows
+                    creationflags=no_window_flags(),
                 )
         except OSError as exc:
             raise LaunchError(f"could not start {args[0]!r}: {exc}") from None

@@ -19,21 +19,37 @@ FIND_BUNDLED_PIP = (
 )
 
 
-def child_environment(environ: Mapping[str, str] | None = None, pythonpath: Path | None = None) -> dict[str, str]:
-    """The environment for pip and the verify step: no user site, unbuffered UTF-8, ``PYTHONPATH`` only ours.
+PYTHON_SETTINGS = ("PYTHONPATH", "PYTHONHOME")
+"""Module path settings meant for another Python, never passed to a child."""
+
+
+def backend_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a backend process: this one less its Python path settings.
+
+    The backend runs in its own Python (often another version than Blender's), so module paths
+    meant for Blender's Python must not reach it: a pyzmq built for Python 3.13 on its path
+    breaks a Python 3.11 backend.
+    """
+    return {k: v for k, v in (os.environ if environ is None else environ).items() if k not in PYTHON_SETTINGS}
+
+
+def child_environment(environ: Mapping[str, str] | None = None,
+                      pythonpath: str | os.PathLike | None = None) -> dict[str, str]:
+    """The environment for Blender's Python as a child (pip, the verify step, the installed
+    backend): no user site, unbuffered UTF-8, no Python path settings but ``pythonpath``.
 
     ``PIP_REQUIRE_VIRTUALENV`` is turned off: it guards a system Python's own packages, and
     ``--target`` never touches them (Blender's Python is no virtual environment).
     """
-    env = dict(os.environ if environ is None else environ)
-    env.pop("PYTHONPATH", None)
+    env = backend_environment(environ)
     env.update(PYTHONNOUSERSITE="1", PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", PIP_REQUIRE_VIRTUALENV="false")
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     return env
 
 
-def _creation_flags() -> int:
+def no_window_flags() -> int:
+    """``creationflags`` that keep a child from opening a console window on Windows (0 elsewhere)."""
     return getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
 
 
@@ -48,7 +64,7 @@ def pip_command(python: str, environ: Mapping[str, str] | None = None) -> tuple[
     def version_of(command: list[str]) -> tuple[int, ...] | None:
         try:
             probe = subprocess.run([*command, "--version"], capture_output=True, text=True, env=env, timeout=120,
-                                   creationflags=_creation_flags())
+                                   creationflags=no_window_flags())
         except (OSError, subprocess.TimeoutExpired):
             return None
         match = re.match(r"pip (\d+(?:\.\d+)*)", probe.stdout)
@@ -58,7 +74,7 @@ def pip_command(python: str, environ: Mapping[str, str] | None = None) -> tuple[
         if command is None:
             try:
                 found = subprocess.run([python, "-c", FIND_BUNDLED_PIP], capture_output=True, text=True, env=env,
-                                       timeout=120, creationflags=_creation_flags()).stdout.strip()
+                                       timeout=120, creationflags=no_window_flags()).stdout.strip()
             except (OSError, subprocess.TimeoutExpired):
                 return None
             if not found:
@@ -78,7 +94,7 @@ def run_streaming(command: list[str], env: Mapping[str, str], on_line: Callable[
     """
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                env=dict(env), text=True, encoding="utf-8", errors="replace", bufsize=1,
-                               creationflags=_creation_flags())
+                               creationflags=no_window_flags())
     deadline = None if timeout is None else time.monotonic() + timeout
 
     def watch() -> None:
