@@ -42,7 +42,7 @@ from blender_addon.geometry import (  # noqa: E402
     wire_cloud,
 )
 from blender_addon.link_checks import LinkError, address_problem  # noqa: E402
-from blender_addon.pids import pid_alive  # noqa: E402
+from blender_addon.pids import command_line, pid_alive  # noqa: E402
 from blender_addon.protocol import JobAccepted, JobCancelled, Progress  # noqa: E402
 from blender_addon.redraw import RedrawGate  # noqa: E402
 from blender_addon.session import JobState, Session, trim_note  # noqa: E402
@@ -399,6 +399,10 @@ def test_a_backend_left_by_a_crashed_blender_is_reused_or_stopped(local_state, t
     # a leftover that does not answer (hung): its command line names its address, as the backend's does
     silent = f"tcp://127.0.0.1:{free_port()}"
     hung = subprocess.Popen([BACKEND_PYTHON, "-c", "import time; time.sleep(300)", "--bind", silent])
+    # Popen returns inside the child's exec, before Linux shows its arguments: a leftover has long run
+    deadline = time.monotonic() + 10
+    while silent not in (command_line(hung.pid) or "") and time.monotonic() < deadline:
+        time.sleep(0.01)
     write_run_file(folder, RunRecord(hung.pid, silent, BACKEND_PYTHON))
     monkeypatch.setattr(state, "ADOPT_TIMEOUT", 1.0)
     session = local_state.start_local(installed_launch(tmp_path), folder)
