@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .engine.config import ReconstructionConfig, apply_overrides
+    from .engine.config.reconstruction import ReconstructionConfig, apply_overrides
     from .engine.pipeline import reconstruct_points
     from .open3d_mode import reconstruct
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from siren_recon.protocol.client import DEFAULT_ADDRESS
 
-from .engine.config import MODES
+from .engine.config.reconstruction import MODES
 from .engine.errors import ReconstructionError
 from .server.config import EXECUTORS, ON_WORKER_LOST, RayConfig, ServerConfig
 

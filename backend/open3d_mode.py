@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine.config import ReconstructionConfig
+from .engine.config.reconstruction import ReconstructionConfig
 from .engine.events import MeshEvent, ProgressEvent
 from .engine.pipeline import reconstruct_points
 from .io import CLOUD_FORMATS, MESH_FORMATS, read_cloud, write_mesh

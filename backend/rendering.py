@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .glb import vertex_normals
+from .geometry.normals import vertex_normals
 
 BACKGROUND = (255, 255, 255)
 SURFACE = np.array([0.72, 0.76, 0.84])

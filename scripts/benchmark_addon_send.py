@@ -61,7 +61,7 @@ def measure(count: int, folder: Path) -> dict[str, float]:
     from blender_addon.blender_io import cloud_from_object
     from blender_addon.geometry import wire_cloud
     from blender_addon.session import Session
-    from siren_recon.harness import free_port, start_backend
+    from evaluation.harness import free_port, start_backend
 
     obj = scan_object(count)
     figures: dict[str, float] = {"points": count}
@@ -110,7 +110,7 @@ def main() -> int:
         figures = measure(args.points, Path(folder))
     print(json.dumps(figures))
     if args.json is not None:
-        from siren_recon.harness import write_json
+        from evaluation.harness import write_json
 
         write_json(args.json, figures)
     return 0

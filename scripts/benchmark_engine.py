@@ -40,7 +40,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from siren_recon.engine.config import ReconstructionConfig, apply_overrides
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: evaluation/ is not installed
+
+from evaluation.harness import write_json
+from evaluation.metrics import compare_meshes, sample_surface
+from siren_recon.engine.config.reconstruction import ReconstructionConfig, apply_overrides
 from siren_recon.engine.device import resolve_device
 from siren_recon.engine.field.derivatives import divergence, sdf_and_gradient
 from siren_recon.engine.field.fused_gradient import cpp_compiler_found, fused_settings, triton_found
@@ -51,9 +55,7 @@ from siren_recon.engine.fitting.sampling import Batch, PointSampler
 from siren_recon.engine.fitting.trainer import compute_loss, train
 from siren_recon.engine.meshing import extract_mesh
 from siren_recon.engine.pipeline import reconstruct_points, refinement_iterations, train_field
-from siren_recon.harness import write_json
 from siren_recon.io.text_meshes import read_obj
-from siren_recon.metrics import compare_meshes, sample_surface
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from siren_recon.harness import free_port, start_backend, write_json
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: evaluation/ is not installed
+
+from evaluation.harness import free_port, start_backend, write_json
 from siren_recon.protocol import MeshUpdate, decode, encode
 from siren_recon.protocol.client import Client
 from siren_recon.protocol.messages import Progress

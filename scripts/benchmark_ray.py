@@ -29,7 +29,9 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from siren_recon.harness import free_port, start_backend, write_json
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: evaluation/ is not installed
+
+from evaluation.harness import free_port, start_backend, write_json
 from siren_recon.protocol import JobAccepted, JobDone, JobFailed, MeshUpdate, Progress
 from siren_recon.protocol.client import Client
 

@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: evaluation/ is not installed
+
 DEFAULT_MESH = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "meshes" / "spot.obj"
 
 
@@ -61,7 +63,7 @@ def sample_cloud(mesh: Path, count: int, noise: float, seed: int, folder: Path) 
     """Points and true normals of ``count`` samples of ``mesh`` written as ``.npy`` files."""
     import open3d as o3d
 
-    from siren_recon.metrics import sample_surface
+    from evaluation.metrics import sample_surface
 
     loaded = o3d.io.read_triangle_mesh(str(mesh))
     vertices, faces = np.asarray(loaded.vertices), np.asarray(loaded.triangles)
@@ -95,7 +97,7 @@ def run_one(points_path: Path, normals_path: Path | None, threads: int) -> dict[
     import torch
 
     from siren_recon.engine import pipeline
-    from siren_recon.engine.config import ReconstructionConfig, apply_overrides
+    from siren_recon.engine.config.reconstruction import ReconstructionConfig, apply_overrides
 
     phases: dict[str, float] = {}
     started = time.perf_counter()
@@ -131,7 +133,7 @@ def run_submitted(points_path: Path, normals_path: Path | None, folder: Path) ->
     """One reconstruction at the default settings on a fresh CPU backend, sent over the loopback."""
     import signal
 
-    from siren_recon.harness import free_port, start_backend
+    from evaluation.harness import free_port, start_backend
     from siren_recon.protocol.client import reconstruct_remote
 
     points = np.load(points_path).astype(np.float32)
@@ -207,7 +209,7 @@ def main() -> int:
                 print(f"{count:>10,} {mode:<10} total {phases['total']:7.1f} s  peak {row['peak_rss_mb']:7.0f} MB  "
                       + "  ".join(f"{k} {v:.1f}" for k, v in phases.items() if not k.startswith("peak")), flush=True)
     if args.json is not None:
-        from siren_recon.harness import write_json
+        from evaluation.harness import write_json
 
         write_json(args.json, {"machine": machine(), "rows": rows})
     return 0

@@ -13,7 +13,7 @@ reconstructs each with our engine and with Poisson (the given normals for ``orie
 ``noisy-oriented``; for the others, normals Open3D estimates and orients itself), and prints
 one markdown table: Chamfer-L1, Hausdorff, normal consistency, F-score at 1%, connected pieces,
 ghost share (surface farther than 1% of the diagonal from every input point) and seconds; then a
-second table of where the error lies (``siren_recon.detail_metrics``): Chamfer on the truth's
+second table of where the error lies (``evaluation.detail_metrics``): Chamfer on the truth's
 flat, curved and sharp/thin parts, the median error, and the roughness on flat parts (mean
 normal deviation, degrees). ``--out``
 also writes each mesh with its error map (distance to the truth per vertex, as vertex colours:
@@ -22,7 +22,7 @@ scale for both) and a picture of the error maps.
 ``--scans`` reconstructs the real scans (no ground truth) and writes pictures of ours beside
 Poisson's.
 
-``--inputs open`` scores open scans instead (see ``siren_recon.virtual_scan``):
+``--inputs open`` scores open scans instead (see ``evaluation.virtual_scan``):
 
 * ``single-view``: a virtual range scan of each mesh from one camera (the side the pictures
   show: azimuth -35 degrees, 25 degrees up),
@@ -51,11 +51,11 @@ from pathlib import Path
 
 import numpy as np
 
-from siren_recon.detail_metrics import detail_metrics, error_colours
-from siren_recon.engine.config import ReconstructionConfig, apply_overrides
-from siren_recon.engine.pipeline import reconstruct_points
-from siren_recon.harness import write_json
-from siren_recon.metrics import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: evaluation/ is not installed
+
+from evaluation.detail_metrics import detail_metrics, error_colours
+from evaluation.harness import write_json
+from evaluation.metrics import (
     closest_on_mesh,
     count_components,
     far_area_fraction,
@@ -63,10 +63,12 @@ from siren_recon.metrics import (
     sample_surface,
     surface_metrics,
 )
+from evaluation.terrain import terrain_mesh
+from evaluation.virtual_scan import camera_positions, range_scan, visible_truth
+from siren_recon.engine.config.reconstruction import ReconstructionConfig, apply_overrides
+from siren_recon.engine.pipeline import reconstruct_points
 from siren_recon.open3d_mode import import_open3d, write_mesh
 from siren_recon.rendering import render_side_by_side
-from siren_recon.terrain import terrain_mesh
-from siren_recon.virtual_scan import camera_positions, range_scan, visible_truth
 
 REPO = Path(__file__).resolve().parents[1]
 

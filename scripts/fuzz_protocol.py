@@ -18,11 +18,14 @@ import random
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import msgpack
 import numpy as np
 
-from siren_recon.harness import write_json
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: evaluation/ is not installed
+
+from evaluation.harness import write_json
 from siren_recon.protocol import MESSAGE_TYPES, ProtocolError, decode, encode
 from siren_recon.protocol.messages import JobSummary
 

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from siren_recon.engine.settings_catalog import SettingInfo, relations
+from siren_recon.engine.config.settings_catalog import SettingInfo, relations
 from siren_recon.server.settings import BACKEND_OWNED, wire_settings
 
 SPEC = Path(__file__).resolve().parents[1] / "protocol" / "README.md"

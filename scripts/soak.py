@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from siren_recon.harness import start_backend, write_json
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: evaluation/ is not installed
+
+from evaluation.harness import start_backend, write_json
 from siren_recon.protocol import Error, JobAccepted, JobCancelled, JobDone, JobFailed, MeshUpdate, Progress
 from siren_recon.protocol.client import Client
 

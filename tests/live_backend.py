@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from blender_addon.backend_process import backend_environment
+from evaluation import harness  # plain Python: the Blender 5.2 environment has no siren_recon
 
 from .paths import REPO
 
@@ -23,15 +23,6 @@ BACKEND_PYTHON = os.environ.get("SIREN_BACKEND_PYTHON", sys.executable)
 Python (Blender 5.2's), which then names the project's own environment here."""
 
 
-def _load_harness():
-    """``siren_recon.harness`` from its file: the Blender 5.2 environment has no ``siren_recon``."""
-    spec = importlib.util.spec_from_file_location("siren_recon_harness", REPO / "backend" / "harness.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-harness = _load_harness()
 free_port = harness.free_port
 
 

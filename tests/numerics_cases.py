@@ -111,7 +111,7 @@ def truth_samples(case: str, count: int, rng: np.random.Generator) -> tuple[np.n
         reach = TORUS_MAJOR + TORUS_MINOR
         return points, float(np.linalg.norm([2 * reach, 2 * reach, 2 * TORUS_MINOR]))
     truth = spot_truth()
-    from siren_recon.metrics import sample_surface
+    from evaluation.metrics import sample_surface
 
     points, _ = sample_surface(truth[0], truth[1], count, rng)
     return points, float(np.linalg.norm(np.ptp(truth[0], axis=0)))
@@ -128,7 +128,7 @@ def spot_truth() -> tuple[np.ndarray, np.ndarray]:
 def truth_chamfer(case: str, vertices: np.ndarray, faces: np.ndarray, samples: int = 50_000) -> float:
     """Chamfer-L1 between a case's mesh and its true surface, as a share of the truth's box
     diagonal: exact distances to the analytic sphere and torus, to Spot's triangles otherwise."""
-    from siren_recon.metrics import closest_on_mesh, sample_surface
+    from evaluation.metrics import closest_on_mesh, sample_surface
 
     rng = np.random.default_rng(0)
     truth, diagonal = truth_samples(case, samples, rng)
@@ -157,7 +157,7 @@ def score_mesh(case: str, vertices: np.ndarray, faces: np.ndarray, baseline: np.
 def supported_part(case: str, vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The mesh as the engine's automatic trim leaves it for the case's points: the sheets a short
     run leaves where no point is are cut, the surface the points sample stays."""
-    from siren_recon.engine.cloud_index import CloudIndex
+    from siren_recon.engine.analysis.cloud_index import CloudIndex
     from siren_recon.engine.meshing.trimming import trim_mesh
 
     points, _ = case_cloud(case)

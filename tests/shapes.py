@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from siren_recon.engine.config import ReconstructionConfig
+    from siren_recon.engine.config.reconstruction import ReconstructionConfig
 
 SMALL = {
     "model.hidden_features": 64,
@@ -35,7 +35,7 @@ SMALL = {
 
 def small_config(**overrides: object) -> ReconstructionConfig:
     """A network and batch small enough to train in a few seconds; dotted keys with '__' for '.'."""
-    from siren_recon.engine.config import ReconstructionConfig, apply_overrides
+    from siren_recon.engine.config.reconstruction import ReconstructionConfig, apply_overrides
 
     merged = dict(SMALL)
     merged.update({key.replace("__", "."): value for key, value in overrides.items()})

@@ -1,4 +1,4 @@
-"""One neighbour index per cloud (engine/cloud_index.py): the same answers as a tree of its own,
+"""One neighbour index per cloud (engine/analysis/cloud_index.py): the same answers as a tree of its own,
 and a working set for clouds over the limit."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from siren_recon.engine.cloud_index import CloudIndex, even_subsample, working_set
-from siren_recon.engine.colours import transfer_colours
-from siren_recon.engine.noise_level import estimate_noise
+from siren_recon.engine.analysis.cloud_index import CloudIndex, even_subsample, working_set
+from siren_recon.engine.analysis.colours import transfer_colours
+from siren_recon.engine.analysis.noise_level import estimate_noise
 from siren_recon.engine.pipeline import reconstruct_points
 from siren_recon.engine.unoriented.clearance import Clearance
 from siren_recon.engine.unoriented.cube_grid import cube_nodes, distance_to_cloud

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from siren_recon.engine.config import ModelConfig, SamplingConfig
+from siren_recon.engine.config.reconstruction import ModelConfig, SamplingConfig
 from siren_recon.engine.field import fused_gradient
 from siren_recon.engine.field.derivatives import sdf_and_gradient
 from siren_recon.engine.field.fused_gradient import value_and_gradient_fused

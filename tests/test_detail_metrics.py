@@ -6,8 +6,8 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from siren_recon.detail_metrics import BANDS, curvature_bands, detail_metrics, error_colours
-from siren_recon.metrics import sample_both_ways, sample_surface
+from evaluation.detail_metrics import BANDS, curvature_bands, detail_metrics, error_colours
+from evaluation.metrics import sample_both_ways, sample_surface
 
 
 def grid_plate(size: int = 300, ripple: float = 0.0, wavelength: float = 0.1) -> tuple[np.ndarray, np.ndarray]:

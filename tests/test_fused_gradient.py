@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from siren_recon.engine.config import ModelConfig
+from siren_recon.engine.config.reconstruction import ModelConfig
 from siren_recon.engine.errors import ConfigError
 from siren_recon.engine.field import fused_gradient
 from siren_recon.engine.field.derivatives import sdf_and_gradient

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from siren_recon.engine.config import ReconstructionConfig
+from siren_recon.engine.config.reconstruction import ReconstructionConfig
 from siren_recon.server.jobs import CANCELLED, DONE, QUEUED, FairQueue, Job
 
 

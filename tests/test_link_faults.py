@@ -108,7 +108,7 @@ def test_a_client_that_never_reads_gets_every_progress_and_the_final_mesh_later(
     preview = {"first_iteration": 2, "growth": 1.04, "min_resolution": 64, "max_resolution": 64}
     overrides = {**SMALL, "train.iterations": iterations, "train.progress_every": 10, "preview.enabled": True,
                  **{f"preview.{k}": v for k, v in preview.items()}}
-    from siren_recon.engine.config import PreviewConfig
+    from siren_recon.engine.config.reconstruction import PreviewConfig
     from siren_recon.engine.fitting.trainer import preview_schedule
 
     produced = len(preview_schedule(PreviewConfig(**preview), iterations))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from siren_recon.engine.config import OrientedLossConfig
+from siren_recon.engine.config.reconstruction import OrientedLossConfig
 from siren_recon.engine.fitting.losses import eikonal_term, oriented_loss
 
 

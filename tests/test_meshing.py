@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from siren_recon.engine.cloud_index import CloudIndex
+from siren_recon.engine.analysis.cloud_index import CloudIndex
 from siren_recon.engine.meshing import (
     component_labels,
     drop_unsupported_components,

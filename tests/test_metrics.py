@@ -6,8 +6,8 @@ import numpy as np
 import open3d as o3d
 import pytest
 
+from evaluation.metrics import compare_meshes, count_components, far_area_fraction, sample_surface
 from siren_recon.engine.errors import InputError
-from siren_recon.metrics import compare_meshes, count_components, far_area_fraction, sample_surface
 
 
 def sphere(radius: float, centre=(0.0, 0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:

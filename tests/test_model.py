@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from siren_recon.engine.config import ModelConfig
+from siren_recon.engine.config.reconstruction import ModelConfig
 from siren_recon.engine.field.derivatives import sdf_and_gradient
 from siren_recon.engine.field.model import Siren, exact_product, first_layer
 

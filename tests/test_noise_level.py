@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from siren_recon.engine.noise_level import NEIGHBOURS, SAMPLE, estimate_noise, noise_factor
+from siren_recon.engine.analysis.noise_level import NEIGHBOURS, SAMPLE, estimate_noise, noise_factor
 from siren_recon.engine.pipeline import reconstruct_points
 
 from .shapes import small_config, sphere_cloud

@@ -31,7 +31,7 @@ def test_every_module_imports_under_siren_recon_and_no_other_top_level_name():
 
 
 def test_the_public_entry_points_resolve():
-    from siren_recon.engine.config import ReconstructionConfig, apply_overrides
+    from siren_recon.engine.config.reconstruction import ReconstructionConfig, apply_overrides
     from siren_recon.engine.pipeline import reconstruct_points
     from siren_recon.open3d_mode import reconstruct
     from siren_recon.protocol.client import reconstruct_remote

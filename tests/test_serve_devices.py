@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from evaluation.metrics import compare_meshes
 from siren_recon.engine.errors import ConfigError
-from siren_recon.metrics import compare_meshes
 from siren_recon.protocol import MeshUpdate
 from siren_recon.server.config import ServerConfig
 from siren_recon.server.devices import worker_devices

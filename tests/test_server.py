@@ -98,7 +98,7 @@ def test_submit_streams_previews_then_the_final_mesh(backend):
     local = reconstruct_points(points.astype(np.float32), normals.astype(np.float32), config)
     # the backend's mesh is the local one (usually bit for bit; CPU thread scheduling can
     # perturb a float reduction, so the check is on the surface: within 0.5% of the diagonal)
-    from siren_recon.metrics import compare_meshes
+    from evaluation.metrics import compare_meshes
 
     score = compare_meshes(meshes[-1].vertices, meshes[-1].faces, local.vertices, local.faces, samples=20_000)
     assert score.chamfer_l1 < 5e-3

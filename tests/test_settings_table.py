@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from siren_recon.engine.config import ReconstructionConfig, apply_overrides, closest_setting
+from siren_recon.engine.config.reconstruction import ReconstructionConfig, apply_overrides, closest_setting
+from siren_recon.engine.config.settings_catalog import describe_settings
 from siren_recon.engine.errors import ConfigError
-from siren_recon.engine.settings_catalog import describe_settings
 
 from .paths import REPO
 from .scripts import load_script

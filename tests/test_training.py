@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from siren_recon.engine.config import PreviewConfig, ReconstructionConfig
+from siren_recon.engine.config.reconstruction import PreviewConfig, ReconstructionConfig
 from siren_recon.engine.errors import Cancelled, CheckpointError
 from siren_recon.engine.events import MeshEvent, ProgressEvent
 from siren_recon.engine.field.checkpoint import load_checkpoint, save_checkpoint
@@ -151,7 +151,7 @@ def test_training_on_spot_reaches_the_chamfer_bound(spot_cloud):
     """
     import open3d as o3d
 
-    from siren_recon.metrics import compare_meshes
+    from evaluation.metrics import compare_meshes
 
     from .paths import DATA
 
@@ -178,7 +178,7 @@ def spot_chamfer(cloud: tuple[np.ndarray, np.ndarray], **overrides: object) -> f
     """Chamfer-L1 to the Spot mesh of a small 300-step fit of ``cloud`` meshed on a 128^3 grid."""
     import open3d as o3d
 
-    from siren_recon.metrics import compare_meshes
+    from evaluation.metrics import compare_meshes
 
     from .paths import DATA
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from siren_recon.engine.cloud_index import CloudIndex
-from siren_recon.engine.config import ReconstructionConfig, apply_overrides
+from siren_recon.engine.analysis.cloud_index import CloudIndex
+from siren_recon.engine.config.reconstruction import ReconstructionConfig, apply_overrides
 from siren_recon.engine.meshing import component_labels, extract_mesh, face_areas
 from siren_recon.engine.meshing.trimming import AUTO_MIN_SHARE, CUT_SPACINGS, trim_mesh
 from siren_recon.engine.pipeline import reconstruct_points
@@ -131,7 +131,7 @@ def test_a_closed_shape_at_the_defaults_is_not_trimmed_to_the_bit(with_normals):
     automatic trim keeps the mesh exactly as with trimming off."""
     import open3d as o3d
 
-    from siren_recon.metrics import sample_surface
+    from evaluation.metrics import sample_surface
 
     mesh = o3d.io.read_triangle_mesh(str(DATA / "spot.obj"))
     points, normals = sample_surface(np.asarray(mesh.vertices), np.asarray(mesh.triangles), 20_000,

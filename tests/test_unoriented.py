@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from siren_recon.engine.config import (
+from siren_recon.engine.config.reconstruction import (
     ORIENTATIONS,
     DivergenceSchedule,
     ModelConfig,
@@ -178,7 +178,7 @@ def test_forward_jets_match_autograd(hidden_layers, width, init):
 def test_estimated_directions_are_normals_up_to_sign_and_the_field_orients_them():
     import torch
 
-    from siren_recon.engine.config import ModelConfig
+    from siren_recon.engine.config.reconstruction import ModelConfig
     from siren_recon.engine.field.geometric_init import sphere_init
     from siren_recon.engine.field.model import Siren
     from siren_recon.engine.unoriented.normal_estimation import estimate_directions
@@ -295,7 +295,7 @@ def test_points_whose_gradient_disputes_the_propagated_sign_get_no_normal():
 
 
 def test_the_roughest_neighbourhoods_get_no_normal():
-    from siren_recon.engine.config import ModelConfig
+    from siren_recon.engine.config.reconstruction import ModelConfig
     from siren_recon.engine.field.geometric_init import sphere_init
     from siren_recon.engine.field.model import Siren
     from siren_recon.engine.unoriented.refinement import orient_directions

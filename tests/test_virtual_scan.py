@@ -6,10 +6,10 @@ import numpy as np
 import open3d as o3d
 import pytest
 
+from evaluation.metrics import compare_meshes
+from evaluation.terrain import height, terrain_mesh
+from evaluation.virtual_scan import camera_positions, range_scan, subdivide, visible_truth
 from siren_recon.engine.errors import InputError
-from siren_recon.metrics import compare_meshes
-from siren_recon.terrain import height, terrain_mesh
-from siren_recon.virtual_scan import camera_positions, range_scan, subdivide, visible_truth
 
 FRONT = np.array([[0.0, 0.0, 1.0]])
 

@@ -35,7 +35,7 @@ from siren_recon.protocol.client import Client, ConnectionEvent
 
 from ..engine.errors import ConfigError, InputError, ReconstructionError
 from ..io import CLOUD_FORMATS, MESH_FORMATS, read_cloud, write_mesh
-from .local_frame import LocalFrame
+from ..protocol.local_frame import LocalFrame
 
 log = logging.getLogger("siren-recon.batch")
 

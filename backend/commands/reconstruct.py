@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..engine.cloud_index import CloudIndex
-from ..engine.colours import transfer_colours
-from ..engine.config import ReconstructionConfig, apply_overrides
+from ..engine.analysis.cloud_index import CloudIndex
+from ..engine.analysis.colours import transfer_colours
+from ..engine.config.reconstruction import ReconstructionConfig, apply_overrides
 from ..engine.errors import ReconstructionError
 from ..engine.events import MeshEvent, ProgressEvent
 from ..engine.field.checkpoint import load_checkpoint, save_checkpoint

@@ -13,7 +13,7 @@ from siren_recon.protocol.client import RemoteError, reconstruct_remote
 
 from ..engine.errors import ReconstructionError
 from ..io import read_cloud, write_mesh
-from .local_frame import LocalFrame
+from ..protocol.local_frame import LocalFrame
 
 
 def run_submit(args: argparse.Namespace) -> int:

@@ -12,18 +12,18 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .cloud_index import WORKING_POINTS, CloudIndex
-from .config import ReconstructionConfig
+from .analysis.cloud_index import WORKING_POINTS, CloudIndex
+from .analysis.noise_level import estimate_noise, noise_factor
+from .analysis.normalization import Normalization
+from .analysis.validation import validate_normals, validate_points
+from .config.reconstruction import ReconstructionConfig
 from .device import resolve_device
 from .errors import InputError
 from .events import MeshEvent, ProgressEvent, ReconstructionResult
 from .field.sdf_field import SdfField, mesh_bounds, support_subsample
 from .fitting.stage import Cloud, MeshCallback, Reporting, Stage, fit_stage
 from .meshing.trimming import TrimOutcome
-from .noise_level import estimate_noise, noise_factor
-from .normalization import Normalization
 from .unoriented.refinement import refinement_stage
-from .validation import validate_normals, validate_points
 
 
 def choose_mode(requested: str, has_normals: bool) -> str:

@@ -5,7 +5,7 @@ Where each format keeps its coordinates and colours:
 * ``.ply`` (Open3D): float64 vertices, 8-bit RGB per vertex;
 * ``.obj``, ``.off``: text with 15 significant digits (:mod:`.text_meshes`), RGB per vertex;
 * ``.glb``, ``.gltf``: float32 positions placed by a float64 node translation when the mesh is far
-  from the origin (:mod:`siren_recon.glb`), float RGB per vertex (``COLOR_0``);
+  from the origin (:mod:`siren_recon.io.glb`), float RGB per vertex (``COLOR_0``);
 * ``.stl`` (Open3D): float32 by the format, no colours.
 """
 
@@ -16,8 +16,8 @@ import os
 import numpy as np
 
 from ..engine.errors import InputError
-from ..glb import write_glb, write_gltf
 from .cloud import check_format
+from .glb import write_glb, write_gltf
 from .open3d_library import import_open3d, to_open3d_mesh
 from .text_meshes import write_obj, write_off
 

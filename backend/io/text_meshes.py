@@ -12,7 +12,7 @@ from typing import TextIO
 
 import numpy as np
 
-from ..glb import vertex_normals
+from ..geometry.normals import vertex_normals
 
 DIGITS = "%.15g"
 """15 significant digits: below a micrometre at 4,500,000 m, and no float64 noise digits."""

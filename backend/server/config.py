@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from siren_recon.protocol import DEFAULT_MAX_BYTES
 from siren_recon.protocol.client import DEFAULT_ADDRESS
 
-from ..engine.config import ReconstructionConfig
+from ..engine.config.reconstruction import ReconstructionConfig
 from ..engine.errors import ConfigError
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")

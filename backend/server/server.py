@@ -44,10 +44,10 @@ from siren_recon.protocol import (
 )
 
 from .. import __version__
-from ..engine.config import MODES, ReconstructionConfig, apply_overrides
+from ..engine.analysis.validation import validate_normals, validate_points
+from ..engine.config.reconstruction import MODES, ReconstructionConfig, apply_overrides
 from ..engine.device import resolve_device
 from ..engine.errors import ReconstructionError
-from ..engine.validation import validate_normals, validate_points
 from .config import ServerConfig
 from .devices import worker_devices
 from .executors import JobRunner, runners

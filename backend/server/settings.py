@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from siren_recon.protocol import SettingEntry
 
-from ..engine.config import ReconstructionConfig
-from ..engine.settings_catalog import SettingInfo, describe_settings, relations
+from ..engine.config.reconstruction import ReconstructionConfig
+from ..engine.config.settings_catalog import SettingInfo, describe_settings, relations
 
 BACKEND_OWNED: dict[str, str] = {
     "train.device": "the backend trains on its own device (`serve --device`); an override is accepted and ignored",

@@ -18,8 +18,8 @@ import zmq
 
 from siren_recon.protocol import Error, JobCancelled, JobDone, JobFailed, MeshUpdate, Message, Progress, encode
 
-from ..engine.cloud_index import CloudIndex
-from ..engine.colours import transfer_colours
+from ..engine.analysis.cloud_index import CloudIndex
+from ..engine.analysis.colours import transfer_colours
 from ..engine.errors import Cancelled, ReconstructionError
 from ..engine.events import MeshEvent, ProgressEvent, ReconstructionResult
 from .executors import JobRunner

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from ..config import config_from_dict, config_to_dict
+from ..analysis.normalization import Normalization
+from ..config.reconstruction import config_from_dict, config_to_dict
 from ..device import resolve_device
 from ..errors import CheckpointError, ConfigError
-from ..normalization import Normalization
 from .model import Siren
 from .sdf_field import SdfField
 

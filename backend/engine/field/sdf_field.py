@@ -9,11 +9,11 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from ..cloud_index import CloudIndex, even_subsample
-from ..config import ReconstructionConfig
+from ..analysis.cloud_index import CloudIndex, even_subsample
+from ..analysis.normalization import Normalization
+from ..config.reconstruction import ReconstructionConfig
 from ..meshing import drop_unsupported_components, extract_mesh, remove_small_components
 from ..meshing.trimming import TrimOutcome, trim_mesh
-from ..normalization import Normalization
 from .model import FoldedSiren, Siren
 
 SUPPORT_POINTS = 50_000
@@ -34,7 +34,7 @@ class SdfField:
     support: np.ndarray = field(repr=False)
     """float32 (S, 3): the cloud (or a subsample) in unit coordinates."""
     noise_ratio: float | None = None
-    """The cloud's noise level (:class:`~siren_recon.engine.noise_level.NoiseLevel` ``ratio``), by
+    """The cloud's noise level (:class:`~siren_recon.engine.analysis.noise_level.NoiseLevel` ``ratio``), by
     which the oriented fit set its learning rate or the unoriented refinement weighed its normals;
     ``None`` where neither ran (DiGS alone)."""
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..config import ReconstructionConfig
+from ..config.reconstruction import ReconstructionConfig
 
 
 def uses_tf32(config: ReconstructionConfig, device: torch.device) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..config import OrientedLossConfig, UnorientedLossConfig
+from ..config.reconstruction import OrientedLossConfig, UnorientedLossConfig
 
 
 def surface_term(f_surface: torch.Tensor) -> torch.Tensor:

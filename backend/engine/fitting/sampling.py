@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import SamplingConfig
+from ..config.reconstruction import SamplingConfig
 from .regularisers import Field, Regulariser
 
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..config import ReconstructionConfig
+from ..analysis.normalization import Normalization
+from ..config.reconstruction import ReconstructionConfig
 from ..events import MeshEvent, ProgressEvent
 from ..field.geometric_init import sphere_init
 from ..field.model import Siren
 from ..field.sdf_field import SdfField
-from ..normalization import Normalization
 from .device_choices import previews_on_thread
 from .preview_thread import PreviewThread
 from .regularisers import Regulariser

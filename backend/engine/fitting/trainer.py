@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..config import PreviewConfig, ReconstructionConfig
+from ..config.reconstruction import PreviewConfig, ReconstructionConfig
 from ..errors import Cancelled
 from ..events import ProgressEvent
 from ..field.derivatives import divergence, forward_jets, sdf_and_gradient

@@ -6,7 +6,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ..cloud_index import CloudIndex
+from ..analysis.cloud_index import CloudIndex
 
 
 def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

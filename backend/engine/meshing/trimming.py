@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..cloud_index import CloudIndex
+from ..analysis.cloud_index import CloudIndex
 from .cleanup import compact, component_labels, face_areas, face_gaps
 
 AUTO_SPACINGS = 4.0

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..cloud_index import CloudIndex, as_index
+from ..analysis.cloud_index import CloudIndex, as_index
 from ..fitting.regularisers import Field, OffSurface
 from .cube_grid import cube_nodes, distance_to_cloud
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cloud_index import CloudIndex, as_index
+from ..analysis.cloud_index import CloudIndex, as_index
 
 
 def cube_nodes(resolution: int) -> np.ndarray:

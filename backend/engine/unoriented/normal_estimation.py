@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cloud_index import CloudIndex
+from ..analysis.cloud_index import CloudIndex
 
 CHUNK = 65_536
 """Points whose neighbourhoods are analysed at once (bounds memory on large clouds)."""

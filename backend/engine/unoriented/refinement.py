@@ -15,14 +15,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..cloud_index import CloudIndex, as_index
-from ..config import ReconstructionConfig, UnorientedLossConfig
+from ..analysis.cloud_index import CloudIndex, as_index
+from ..analysis.noise_level import estimate_noise, noise_factor
+from ..config.reconstruction import ReconstructionConfig, UnorientedLossConfig
 from ..field.derivatives import sdf_and_gradient
 from ..field.model import FoldedSiren
 from ..field.sdf_field import SdfField
 from ..fitting.regularisers import Regulariser
 from ..fitting.stage import Stage
-from ..noise_level import estimate_noise, noise_factor
 from .clearance import Clearance, ClearanceRegulariser
 from .normal_estimation import estimate_directions
 from .orientation import propagate_signs

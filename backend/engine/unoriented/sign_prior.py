@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..cloud_index import CloudIndex
+from ..analysis.cloud_index import CloudIndex
 from ..fitting.regularisers import Field, OffSurface
 from .cube_grid import cube_nodes, distance_to_cloud
 

@@ -34,7 +34,7 @@ import ray
 import ray.exceptions
 from ray._private import ray_constants  # see _loopback_only
 
-from ...engine.config import ReconstructionConfig, apply_overrides
+from ...engine.config.reconstruction import ReconstructionConfig, apply_overrides
 from ...engine.errors import Cancelled, ReconstructionError
 from ...engine.events import MeshEvent, ProgressEvent, ReconstructionResult
 from ..config import RayConfig

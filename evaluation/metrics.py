@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .engine.errors import InputError
-from .engine.meshing import component_labels, face_areas
+from siren_recon.engine.errors import InputError
+from siren_recon.engine.meshing import component_labels, face_areas
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine.errors import InputError
+from siren_recon.engine.errors import InputError
 
 DISTANCE_SHARE = 1.5
 """Camera distance from the mesh centre, in box diagonals."""

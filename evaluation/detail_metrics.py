@@ -18,7 +18,7 @@ the kind of surface underneath:
   truth's normal under it, over reconstruction samples on flat parts. Ripples on a flat surface
   barely move its distance but tilt its normals, so this counts them.
 
-Distances are shares of the ground truth's box diagonal, as in :mod:`siren_recon.metrics`.
+Distances are shares of the ground truth's box diagonal, as in :mod:`evaluation.metrics`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .engine.meshing import face_areas
+from siren_recon.engine.meshing import face_areas
+
 from .metrics import SampledSide, sample_surface
 
 BANDS = ("flat", "curved", "sharp")

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..geometry.normals import vertex_normals
+
 GLB_MAGIC = 0x46546C67
 JSON_CHUNK = 0x4E4F534A
 BIN_CHUNK = 0x004E4942
@@ -24,19 +26,6 @@ ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
 
 def _pad(data: bytes, fill: bytes) -> bytes:
     return data + fill * (-len(data) % 4)
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals (zero-area neighbourhoods get +z)."""
-    v = np.asarray(vertices, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64)
-    face_n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    normals = np.zeros_like(v)
-    for corner in range(3):
-        np.add.at(normals, f[:, corner], face_n)
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    normals = np.where(length > 0, normals / np.maximum(length, 1e-30), [0.0, 0.0, 1.0])
-    return normals
 
 
 def gltf_document(

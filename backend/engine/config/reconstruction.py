@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from ..errors import ConfigError
 from .bounds import Bound, above, at_least, between
-from .errors import ConfigError
 
 Mode = Literal["auto", "oriented", "unoriented"]
 """Reconstruction modes (``ReconstructionConfig.mode``)."""

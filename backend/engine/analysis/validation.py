@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 MIN_POINTS = 16
 """Fewer points than this cannot define a surface worth fitting."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine.errors import InputError
+from siren_recon.engine.errors import InputError
 
 
 def height(x: np.ndarray, y: np.ndarray, seed: int = 0, waves: int = 6, relief: float = 0.12) -> np.ndarray:

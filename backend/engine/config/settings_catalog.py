@@ -1,7 +1,7 @@
 """The catalogue of engine settings: each one's name, type, default, allowed values and meaning.
 
-Read from the dataclasses of :mod:`siren_recon.engine.config` and nothing else: the fields give
-names, types and defaults, ``Literal`` types the choices, :data:`~siren_recon.engine.config.BOUNDS`
+Read from the dataclasses of :mod:`siren_recon.engine.config.reconstruction` and nothing else: the fields give
+names, types and defaults, ``Literal`` types the choices, :data:`~siren_recon.engine.config.reconstruction.BOUNDS`
 the ranges, and the first sentence of each field's docstring the meaning. The settings table of
 ``protocol/README.md`` and the backend's ``settings`` reply are both made from it.
 """
@@ -14,8 +14,8 @@ import inspect
 import re
 from dataclasses import dataclass
 
-from . import config as config_module
-from .config import BOUNDS, RELATIONS, ReconstructionConfig, setting_choices, setting_fields
+from . import reconstruction as config_module
+from .reconstruction import BOUNDS, RELATIONS, ReconstructionConfig, setting_choices, setting_fields
 
 Scalar = bool | int | float | str
 
