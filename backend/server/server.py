@@ -102,7 +102,7 @@ class Server:
             ResultStore(config.results_dir, config.results_max_bytes, config.results_max_age)
             if config.results_dir else None
         )
-        self.outbox: Outbox | None = None
+        self._outbox: Outbox | None = None
         self._reported_peak = 0
         self._stop = threading.Event()
         self.inbox = f"inproc://siren-worker-replies-{self.session}"
@@ -110,6 +110,13 @@ class Server:
         self.pull: Any = None
         self.workers: list[Worker] = []
         self.endpoint = ""
+
+    @property
+    def outbox(self) -> Outbox:
+        """The queue of replies to send (the server has started)."""
+        if self._outbox is None:
+            raise RuntimeError("the server has not started")
+        return self._outbox
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> str:
@@ -128,7 +135,7 @@ class Server:
             self.security.start()
             self.security.apply(self.router)
         self.router.bind(self.config.bind)
-        self.outbox = Outbox(self.router)
+        self._outbox = Outbox(self.router)
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
         runners_and_names = self._runners()
         self.queue.slots = len(runners_and_names)

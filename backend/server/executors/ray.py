@@ -224,7 +224,7 @@ class RayExecutor:
         should_cancel: Callable[[], bool],
     ) -> ReconstructionResult:
         threads = self.cpus_per_job if config.train.threads == 0 else config.train.threads
-        stream = self.task.remote(points, normals, config, threads)
+        stream: Any = self.task.remote(points, normals, config, threads)  # an ObjectRefGenerator
         submitted = time.monotonic()
         final: MeshEvent | None = None
         while True:
