@@ -5,6 +5,7 @@ The public entry points::
     import siren_recon
 
     mesh = siren_recon.reconstruct(pcd, config, on_progress=print)   # Open3D cloud -> Open3D mesh
+    mesh, result = siren_recon.reconstruct_with_result(pcd, config)   # ... and the run's stats, timings, field
     result = siren_recon.reconstruct_points(points, normals, config)  # NumPy arrays -> ReconstructionResult
     config = siren_recon.apply_overrides(siren_recon.ReconstructionConfig(), {"train.iterations": 500})
 
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .engine.config.reconstruction import ReconstructionConfig, apply_overrides
     from .engine.pipeline import reconstruct_points
-    from .open3d_mode import reconstruct
+    from .open3d_mode import reconstruct, reconstruct_with_result
 
 try:
     __version__ = version("siren-recon")
@@ -30,11 +31,15 @@ except PackageNotFoundError:  # imported from a source tree that is not installe
 
 _PUBLIC = {
     "reconstruct": ".open3d_mode",
+    "reconstruct_with_result": ".open3d_mode",
     "reconstruct_points": ".engine.pipeline",
     "ReconstructionConfig": ".engine.config",
     "apply_overrides": ".engine.config",
 }
-__all__ = ["ReconstructionConfig", "__version__", "apply_overrides", "reconstruct", "reconstruct_points"]
+__all__ = [
+    "ReconstructionConfig", "__version__", "apply_overrides", "reconstruct", "reconstruct_points",
+    "reconstruct_with_result",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,6 +15,7 @@ from siren_recon.protocol.client import DEFAULT_ADDRESS
 
 from .engine.config.reconstruction import MODES
 from .engine.errors import ReconstructionError
+from .io import CLOUD_FORMATS, MESH_FORMATS
 from .server.config import EXECUTORS, ON_WORKER_LOST, RayConfig, ServerConfig
 
 EXIT_USAGE = 2
@@ -51,6 +52,31 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def add_overrides_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable), collected as ``args.overrides``."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE",
+        help="any config field by dotted name, e.g. --set model.hidden_features=128 (repeatable)",
+    )
+
+
+def add_remote_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of a command that runs jobs on a backend (``submit``, ``batch``): where the backend is,
+    how to reach it, and what the jobs change of the engine's settings."""
+    parser.add_argument("--backend", default=DEFAULT_ADDRESS)
+    parser.add_argument("--iterations", type=int)
+    parser.add_argument("--mode", choices=MODES)
+    add_overrides_argument(parser)
+    parser.add_argument("--server-key", metavar="FILE", help="the backend's public key file, for a CURVE backend")
+    parser.add_argument(
+        "--client-key",
+        metavar="FILE",
+        help="this client's secret key file (default: a fresh key, enough for a backend without --allowed-clients)",
+    )
+    parser.add_argument("--connect-timeout", type=float, default=10.0)
+    parser.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     server, ray = ServerConfig(), RayConfig()
     parser = argparse.ArgumentParser(prog="siren-recon", description="Point cloud to mesh with a SIREN SDF.")
@@ -58,10 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     rec = sub.add_parser("reconstruct", help="reconstruct a point cloud file into a mesh file")
-    rec.add_argument("input", help="point cloud: .ply .pcd .xyz .xyzn .xyzrgb .pts .las .laz .e57")
+    rec.add_argument("input", help=f"point cloud: {' '.join(CLOUD_FORMATS)}")
     rec.add_argument(
         "-o", "--output", required=True,
-        help="mesh: .ply .obj .stl .glb .gltf .off (coloured from the input's colours, but .stl)",
+        help=f"mesh: {' '.join(MESH_FORMATS)} (coloured from the input's colours, but .stl)",
     )
     rec.add_argument("--iterations", type=int, help="training steps")
     rec.add_argument("--resolution", type=int, help="marching-cubes grid along the longest side")
@@ -83,10 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--render", help="write a PNG picture of the result (no display needed)")
     rec.add_argument("--show", action="store_true", help="live Open3D window (needs a display)")
     rec.add_argument("--no-progress", action="store_true", help="no progress bar")
-    rec.add_argument(
-        "--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE",
-        help="any config field by dotted name, e.g. --set model.hidden_features=128 (repeatable)",
-    )
+    add_overrides_argument(rec)
 
     mesh = sub.add_parser("mesh", help="mesh a saved checkpoint again, at any resolution")
     mesh.add_argument("checkpoint")
@@ -163,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch = sub.add_parser("batch", help="reconstruct a folder (or glob) of point clouds on a running backend")
     batch.add_argument(
         "inputs",
-        help="a folder (its .ply .pcd .xyz .xyzn .xyzrgb .pts .las .laz .e57 files) or a glob such as 'scans/*.laz'",
+        help=f"a folder (its {' '.join(CLOUD_FORMATS)} files) or a glob such as 'scans/*.laz'",
     )
     batch.add_argument(
         "-o", "--output-dir", required=True, help="meshes go here as NAME.ply; existing ones are skipped"
@@ -171,38 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--format",
         default="ply",
-        choices=("ply", "obj", "stl", "glb", "gltf", "off"),
+        choices=[suffix[1:] for suffix in MESH_FORMATS],
         help="mesh file type, the extension of each output (default ply)",
     )
-    batch.add_argument("--backend", default=DEFAULT_ADDRESS)
-    batch.add_argument("--iterations", type=int)
-    batch.add_argument("--mode", choices=MODES)
-    batch.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE")
-    batch.add_argument("--server-key", metavar="FILE", help="the backend's public key file, for a CURVE backend")
-    batch.add_argument("--client-key", metavar="FILE", help="this client's secret key file")
+    add_remote_job_arguments(batch)
     batch.add_argument("--max-in-flight", type=int, default=4, help="jobs submitted at once (default 4)")
-    batch.add_argument("--connect-timeout", type=float, default=10.0)
-    batch.add_argument("--no-progress", action="store_true")
 
     submit = sub.add_parser("submit", help="reconstruct a file on a running backend")
     submit.add_argument("input", help="point cloud, as for reconstruct")
     submit.add_argument("-o", "--output", required=True)
-    submit.add_argument("--backend", default=DEFAULT_ADDRESS)
+    add_remote_job_arguments(submit)
     submit.add_argument("--previews", help="write each preview mesh into this folder")
-    submit.add_argument("--iterations", type=int)
-    submit.add_argument("--mode", choices=MODES)
-    submit.add_argument("--connect-timeout", type=float, default=10.0)
-    submit.add_argument("--no-progress", action="store_true")
-    submit.add_argument("--server-key", metavar="FILE", help="the backend's public key file, for a CURVE backend")
-    submit.add_argument(
-        "--client-key",
-        metavar="FILE",
-        help="this client's secret key file (default: a fresh key, enough for a backend without --allowed-clients)",
-    )
     submit.add_argument("--detached", action="store_true", help="the job runs on if this command goes away")
-    submit.add_argument(
-        "--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE"
-    )
     return parser
 
 

@@ -17,9 +17,10 @@ from .blender_io import cloud_from_object, keep_as_mesh, show_mesh
 from .geometry import wire_cloud
 from .link_checks import LinkError
 from .properties import MODE_ITEMS, QUALITY_ITEMS, preferences, remote_link
+from .protocol.messages import MIN_POINTS
 from .redraw import RedrawGate
 from .session import FINISHED, Session
-from .settings import MIN_POINTS, job_overrides
+from .settings import job_overrides
 
 TICK_INTERVAL = 0.1
 """Seconds between timer ticks; each tick spends at most a few milliseconds."""

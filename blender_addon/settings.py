@@ -11,10 +11,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 """Quality presets as engine overrides; ``standard`` is the engine's own defaults."""
 
-MIN_POINTS = 16
-"""Fewer points are refused before anything is sent (the backend would refuse them too)."""
-
-
 TRIMS = ("auto", "off", "distance")
 """The panel's trim choices, as the engine's ``mesh.trim``; ``auto`` is the engine's default."""
 

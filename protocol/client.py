@@ -325,10 +325,14 @@ class RemoteError(RuntimeError):
 
 @dataclass
 class RemoteResult:
+    """A finished remote job: its final mesh (with vertex colours when the cloud had colours), its
+    ``job_done`` and its id."""
+
     vertices: np.ndarray
     faces: np.ndarray
     done: JobDone
     job: str
+    colours: np.ndarray | None = None
 
 
 def reconstruct_remote(
@@ -393,7 +397,8 @@ def reconstruct_remote(
                 elif isinstance(event, JobDone):
                     if last_mesh is None or not last_mesh.final:
                         raise RemoteError("no_mesh", "the job finished without sending its final mesh")
-                    return RemoteResult(np.array(last_mesh.vertices), np.array(last_mesh.faces), event, job)
+                    colours = None if last_mesh.colours is None else np.array(last_mesh.colours)
+                    return RemoteResult(np.array(last_mesh.vertices), np.array(last_mesh.faces), event, job, colours)
                 elif isinstance(event, JobFailed):
                     raise RemoteError(event.code, event.message)
                 elif isinstance(event, JobCancelled):

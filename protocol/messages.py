@@ -17,6 +17,10 @@ import numpy as np
 
 PROTOCOL_VERSION = "1.2"
 
+MIN_POINTS = 16
+"""The fewest points a job's cloud may have: a backend refuses fewer with ``too_few_points``,
+and a client need not send them."""
+
 SCALAR = "scalar"  # str, int, float or bool
 
 

@@ -45,10 +45,10 @@ def case_overrides(case: str, seed: int, threads: int, compile_choice: str = "of
     common: dict[str, object] = {"train__seed": seed, "train__threads": threads, "train__compile": compile_choice}
     if case.startswith("torus"):  # torus_digs: DiGS alone, no refinement
         return {"train__iterations": 500, "train__device": "cpu", **common,
-                **({"unoriented__refine_share": 0.0} if case == "torus_digs" else {})}
+                **({"refinement__share": 0.0} if case == "torus_digs" else {})}
     common.update(train__device="cpu", train__iterations=300, mesh__resolution=40, mesh__trim="off")
     if case == "spot_unoriented":
-        common["unoriented__rough_normal_share"] = 0.2
+        common["refinement__normals__rough_share"] = 0.2
     return common
 
 

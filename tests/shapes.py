@@ -25,8 +25,8 @@ SMALL = {
     "unoriented.learning_rate": 5e-4,
     "mesh.resolution": 48,
     # runs of a few hundred steps leave a structure inside a smooth shape when the roughest
-    # normals are dropped (see UnorientedLossConfig.rough_normal_share); tests that drop them say so
-    "unoriented.rough_normal_share": 0.0,
+    # normals are dropped (see NormalEstimationConfig.rough_share); tests that drop them say so
+    "refinement.normals.rough_share": 0.0,
     "preview.enabled": False,
     # a compile takes longer than these runs; tests/test_fused_gradient.py covers the compiled path
     "train.compile": "off",

@@ -13,7 +13,7 @@ from siren_recon.engine.field.geometric_init import sphere_init
 from siren_recon.engine.field.model import Siren
 from siren_recon.engine.fitting.regularisers import OffSurface
 from siren_recon.engine.fitting.sampling import Batch, PointSampler
-from siren_recon.engine.unoriented.clearance import Clearance, ClearanceRegulariser, clearance_term, median_spacing
+from siren_recon.engine.unoriented.clearance import Clearance, ClearanceRegulariser, clearance_term
 from siren_recon.engine.unoriented.cube_grid import cube_nodes
 
 from .shapes import small_config, sphere_cloud
@@ -47,7 +47,6 @@ def clearance(cloud) -> Clearance:
 
 def test_the_margin_is_the_median_spacing_times_the_given_count(cloud, clearance):
     nearest_other = cKDTree(cloud).query(cloud, k=2)[0][:, 1]
-    assert median_spacing(cloud) == pytest.approx(float(np.median(nearest_other)))
     assert clearance.margin == pytest.approx(4.0 * float(np.median(nearest_other)))
 
 
@@ -159,17 +158,17 @@ def test_the_oriented_loss_adds_it_over_the_off_surface_rows_that_took_a_value(c
     near_rows = 60 if share == 1.0 else 18  # ceil(0.3 * 60)
     f, _ = sdf_and_gradient(model, torch.cat([box, near[:near_rows], shell]), create_graph=False)
     rows = torch.cat([needed[: 150 + near_rows], needed[210:]])
-    expected = config.unoriented.refine_clearance * float(clearance_term(f.detach(), rows))
-    regulariser = ClearanceRegulariser(clearance, config.unoriented.refine_clearance, 40)
+    expected = config.refinement.clearance * float(clearance_term(f.detach(), rows))
+    regulariser = ClearanceRegulariser(clearance, config.refinement.clearance, 40)
     terms = compute_loss(model, batch, config, "oriented", regularisers=[regulariser])
     assert expected > 0
     assert float(terms["clearance"].detach()) == pytest.approx(expected, rel=1e-4)
     assert "clearance" not in compute_loss(model, Batch(surface, surface / RADIUS, box, near), config, "oriented")
 
 
-@pytest.mark.parametrize("key, value", [("unoriented.refine_clearance", -1.0), ("unoriented.clearance_spacings", -1.0),
-                                        ("unoriented.noisy_clearance_spacings", -1.0),
-                                        ("unoriented.clearance_points", -1)])
+@pytest.mark.parametrize("key, value", [("refinement.clearance", -1.0), ("refinement.clearance_spacings", -1.0),
+                                        ("refinement.noisy_clearance_spacings", -1.0),
+                                        ("refinement.clearance_points", -1)])
 def test_a_negative_clearance_setting_is_refused(key, value):
     with pytest.raises(ConfigError, match=f"{key} must be >= 0"):
         small_config(**{key.replace(".", "__"): value})
@@ -182,7 +181,7 @@ def test_training_looks_for_the_violated_nodes_as_it_goes(cloud, clearance):
     points = torch.as_tensor(cloud, dtype=torch.float32)
     normals = points / RADIUS
     config = small_config(train__iterations=2 * MINE_EVERY)
-    regulariser = ClearanceRegulariser(clearance, config.unoriented.refine_clearance, 100)
+    regulariser = ClearanceRegulariser(clearance, config.refinement.clearance, 100)
     sampler = PointSampler(points, normals, config.sampling, torch.Generator().manual_seed(0), [regulariser])
     looked = []
     refresh = sampler.refresh

@@ -125,7 +125,7 @@ def test_unoriented_cloud_with_direction_flags(tmp_path):
         "reconstruct", str(source), "-o", str(out), "--iterations", "300", "--resolution", "40", *FAST
     )
     assert done.returncode == 0, done.stderr
-    assert "mode unoriented, noise 0.0" in done.stderr  # a clean sample: far below noise_free_ratio
+    assert "mode unoriented, noise 0.0" in done.stderr  # a clean sample: far below noise.free_ratio
     assert re.search(r"trimmed \d+\.\d% of the area", done.stderr)  # by default: the cloud covers part of it
     mesh = o3d.io.read_triangle_mesh(str(out))
     vertices = np.asarray(mesh.vertices)

@@ -13,8 +13,8 @@ from siren_recon.engine.analysis.colours import transfer_colours
 from siren_recon.engine.analysis.noise_level import estimate_noise
 from siren_recon.engine.pipeline import reconstruct_points
 from siren_recon.engine.unoriented.clearance import Clearance
-from siren_recon.engine.unoriented.cube_grid import cube_nodes, distance_to_cloud
 from siren_recon.engine.unoriented.normal_estimation import estimate_directions
+from siren_recon.engine.unoriented.sign_prior import SignPrior
 
 from .shapes import small_config, sphere_cloud
 
@@ -42,11 +42,17 @@ def test_query_spacing_and_distance_are_those_of_a_tree_of_their_own(cloud):
     assert np.array_equal(index.distance(probes, 0.2), capped)
 
 
+def sphere(x: torch.Tensor) -> torch.Tensor:
+    """The signed distance of the fixture's sphere."""
+    return x.norm(dim=1) - 0.7
+
+
 def test_every_consumer_answers_the_same_from_the_shared_index(cloud):
     index = CloudIndex(cloud)
     assert estimate_noise(index, 3) == estimate_noise(cloud, 3)
-    nodes = cube_nodes(16)
-    assert np.array_equal(distance_to_cloud(nodes, index, 0.3), distance_to_cloud(nodes, cloud, 0.3))
+    shared_prior = SignPrior.build(sphere, index, 0.1, torch.device("cpu"), resolution=16)
+    alone_prior = SignPrior.build(sphere, cloud, 0.1, torch.device("cpu"), resolution=16)
+    assert torch.equal(shared_prior.grid, alone_prior.grid)
     shared = Clearance.build(index, 4.0, 0.3, torch.device("cpu"), resolution=24)
     alone = Clearance.build(cloud, 4.0, 0.3, torch.device("cpu"), resolution=24)
     assert shared.margin == alone.margin and torch.equal(shared.distance, alone.distance)

@@ -96,7 +96,7 @@ def test_the_sampler_draws_on_the_device_with_its_own_generator():
 def test_a_50_step_reconstruction_on_cuda_streams_previews_then_the_sphere():
     points, _ = sphere_cloud(3000, radius=1.0)
     config = small_config(train__iterations=50, train__device="cuda", train__compile="auto", mode="unoriented",
-                          preview__enabled=True, preview__first_iteration=10, unoriented__refine_share=0.4)
+                          preview__enabled=True, preview__first_iteration=10, refinement__share=0.4)
     events = []
     result = reconstruct_points(points, None, config, on_mesh=events.append)
     assert len(events) >= 3 and events[-1].final and not any(e.final for e in events[:-1])

@@ -65,7 +65,7 @@ def test_the_unoriented_refinement_reports_the_noise_it_weighed_and_smooths_nois
     points = noisy(sphere_cloud(4000, radius=0.6, seed=4)[0], 0.012)
     errors = {}
     for ratio in (0.0, 0.25):
-        config = small_config(train__iterations=300, unoriented__noise_free_ratio=ratio, mesh__resolution=64)
+        config = small_config(train__iterations=300, noise__free_ratio=ratio, mesh__resolution=64)
         result = reconstruct_points(points, None, config)
         assert result.stats["noise_ratio"] == pytest.approx(
             estimate_noise(result.field.normalization.to_unit(points)).ratio
@@ -73,7 +73,7 @@ def test_the_unoriented_refinement_reports_the_noise_it_weighed_and_smooths_nois
         errors[ratio] = float(np.mean(np.abs(np.linalg.norm(result.vertices, axis=1) - 0.6)))
     assert result.stats["noise_ratio"] > 0.3
     assert errors[0.25] < 0.95 * errors[0.0], errors  # measured 0.0041 vs 0.0047 (noise ratio 0.41)
-    digs_alone = reconstruct_points(points, None, small_config(train__iterations=20, unoriented__refine_share=0))
+    digs_alone = reconstruct_points(points, None, small_config(train__iterations=20, refinement__share=0))
     assert "noise_ratio" not in digs_alone.stats
 
 
@@ -93,29 +93,29 @@ def test_the_oriented_fit_slows_its_rate_on_a_noisy_cloud_and_only_there():
     ratio = scaled.stats["noise_ratio"]
     assert ratio > 0.3
     factor = noise_factor(ratio, 0.25)
-    asked = fit(noisy_points, unoriented__noise_free_ratio=0, train__learning_rate=rate / factor)
+    asked = fit(noisy_points, noise__free_ratio=0, train__learning_rate=rate / factor)
     np.testing.assert_array_equal(scaled.vertices, asked.vertices)
-    unscaled = fit(noisy_points, unoriented__noise_free_ratio=0)
+    unscaled = fit(noisy_points, noise__free_ratio=0)
     assert not np.array_equal(unscaled.vertices, scaled.vertices)
     clean = fit(clean_points)
     assert clean.stats["noise_ratio"] < 0.25
-    np.testing.assert_array_equal(clean.vertices, fit(clean_points, unoriented__noise_free_ratio=0).vertices)
+    np.testing.assert_array_equal(clean.vertices, fit(clean_points, noise__free_ratio=0).vertices)
 
 
 def test_on_a_noisy_cloud_the_refinement_slows_raises_its_normal_weight_and_narrows_its_clearance():
-    """Without normals, a noisy cloud's refinement trains at ``unoriented.refine_learning_rate``
+    """Without normals, a noisy cloud's refinement trains at ``refinement.learning_rate``
     divided by the noise factor, with ``oriented.normal`` multiplied by it and the clearance
     margin at ``noisy_clearance_spacings`` (the same run as one asked for all three with the
     factor off); a clean one with the rate, weight and margin as given."""
     clean_points, _ = sphere_cloud(1500, radius=0.6, seed=2)
     defaults = small_config()
     rate, weight = 5e-4, defaults.oriented.normal
-    assert defaults.unoriented.noisy_clearance_spacings != defaults.unoriented.clearance_spacings
+    assert defaults.refinement.noisy_clearance_spacings != defaults.refinement.clearance_spacings
 
     def fit(points: np.ndarray, **overrides: object):
         # a clearance cap above both margins (1,500 points: a spacing of about 0.04), so each acts
-        config = small_config(**{"train__iterations": 40, "unoriented__refine_learning_rate": rate,
-                                 "unoriented__refine_prior_distance": 0.3, "mesh__resolution": 24,
+        config = small_config(**{"train__iterations": 40, "refinement__learning_rate": rate,
+                                 "refinement__prior_distance": 0.3, "mesh__resolution": 24,
                                  "mesh__trim": "off", **overrides})
         return reconstruct_points(points, None, config)
 
@@ -124,13 +124,13 @@ def test_on_a_noisy_cloud_the_refinement_slows_raises_its_normal_weight_and_narr
     scaled = first.vertices
     factor = noise_factor(first.stats["noise_ratio"], 0.25)
     assert factor > 1.2
-    asked = {"unoriented__noise_free_ratio": 0, "unoriented__refine_learning_rate": rate / factor,
+    asked = {"noise__free_ratio": 0, "refinement__learning_rate": rate / factor,
              "oriented__normal": weight * factor,
-             "unoriented__clearance_spacings": defaults.unoriented.noisy_clearance_spacings}
+             "refinement__clearance_spacings": defaults.refinement.noisy_clearance_spacings}
     np.testing.assert_array_equal(scaled, fit(noisy_points, **asked).vertices)
-    for left_out in asked.keys() - {"unoriented__noise_free_ratio"}:
+    for left_out in asked.keys() - {"noise__free_ratio"}:
         partly = fit(noisy_points, **{k: v for k, v in asked.items() if k != left_out})
         assert not np.array_equal(partly.vertices, scaled), left_out
     clean = fit(clean_points)
     assert clean.stats["noise_ratio"] < 0.25
-    np.testing.assert_array_equal(clean.vertices, fit(clean_points, unoriented__noise_free_ratio=0).vertices)
+    np.testing.assert_array_equal(clean.vertices, fit(clean_points, noise__free_ratio=0).vertices)

@@ -6,10 +6,28 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from siren_recon.engine.errors import InputError
+import siren_recon
+from siren_recon.engine.errors import Cancelled, InputError
+from siren_recon.engine.pipeline import reconstruct_points
 from siren_recon.open3d_mode import read_point_cloud, reconstruct, write_mesh
 
 from .shapes import small_config, sphere_cloud
+
+RED, BLUE = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0])
+
+
+def two_colour_sphere(count: int = 1500) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A unit sphere's points and normals, red above the equator and blue below."""
+    points, normals = sphere_cloud(count)
+    return points, normals, np.where((points[:, 2] > 0)[:, None], RED, BLUE)
+
+
+def assert_red_above_blue_below(vertices: np.ndarray, colours: np.ndarray) -> None:
+    assert colours.shape == (len(vertices), 3)
+    top, bottom = vertices[:, 2] > 0.2, vertices[:, 2] < -0.2
+    assert top.any() and bottom.any()
+    np.testing.assert_allclose(colours[top], np.tile(RED, (int(top.sum()), 1)), atol=1e-6)
+    np.testing.assert_allclose(colours[bottom], np.tile(BLUE, (int(bottom.sum()), 1)), atol=1e-6)
 
 
 def test_reconstruct_point_cloud_to_triangle_mesh_with_progress():
@@ -53,3 +71,57 @@ def test_unknown_formats_are_named(tmp_path):
         write_mesh(tmp_path / "x.fbx", np.zeros((3, 3)), np.array([[0, 1, 2]]))
     with pytest.raises(InputError, match="unknown point cloud format '.rcp'"):
         read_point_cloud(tmp_path / "x.rcp")
+
+
+@pytest.mark.slow
+def test_the_clouds_colours_reach_every_mesh_of_reconstruct_points():
+    points, normals, colours = two_colour_sphere()
+    config = small_config(train__iterations=60, preview__enabled=True, preview__first_iteration=20,
+                          preview__min_resolution=16, preview__max_resolution=16, mesh__resolution=32)
+    events = []
+    result = reconstruct_points(points, normals, config, on_mesh=events.append, colours=colours)
+    assert result.colours is not None
+    assert_red_above_blue_below(result.vertices, result.colours)
+    previews, final = [e for e in events if not e.final], events[-1]
+    assert previews and final.final
+    for preview in previews:
+        assert preview.colours is not None
+        assert_red_above_blue_below(preview.vertices, preview.colours)
+    np.testing.assert_array_equal(final.colours, result.colours)
+    assert reconstruct_points(points, normals, config).colours is None
+
+
+def test_colours_of_another_length_than_the_points_are_refused():
+    points, normals, colours = two_colour_sphere(100)
+    with pytest.raises(InputError, match="99 colours for 100 points"):
+        reconstruct_points(points, normals, small_config(), colours=colours[:99])
+
+
+@pytest.mark.slow
+def test_reconstruct_carries_the_clouds_colours_and_gives_the_runs_result():
+    points, normals, colours = two_colour_sphere()
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    pcd.normals = o3d.utility.Vector3dVector(normals)
+    pcd.colors = o3d.utility.Vector3dVector(colours)
+    config = small_config(train__iterations=60, mesh__resolution=32)
+    mesh = reconstruct(pcd, config)
+    assert mesh.has_vertex_colors()
+    assert_red_above_blue_below(np.asarray(mesh.vertices), np.asarray(mesh.vertex_colors))
+
+    mesh, result = siren_recon.reconstruct_with_result(pcd, config)
+    assert isinstance(mesh, o3d.geometry.TriangleMesh)
+    assert result.mode == "oriented" and result.stats["faces"] == len(mesh.triangles)
+    assert result.stats["points"] == len(points) and result.timings["train"] > 0
+    np.testing.assert_allclose(np.asarray(mesh.vertex_colors), result.colours, atol=1e-6)
+    assert result.field is not None
+
+
+def test_should_cancel_stops_reconstruct():
+    points, normals = sphere_cloud(1000)
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    pcd.normals = o3d.utility.Vector3dVector(normals)
+    seen = []
+    config = small_config(train__iterations=1000, train__progress_every=1)
+    with pytest.raises(Cancelled):
+        reconstruct(pcd, config, on_progress=seen.append, should_cancel=lambda: len(seen) >= 3)
+    assert 3 <= seen[-1].iteration < 100

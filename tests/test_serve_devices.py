@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
+import zmq
 
 from evaluation.metrics import compare_meshes
 from siren_recon.engine.errors import ConfigError
 from siren_recon.protocol import MeshUpdate
 from siren_recon.server.config import ServerConfig
-from siren_recon.server.devices import worker_devices
+from siren_recon.server.devices import train_on, worker_devices
 from siren_recon.server.executors import runners
+from siren_recon.server.jobs import DONE, FINISHED, FairQueue, Job
+from siren_recon.server.worker import Worker
 
 from .live_backend import run_two_jobs, started_before_first_done
-from .shapes import SMALL, sphere_cloud
+from .shapes import SMALL, small_config, sphere_cloud
 
 
 def test_the_device_list_names_one_worker_each():
@@ -33,6 +38,42 @@ def test_the_device_list_names_one_worker_each():
 def test_a_bad_device_list_is_one_clear_error(devices, message):
     with pytest.raises(ConfigError, match=message):
         worker_devices(devices, "auto")
+
+
+def test_a_job_trains_on_the_device_it_is_given_and_keeps_its_other_settings():
+    asked = small_config(train__device="cuda:99", train__seed=7)
+    placed = train_on(asked, "cpu")
+    assert placed.train.device == "cpu" and asked.train.device == "cuda:99"
+    assert placed.train.seed == 7 and placed.model == asked.model and placed.mesh == asked.mesh
+
+
+@pytest.mark.slow
+def test_a_worker_trains_a_job_on_its_own_device_whatever_the_client_named():
+    """A client's ``train.device`` naming a GPU this machine lacks: the CPU worker trains the job there."""
+    points, normals = sphere_cloud(800)
+    job = Job(id="j", client=b"c", owner="c", result_owner="", tag="", detached=False, points=points,
+              normals=normals, colours=None, config=small_config(train__iterations=20, mesh__resolution=24,
+                                                                 train__device="cuda:99"))
+    context = zmq.Context()
+    replies = context.socket(zmq.PULL)
+    replies.bind("inproc://replies")
+    finished: list[Job] = []
+    queue = FairQueue()
+    worker = Worker(queue, context, "inproc://replies", "session", "cpu", finished.append)
+    worker.start()
+    try:
+        queue.put(job)
+        deadline = time.monotonic() + 120
+        while not finished and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stopping.set()
+        worker.join(timeout=30)
+        replies.close(linger=0)
+        context.term()
+    assert finished and job.state in FINISHED
+    assert job.state == DONE, "the job trained on the device the client named, not the worker's"
+    assert job.config.train.device == "cpu"
 
 
 def test_devices_are_for_the_local_executor():

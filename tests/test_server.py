@@ -221,8 +221,13 @@ def test_bad_messages_get_named_errors_and_a_valid_job_still_completes(backend):
     finally:
         sock.close()
     assert process.poll() is None
-    result = reconstruct_remote(points, normals, address=address, overrides=good.overrides, timeout=120)
+    # a deprecated setting name is still accepted; the cloud's colours come back on the mesh
+    overrides = {**good.overrides, "unoriented.noise_free_ratio": 0.25}
+    orange = np.tile(np.float32([1.0, 0.5, 0.0]), (len(points), 1))
+    result = reconstruct_remote(points, normals, orange, address=address, overrides=overrides, timeout=120)
     assert len(result.faces) > 0 and result.done.mode == "oriented"
+    assert result.colours is not None and result.colours.shape == result.vertices.shape
+    np.testing.assert_allclose(result.colours, np.broadcast_to(orange[0], result.colours.shape), atol=1e-6)
 
 
 CLIENT_SCRIPT = textwrap.dedent(

@@ -10,8 +10,8 @@ from siren_recon.engine.config.reconstruction import (
     ORIENTATIONS,
     DivergenceSchedule,
     ModelConfig,
+    NormalEstimationConfig,
     ReconstructionConfig,
-    UnorientedLossConfig,
 )
 from siren_recon.engine.errors import ConfigError, InputError
 from siren_recon.engine.field.derivatives import divergence, sdf_and_gradient
@@ -98,7 +98,7 @@ def test_unoriented_training_on_a_torus_puts_the_tube_inside_and_the_hole_outsid
     refinement removes (genus one on every run measured, and ten times closer to the tube;
     docs/experiments.md)."""
     events = []
-    config = small_config(train__iterations=500, train__seed=seed, unoriented__refine_share=refine_share)
+    config = small_config(train__iterations=500, train__seed=seed, refinement__share=refine_share)
     result = reconstruct_points(torus_points(3000), None, config, on_progress=events.append)
     assert result.mode == "unoriented" and {e.mode for e in events} == {"unoriented"}
     assert [e.iteration for e in events] == list(range(25, 501, 25)) and {e.total for e in events} == {500}
@@ -192,7 +192,7 @@ def test_estimated_directions_are_normals_up_to_sign_and_the_field_orients_them(
     model = Siren(ModelConfig(hidden_features=32, hidden_layers=1))
     sphere_init(model, 0.5, multi_frequency=False)
     for orientation in ORIENTATIONS:
-        config = UnorientedLossConfig(orientation=orientation, rough_normal_share=0.0)
+        config = NormalEstimationConfig(orientation=orientation, rough_share=0.0)
         oriented = orient_directions(model, points.astype(np.float32), config, torch.device("cpu"))
         assert np.einsum("ij,ij->i", oriented, normals).min() > 0.95  # every one outward, like the field
 
@@ -271,7 +271,7 @@ def orient_on_cap_inverted_sphere(**settings) -> tuple[np.ndarray, np.ndarray]:
     from siren_recon.engine.unoriented.refinement import orient_directions
 
     points, normals = sphere_cloud(3000, radius=0.6, seed=6)
-    config = UnorientedLossConfig(rough_normal_share=0.0, **settings)
+    config = NormalEstimationConfig(rough_share=0.0, **settings)
     return orient_directions(
         CapInvertedSphere(0.6, 0.4), points.astype(np.float32), config, torch.device("cpu")
     ), normals
@@ -281,7 +281,7 @@ def test_propagated_signs_outvote_a_field_inverted_on_a_patch():
     by_gradient, normals = orient_on_cap_inverted_sphere(orientation="gradient")
     wrong = float(np.mean(np.einsum("ij,ij->i", by_gradient, normals) < 0))
     assert 0.1 < wrong < 0.25  # the cap: about 1/6 of the sphere
-    propagated, _ = orient_on_cap_inverted_sphere(drop_disputed_normals=False)
+    propagated, _ = orient_on_cap_inverted_sphere(drop_disputed=False)
     assert np.einsum("ij,ij->i", propagated, normals).min() > 0.9
 
 
@@ -307,7 +307,7 @@ def test_the_roughest_neighbourhoods_get_no_normal():
     model = Siren(ModelConfig(hidden_features=32, hidden_layers=1))
     sphere_init(model, 0.6, multi_frequency=False)
     share = float(noisy.mean())
-    config = UnorientedLossConfig(rough_normal_share=share, drop_disputed_normals=False)
+    config = NormalEstimationConfig(rough_share=share, drop_disputed=False)
     oriented = orient_directions(model, points.astype(np.float32), config, torch.device("cpu"))
     dropped = np.linalg.norm(oriented, axis=1) == 0
     assert abs(dropped.mean() - share) < 0.01
@@ -345,11 +345,12 @@ def test_propagation_makes_each_piece_consistent_and_labels_the_pieces():
 
 def test_one_neighbour_query_serves_the_directions_and_the_sign_propagation():
     """The orientation reuses the directions' neighbour index: the same result as two queries."""
-    from siren_recon.engine.unoriented.normal_estimation import estimate_directions, nearest_neighbours
+    from siren_recon.engine.analysis.cloud_index import CloudIndex
+    from siren_recon.engine.unoriented.normal_estimation import estimate_directions
     from siren_recon.engine.unoriented.orientation import propagate_signs
 
     points, _ = sphere_cloud(1500, radius=0.7, seed=4)
-    index = nearest_neighbours(points, 30)
+    index = CloudIndex(points).neighbours(30)
     assert index.shape == (1500, 30) and np.all(index[:, 0] == np.arange(1500))
     shared = estimate_directions(points, 30, index)
     alone = estimate_directions(points, 30)
@@ -375,7 +376,7 @@ def test_unoriented_refinement_fits_detail_closer_than_digs_alone():
     points = directions * radius(directions)[:, None]
     errors = {}
     for share in (0.0, 0.5):
-        config = small_config(train__iterations=300, unoriented__refine_share=share, mesh__resolution=64)
+        config = small_config(train__iterations=300, refinement__share=share, mesh__resolution=64)
         result = reconstruct_points(points, None, config)
         assert result.mode == "unoriented"
         norm = np.linalg.norm(result.vertices, axis=1)
@@ -504,7 +505,7 @@ def test_digs_stage_fits_a_sphere_at_the_full_network_width():
     default_rate = ReconstructionConfig().unoriented.learning_rate
     config = small_config(
         train__iterations=300,
-        unoriented__refine_share=0.0,
+        refinement__share=0.0,
         model__hidden_features=128,
         model__hidden_layers=3,
         unoriented__learning_rate=default_rate,
@@ -529,7 +530,7 @@ def test_sign_prior_holds_the_digs_sign_far_from_the_cloud_and_nothing_near_it()
 
 def test_each_unoriented_stage_trains_at_its_own_rate_and_not_the_oriented_fits():
     """Without normals the DiGS stage runs at ``unoriented.learning_rate`` and the refinement at
-    ``unoriented.refine_learning_rate``: the oriented fit's ``train.learning_rate`` changes nothing."""
+    ``refinement.learning_rate``: the oriented fit's ``train.learning_rate`` changes nothing."""
     points, _ = sphere_cloud(800, radius=1.0)
 
     def mesh(**overrides: object) -> np.ndarray:
@@ -538,6 +539,6 @@ def test_each_unoriented_stage_trains_at_its_own_rate_and_not_the_oriented_fits(
 
     base = mesh()
     np.testing.assert_array_equal(mesh(train__learning_rate=3e-3), base)
-    for key in ("unoriented__learning_rate", "unoriented__refine_learning_rate"):
+    for key in ("unoriented__learning_rate", "refinement__learning_rate"):
         changed = mesh(**{key: 3e-3})
         assert not np.array_equal(changed, base), key

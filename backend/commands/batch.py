@@ -36,10 +36,10 @@ from siren_recon.protocol.client import Client, ConnectionEvent
 from ..engine.errors import ConfigError, InputError, ReconstructionError
 from ..io import CLOUD_FORMATS, MESH_FORMATS, read_cloud, write_mesh
 from ..protocol.local_frame import LocalFrame
+from .job_overrides import job_overrides
 
 log = logging.getLogger("siren-recon.batch")
 
-CLOUD_SUFFIXES = CLOUD_FORMATS
 EXIT_FAILED = 2
 EXIT_INTERRUPTED = 130
 CANCEL_WAIT = 3.0
@@ -72,11 +72,11 @@ def find_inputs(spec: str) -> list[Path]:
     """The point clouds ``spec`` names: every cloud file in a folder, or the matches of a glob."""
     path = Path(spec)
     if path.is_dir():
-        found = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CLOUD_SUFFIXES]
+        found = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CLOUD_FORMATS]
     else:
         found = [Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file()]
     if not found:
-        raise InputError(f"no point clouds in {spec!r} (a folder of {', '.join(CLOUD_SUFFIXES)} files, or a glob)",
+        raise InputError(f"no point clouds in {spec!r} (a folder of {', '.join(CLOUD_FORMATS)} files, or a glob)",
                          "no_inputs")
     return sorted(found)
 
@@ -256,11 +256,7 @@ def run_batch(args: argparse.Namespace) -> int:
     skipped = sum(item.status == SKIPPED for item in items)
     print(f"{len(items)} point clouds, {skipped} skipped (mesh already in {output_dir}), "
           f"{len(items) - skipped} to do on {args.backend}", file=sys.stderr, flush=True)
-    overrides = dict(args.overrides)
-    if args.iterations is not None:
-        overrides["train.iterations"] = args.iterations
-    if args.mode is not None:
-        overrides["mode"] = args.mode
+    overrides = job_overrides(args)
     client = Client(address=args.backend, server_key_file=args.server_key or "", client_key_file=args.client_key or "")
     bar = tqdm(total=len(items) - skipped, unit="job", disable=args.no_progress, file=sys.stderr)
     batch = Batch(items, client, overrides, args.max_in_flight, bar)

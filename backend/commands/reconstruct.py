@@ -8,17 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
-from ..engine.analysis.cloud_index import CloudIndex
-from ..engine.analysis.colours import transfer_colours
-from ..engine.config.reconstruction import ReconstructionConfig, apply_overrides
+from ..engine.config.reconstruction import BOUNDS, ReconstructionConfig, apply_overrides
 from ..engine.errors import ReconstructionError
 from ..engine.events import MeshEvent, ProgressEvent
 from ..engine.field.checkpoint import load_checkpoint, save_checkpoint
 from ..engine.pipeline import reconstruct_points
-from ..io import MESH_FORMATS, Cloud, read_cloud, write_mesh
+from ..io import MESH_FORMATS, read_cloud, write_mesh
 from ..io.cloud import check_format
 from ..io.open3d_library import import_open3d, to_open3d_mesh
 
@@ -99,12 +96,13 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             window.update(event)
 
     try:
-        result = reconstruct_points(cloud.points, cloud.normals, config, on_progress=on_progress, on_mesh=on_mesh)
+        result = reconstruct_points(
+            cloud.points, cloud.normals, config, on_progress=on_progress, on_mesh=on_mesh, colours=cloud.colours
+        )
     finally:
         for bar in bars:
             bar.close()
-    colours = mesh_colours(cloud, result.vertices)
-    write_mesh(args.output, result.vertices, result.faces, colours)
+    write_mesh(args.output, result.vertices, result.faces, result.colours)
     if args.checkpoint:
         save_checkpoint(result.field, args.checkpoint)
     if args.render:
@@ -112,7 +110,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
         render_mesh_png(result.vertices, result.faces, args.render)
     noise = f", noise {result.stats['noise_ratio']:.2f} spacings" if "noise_ratio" in result.stats else ""
-    coloured = ", coloured from the input" if colours is not None else ""
+    coloured = ", coloured from the input" if result.colours is not None else ""
     print(
         f"{args.output}: {len(result.vertices)} vertices, {len(result.faces)} faces{coloured}, "
         f"{describe_trim(result.stats)}, "
@@ -131,19 +129,12 @@ def describe_trim(stats: dict[str, float]) -> str:
     return "not trimmed"
 
 
-def mesh_colours(cloud: Cloud, vertices: np.ndarray) -> np.ndarray | None:
-    """Each vertex's colour from the nearest input points (of the cloud's working set when it is
-    larger than ``cloud_index.WORKING_POINTS``), or ``None`` when the input has no colours."""
-    if cloud.colours is None:
-        return None
-    return transfer_colours(CloudIndex.build(cloud.points, seed=0), cloud.colours, vertices)
-
-
 def run_mesh(args: argparse.Namespace) -> int:
     check_format(args.output, MESH_FORMATS, "mesh")
     field = load_checkpoint(args.checkpoint, args.device)
-    if not 8 <= args.resolution <= 2048:
-        raise ReconstructionError("--resolution must be in [8, 2048]")
+    bound = BOUNDS["mesh.resolution"]
+    if not bound.contains(args.resolution):
+        raise ReconstructionError(f"--resolution must be {bound.requirement()}")
     vertices, faces = field.mesh(args.resolution)
     if len(faces) == 0:
         raise ReconstructionError("the checkpoint's field has no surface at this resolution")

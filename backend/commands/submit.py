@@ -14,16 +14,13 @@ from siren_recon.protocol.client import RemoteError, reconstruct_remote
 from ..engine.errors import ReconstructionError
 from ..io import read_cloud, write_mesh
 from ..protocol.local_frame import LocalFrame
+from .job_overrides import job_overrides
 
 
 def run_submit(args: argparse.Namespace) -> int:
     cloud = read_cloud(args.input)
     frame = LocalFrame.of(cloud.points)
-    overrides = dict(args.overrides)
-    if args.iterations is not None:
-        overrides["train.iterations"] = args.iterations
-    if args.mode is not None:
-        overrides["mode"] = args.mode
+    overrides = job_overrides(args)
     bar = tqdm(unit="it", disable=args.no_progress, file=sys.stderr)
     previews = Path(args.previews) if args.previews else None
     finals: list[MeshUpdate] = []

@@ -36,6 +36,9 @@ class MeshEvent:
     faces: np.ndarray
     """uint32, shape (F, 3), counter-clockwise seen from outside."""
     final: bool
+    colours: np.ndarray | None = None
+    """float32, shape (V, C): each vertex's colour from the input's nearest points, when the input
+    had colours and the mesh has vertices; ``None`` otherwise."""
 
 
 @dataclass
@@ -54,3 +57,5 @@ class ReconstructionResult:
     """Seconds spent in ``train`` and ``mesh``."""
     field: Any = None
     """The trained :class:`~siren_recon.engine.field.sdf_field.SdfField`, to save or re-mesh (not sent anywhere)."""
+    colours: np.ndarray | None = None
+    """float32, shape (V, C): each vertex's colour (see :class:`MeshEvent`), or ``None`` when the input had none."""

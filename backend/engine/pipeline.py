@@ -6,6 +6,7 @@ backend server all call :func:`reconstruct_points` or :func:`train_field`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from .analysis.cloud_index import WORKING_POINTS, CloudIndex
+from .analysis.colours import VertexColours
 from .analysis.noise_level import estimate_noise, noise_factor
 from .analysis.normalization import Normalization
 from .analysis.validation import validate_normals, validate_points
@@ -21,7 +23,7 @@ from .device import resolve_device
 from .errors import InputError
 from .events import MeshEvent, ProgressEvent, ReconstructionResult
 from .field.sdf_field import SdfField, mesh_bounds, support_subsample
-from .fitting.stage import Cloud, MeshCallback, Reporting, Stage, fit_stage
+from .fitting.stage import MeshCallback, Reporting, Stage, TrainingCloud, fit_stage
 from .meshing.trimming import TrimOutcome
 from .unoriented.refinement import refinement_stage
 
@@ -30,8 +32,6 @@ def choose_mode(requested: str, has_normals: bool) -> str:
     """The mode a reconstruction runs in: ``auto`` becomes oriented exactly when normals exist."""
     if requested == "auto":
         return "oriented" if has_normals else "unoriented"
-    if requested not in ("oriented", "unoriented"):
-        raise InputError(f"unknown mode {requested!r}", "bad_config")
     if requested == "oriented" and not has_normals:
         raise InputError("mode 'oriented' needs normals, and this cloud has none", "missing_normals")
     return requested
@@ -55,13 +55,16 @@ def train_field(
 ) -> tuple[SdfField, dict[str, float]]:
     """Train a field on the cloud; preview meshes go to ``on_mesh`` with ``final=False``.
 
-    Unoriented input trains in two stages when ``unoriented.refine_share > 0``: first DiGS
+    Unoriented input trains in two stages when ``refinement.share > 0``: first DiGS
     (divergence penalty, geometric init) for the rest of the iterations, which settles a
     consistent inside and outside but rounds off detail; then the refinement
     (:mod:`~siren_recon.engine.unoriented.refinement`) fits a fresh SIREN to normal directions
     that field signed. Progress counts across both stages and always reports the mode as
-    ``unoriented``. The refinement's whole-cloud steps share one :class:`CloudIndex`, built here
-    (over an even subsample of ``working_points`` when the cloud is larger).
+    ``unoriented``. The cloud's noise level (:mod:`~siren_recon.engine.analysis.noise_level`), which
+    the oriented fit and the refinement both follow (``noise.free_ratio``), is measured here once,
+    on one :class:`CloudIndex` (over an even subsample of ``working_points`` when the cloud is
+    larger) that the refinement's whole-cloud steps share; a run that follows no noise level
+    (DiGS alone) measures none.
     """
     config = config or ReconstructionConfig()
     pts = validate_points(points)
@@ -72,37 +75,38 @@ def train_field(
         torch.set_num_threads(config.train.threads)
     normalization = Normalization.fit(pts)
     unit = normalization.to_unit(pts)
-    cloud = Cloud(unit, normalization, mesh_bounds(unit, config.mesh.padding),
-                  support_subsample(unit, config.train.seed), device, mode)
+    cloud = TrainingCloud(unit, normalization, mesh_bounds(unit, config.mesh.padding),
+                          support_subsample(unit, config.train.seed), device, mode)
     total = config.train.iterations
     reporting = Reporting(total, on_progress, on_mesh, should_cancel)
     second = refinement_iterations(config, mode)
-    noise = None
-    if mode == "oriented":
-        noise = estimate_noise(CloudIndex.build(unit, config.train.seed, working_points), config.train.seed).ratio
-        rate = config.train.learning_rate / noise_factor(noise, config.unoriented.noise_free_ratio)
-    else:
-        rate = config.unoriented.learning_rate
-    first = Stage(index=0, loss=mode, iterations=total - second, normals=nrm if mode == "oriented" else None,
+    index: CloudIndex | None = None
+    noise: float | None = None
+    if mode == "oriented" or second:
+        index = CloudIndex.build(unit, config.train.seed, working_points)
+        noise = estimate_noise(index, config.train.seed).ratio
+    rate = config.unoriented.learning_rate
+    if mode == "oriented" and noise is not None:
+        rate = config.train.learning_rate / noise_factor(noise, config.noise.free_ratio)
+    first = Stage(index=0, loss_mode=mode, iterations=total - second, normals=nrm if mode == "oriented" else None,
                   init=resolve_init(config.model.init, mode), learning_rate=rate)
     field, losses = fit_stage(first, cloud, config, reporting)
     field.noise_ratio = noise
-    if second:
-        index = CloudIndex.build(unit, config.train.seed, working_points)
-        refine, noise = refinement_stage(field, index, config, device, second, offset=total - second)
+    if second and index is not None and noise is not None:
+        refine = refinement_stage(field, index, noise, config, device, second, offset=total - second)
         field, losses = fit_stage(refine, cloud, config, reporting)
         field.noise_ratio = noise
     return field, losses
 
 
 def refinement_iterations(config: ReconstructionConfig, mode: str) -> int:
-    """Iterations of the unoriented refinement: ``refine_share`` of all, at least 1 and leaving
+    """Iterations of the unoriented refinement: ``refinement.share`` of all, at least 1 and leaving
     the DiGS stage at least 1; 0 when there is no refinement (oriented input, share 0, or fewer
     than 2 iterations)."""
     total = config.train.iterations
-    if mode != "unoriented" or config.unoriented.refine_share <= 0 or total < 2:
+    if mode != "unoriented" or config.refinement.share <= 0 or total < 2:
         return 0
-    return min(max(int(round(total * config.unoriented.refine_share)), 1), total - 1)
+    return min(max(int(round(total * config.refinement.share)), 1), total - 1)
 
 
 def reconstruct_points(
@@ -113,31 +117,48 @@ def reconstruct_points(
     on_mesh: MeshCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
     working_points: int = WORKING_POINTS,
+    colours: np.ndarray | None = None,
 ) -> ReconstructionResult:
     """Reconstruct a mesh from ``points`` (N, 3) and optional ``normals`` (N, 3).
 
     The returned mesh is in the input's coordinates. ``on_mesh`` receives the previews and then
-    the final mesh (``final=True``). Raises :class:`InputError` for bad input and
-    :class:`Cancelled` when ``should_cancel()`` turns true. ``working_points``: see :func:`train_field`.
+    the final mesh (``final=True``). With the cloud's ``colours`` (a row per point), every mesh
+    event and the result carry each vertex's colour (:class:`~.analysis.colours.VertexColours`).
+    Raises :class:`InputError` for bad input and :class:`Cancelled` when ``should_cancel()``
+    turns true. ``working_points``: see :func:`train_field`.
     """
     config = config or ReconstructionConfig()
+    colouring = VertexColours(points, colours) if colours is not None else None
+    previews = coloured(on_mesh, colouring) if colouring is not None and on_mesh is not None else on_mesh
     started = time.perf_counter()
-    field, losses = train_field(points, normals, config, on_progress, on_mesh, should_cancel, working_points)
+    field, losses = train_field(points, normals, config, on_progress, previews, should_cancel, working_points)
     trained = time.perf_counter()
     vertices, faces, trim = field.mesh_with_trim()
     meshed = time.perf_counter()
     if len(faces) == 0:
         raise InputError("training produced no surface (the field has no zero crossing)", "no_surface")
+    vertex_colours = colouring(vertices) if colouring is not None else None
     if on_mesh is not None:
-        on_mesh(MeshEvent(config.train.iterations, config.mesh.resolution, vertices, faces, final=True))
+        on_mesh(MeshEvent(config.train.iterations, config.mesh.resolution, vertices, faces, final=True,
+                          colours=vertex_colours))
     stats = {f"loss_{k}": v for k, v in losses.items()}
     stats.update(points=float(len(points)), vertices=float(len(vertices)), faces=float(len(faces)))
     stats.update(trim_stats(trim))
     if field.noise_ratio is not None:
         stats["noise_ratio"] = field.noise_ratio
     return ReconstructionResult(
-        vertices, faces, field.mode, stats, {"train": trained - started, "mesh": meshed - trained}, field
+        vertices, faces, field.mode, stats, {"train": trained - started, "mesh": meshed - trained}, field,
+        vertex_colours,
     )
+
+
+def coloured(on_mesh: MeshCallback, colouring: VertexColours) -> MeshCallback:
+    """``on_mesh`` receiving each mesh event with its vertices' colours."""
+
+    def forward(event: MeshEvent) -> None:
+        on_mesh(dataclasses.replace(event, colours=colouring(event.vertices)))
+
+    return forward
 
 
 def trim_stats(trim: TrimOutcome) -> dict[str, float]:

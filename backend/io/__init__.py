@@ -4,10 +4,11 @@ The engine knows nothing of file formats; the commands read a cloud here
 (:func:`~siren_recon.io.reading.read_cloud`), hand its arrays to the engine, and write the mesh
 here (:func:`~siren_recon.io.meshes.write_mesh`). One module per format family:
 
-* ``open3d_clouds``: what Open3D reads (ply pcd xyz xyzn xyzrgb pts);
+* ``ply``, ``text_clouds``: PLY and xyz/xyzn/xyzrgb, read with NumPy alone;
+* ``open3d_clouds``: pcd and pts, through the optional Open3D;
 * ``las``: LAS and LAZ (airborne and terrestrial LiDAR), through laspy and its lazrs backend;
 * ``e57``: E57 (terrestrial scanners' exchange format), through pye57, every scan in one frame;
-* ``meshes``, ``text_meshes``: mesh files, with vertex colours where the format has them.
+* ``meshes``, ``ply_meshes``, ``text_meshes``: mesh files, with vertex colours where the format has them.
 """
 
 from .cloud import Cloud

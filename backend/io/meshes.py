@@ -2,7 +2,7 @@
 
 Where each format keeps its coordinates and colours:
 
-* ``.ply`` (Open3D): float64 vertices, 8-bit RGB per vertex;
+* ``.ply``: float64 vertices, 8-bit RGB per vertex (:mod:`.ply_meshes`, the layout Open3D writes);
 * ``.obj``, ``.off``: text with 15 significant digits (:mod:`.text_meshes`), RGB per vertex;
 * ``.glb``, ``.gltf``: float32 positions placed by a float64 node translation when the mesh is far
   from the origin (:mod:`siren_recon.io.glb`), float RGB per vertex (``COLOR_0``);
@@ -19,6 +19,7 @@ from ..engine.errors import InputError
 from .cloud import check_format
 from .glb import write_glb, write_gltf
 from .open3d_library import import_open3d, to_open3d_mesh
+from .ply_meshes import write_ply_mesh
 from .text_meshes import write_obj, write_off
 
 MESH_FORMATS = (".ply", ".obj", ".stl", ".glb", ".gltf", ".off")
@@ -34,12 +35,12 @@ def write_mesh(
     target = check_format(path, MESH_FORMATS, "mesh")
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = target.suffix.lower()
-    writers = {".glb": write_glb, ".gltf": write_gltf, ".obj": write_obj, ".off": write_off}
+    writers = {".glb": write_glb, ".gltf": write_gltf, ".obj": write_obj, ".off": write_off, ".ply": write_ply_mesh}
     if suffix in writers:
         writers[suffix](target, vertices, faces, colours)
         return
     o3d = import_open3d()
-    mesh = to_open3d_mesh(vertices, faces, colours if suffix == ".ply" else None)
+    mesh = to_open3d_mesh(vertices, faces)
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
         ok = o3d.io.write_triangle_mesh(str(target), mesh)
     if not ok:

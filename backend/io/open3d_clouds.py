@@ -1,4 +1,4 @@
-"""Point cloud files that Open3D reads: ply pcd xyz xyzn xyzrgb pts."""
+"""Point cloud files only Open3D reads here: pcd (the Point Cloud Library's) and pts."""
 
 from __future__ import annotations
 
@@ -9,15 +9,11 @@ import numpy as np
 from .cloud import Cloud, unreadable
 from .open3d_library import import_open3d
 
-OPEN3D_FORMATS = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts")
+OPEN3D_FORMATS = (".pcd", ".pts")
 
 
 def read_open3d_cloud(source: Path) -> Cloud:
     """Points, normals and colours of a file Open3D can read (float64, as Open3D holds them)."""
-    if source.suffix.lower() == ".ply":
-        with open(source, "rb") as handle:
-            if handle.read(3) != b"ply":
-                raise unreadable(source, "could not be read as a point cloud: not a PLY file")
     o3d = import_open3d()
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
         cloud = o3d.io.read_point_cloud(str(source))

@@ -33,9 +33,7 @@ def import_open3d() -> ModuleType:
             ) from exc
         if "libGL" in text or "libgomp" in text or "libEGL" in text:
             raise Open3DUnavailable(f"Open3D cannot load a system library ({text}); install it and retry") from exc
-        raise Open3DUnavailable(
-            "Open3D is not installed: `pip install open3d-cpu` (or `open3d`)"
-        ) from exc
+        raise Open3DUnavailable("Open3D is not installed: pip install 'siren-recon[open3d]'") from exc
     return open3d
 
 

@@ -1,11 +1,21 @@
-"""The training devices of a server's local workers (``serve --devices``)."""
+"""Where a server's jobs train: each worker's device (``serve --device``/``--devices``), and a job on it."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
+from ..engine.config.reconstruction import ReconstructionConfig
 from ..engine.device import resolve_device
 from ..engine.errors import ConfigError
+
+
+def train_on(config: ReconstructionConfig, device: str) -> ReconstructionConfig:
+    """A job's ``config`` set to train on ``device``, the device of the worker that runs it
+    (:func:`~siren_recon.server.executors.runners` names one per worker): whatever device the client
+    named, a backend trains where its operator said."""
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, device=device))
 
 
 def worker_devices(devices: str, device: str) -> list[str]:

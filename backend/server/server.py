@@ -46,19 +46,28 @@ from siren_recon.protocol import (
 from .. import __version__
 from ..engine.analysis.validation import validate_normals, validate_points
 from ..engine.config.reconstruction import MODES, ReconstructionConfig, apply_overrides
+from ..engine.config.settings_catalog import relations
 from ..engine.device import resolve_device
 from ..engine.errors import ReconstructionError
 from .config import ServerConfig
 from .devices import worker_devices
-from .executors import JobRunner, runners
+from .executors import runners
 from .jobs import CANCELLED, FINISHED, QUEUED, FairQueue, Job
 from .outbox import FINAL, OTHER, Outbox
 from .results import ResultStore
 from .security import CurveSecurity, check_bind, is_loopback
-from .settings import setting_entries, setting_relations
+from .settings import setting_entries
 from .worker import Worker
 
 log = logging.getLogger(__name__)
+
+
+class LimitError(ReconstructionError):
+    """A request over one of the backend's configured limits; ``code`` names which."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def describe_device(name: str) -> tuple[str, int]:
@@ -137,7 +146,7 @@ class Server:
         self.router.bind(self.config.bind)
         self._outbox = Outbox(self.router)
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
-        runners_and_names = self._runners()
+        runners_and_names = runners(self.config)
         self.queue.slots = len(runners_and_names)
         for runner, name, device in runners_and_names:
             worker = Worker(self.queue, self.context, self.inbox, self.session, device,
@@ -146,10 +155,6 @@ class Server:
             self.workers.append(worker)
         log.info("serving on %s, session %s, device %s", self.endpoint, self.session, self.device_name)
         return self.endpoint
-
-    def _runners(self) -> list[tuple[JobRunner, str, str]]:
-        """One (runner, thread name, device) per job that may run at once, from the chosen executor."""
-        return runners(self.config)
 
     def stop(self) -> None:
         """Ask :meth:`serve_forever` to shut down (safe from a signal handler or another thread)."""
@@ -251,7 +256,7 @@ class Server:
                     parent=message.msg_id,
                     backend_version=__version__,
                     settings=setting_entries(self.config.defaults),
-                    relations=setting_relations(),
+                    relations=relations(),
                 ),
             )
         elif isinstance(message, FetchResult):
@@ -284,7 +289,6 @@ class Server:
                 "too_many_jobs",
             )
         config = apply_overrides(self.config.defaults or ReconstructionConfig(), message.overrides)
-        config = apply_overrides(config, {"train.device": self.config.device})
         # Refused here, before queueing, so the client hears of bad input at once; the job keeps
         # the arrays exactly as they arrived, so it trains on what a local run would.
         validate_points(message.points)
@@ -449,14 +453,6 @@ class Server:
         finished = [j for j in self.jobs.values() if j.state in FINISHED and j.finished]
         for job in sorted(finished, key=lambda j: j.finished)[: max(0, len(finished) - self.config.keep_finished)]:
             del self.jobs[job.id]
-
-
-class LimitError(ReconstructionError):
-    """A request over one of the backend's configured limits; ``code`` names which."""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _with_session(message: Message, session: str) -> Message:

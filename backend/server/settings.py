@@ -9,7 +9,7 @@ from __future__ import annotations
 from siren_recon.protocol import SettingEntry
 
 from ..engine.config.reconstruction import ReconstructionConfig
-from ..engine.config.settings_catalog import SettingInfo, describe_settings, relations
+from ..engine.config.settings_catalog import SettingInfo, describe_settings
 
 BACKEND_OWNED: dict[str, str] = {
     "train.device": "the backend trains on its own device (`serve --device`); an override is accepted and ignored",
@@ -29,8 +29,3 @@ def setting_entries(defaults: ReconstructionConfig | None = None) -> list[Settin
                      meaning=s.meaning)
         for s in wire_settings(defaults)
     ]
-
-
-def setting_relations() -> list[str]:
-    """The rules between two settings, for the ``settings`` reply."""
-    return relations()

@@ -18,10 +18,9 @@ import zmq
 
 from siren_recon.protocol import Error, JobCancelled, JobDone, JobFailed, MeshUpdate, Message, Progress, encode
 
-from ..engine.analysis.cloud_index import CloudIndex
-from ..engine.analysis.colours import transfer_colours
 from ..engine.errors import Cancelled, ReconstructionError
 from ..engine.events import MeshEvent, ProgressEvent, ReconstructionResult
+from .devices import train_on
 from .executors import JobRunner
 from .executors.local import run_in_process
 from .jobs import CANCELLED, DONE, FAILED, RUNNING, FairQueue, Job
@@ -114,6 +113,7 @@ class Worker(threading.Thread):
             self._cancelled(push, job)
             return
         job.state = RUNNING
+        job.config = train_on(job.config, self.device)
         log.info("job %s (%s) started: %d points", job.id, job.tag, len(job.points))
 
         def on_progress(event: ProgressEvent) -> None:
@@ -125,17 +125,11 @@ class Worker(threading.Thread):
             ))
 
         final: list[MeshUpdate] = []
-        colour_index: list[CloudIndex] = []  # built at the first coloured mesh, kept for the others
 
         def on_mesh(event: MeshEvent) -> None:
-            colours = None
-            if job.colours is not None and len(event.vertices):
-                if not colour_index:
-                    colour_index.append(CloudIndex.build(job.points, seed=0))
-                colours = transfer_colours(colour_index[0], job.colours, event.vertices)
             update = MeshUpdate(
                 session=self.session, job=job.id, iteration=event.iteration, resolution=event.resolution,
-                final=event.final, vertices=event.vertices, faces=event.faces, colours=colours,
+                final=event.final, vertices=event.vertices, faces=event.faces, colours=event.colours,
             )
             if event.final:
                 final.append(update)

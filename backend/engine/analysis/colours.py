@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from .cloud_index import CloudIndex, as_index
 
 
@@ -24,3 +25,23 @@ def transfer_colours(
     weights /= weights.sum(axis=1, keepdims=True)
     source = index.take(np.asarray(colours))
     return np.einsum("vk,vkc->vc", weights, np.asarray(source, dtype=np.float64)[rows]).astype(np.float32)
+
+
+class VertexColours:
+    """A cloud's colours carried onto any mesh of it, through one index over the cloud (over its
+    working set when it is larger than ``cloud_index.WORKING_POINTS``), built at the first mesh."""
+
+    def __init__(self, points: np.ndarray, colours: np.ndarray) -> None:
+        if len(colours) != len(points):
+            raise InputError(f"{len(colours)} colours for {len(points)} points: give one per point", "bad_shape")
+        self.points = points
+        self.colours = colours
+        self.index: CloudIndex | None = None
+
+    def __call__(self, vertices: np.ndarray) -> np.ndarray | None:
+        """Each vertex's colour (see :func:`transfer_colours`), or ``None`` for a mesh without vertices."""
+        if not len(vertices):
+            return None
+        if self.index is None:
+            self.index = CloudIndex.build(self.points, seed=0)
+        return transfer_colours(self.index, self.colours, vertices)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cloud_index import CloudIndex, as_index
+from .cloud_index import CloudIndex, as_index, even_subsample
 
 NEIGHBOURS = 15
 """Points in each quadric fit, the point itself included: six unknowns, nine to spare."""
@@ -48,9 +48,7 @@ def estimate_noise(cloud: np.ndarray | CloudIndex, seed: int = 0) -> NoiseLevel:
     pts = index.points
     if len(pts) < NEIGHBOURS:
         return NoiseLevel(0.0, 0.0)
-    chosen = np.arange(len(pts))
-    if len(pts) > SAMPLE:
-        chosen = np.sort(np.random.default_rng(seed).choice(len(pts), SAMPLE, replace=False))
+    chosen = even_subsample(len(pts), SAMPLE, seed)
     distances, neighbours = index.query(pts[chosen], k=NEIGHBOURS)
     spacing = float(np.median(distances[:, 1]))
     if spacing <= 0:
@@ -67,11 +65,11 @@ def estimate_noise(cloud: np.ndarray | CloudIndex, seed: int = 0) -> NoiseLevel:
     return NoiseLevel(spacing, residual)
 
 
-def noise_factor(ratio: float, noise_free_ratio: float) -> float:
+def noise_factor(ratio: float, free_ratio: float) -> float:
     """How much more a cloud of noise level ``ratio`` is smoothed (see
-    ``UnorientedLossConfig.noise_free_ratio``): 1 up to ``noise_free_ratio``, then in proportion;
-    always 1 when ``noise_free_ratio`` is 0. The refinement multiplies its normal weight by it;
+    ``NoiseConfig.free_ratio``): 1 up to ``free_ratio``, then in proportion; always 1 when
+    ``free_ratio`` is 0. The refinement multiplies its normal weight by it;
     the refinement and the oriented fit divide their learning rates by it."""
-    if noise_free_ratio <= 0:
+    if free_ratio <= 0:
         return 1.0
-    return max(1.0, ratio / noise_free_ratio)
+    return max(1.0, ratio / free_ratio)

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...protocol.messages import MIN_POINTS
 from ..errors import InputError
-
-MIN_POINTS = 16
-"""Fewer points than this cannot define a surface worth fitting."""
 
 
 def validate_points(points: object) -> np.ndarray:

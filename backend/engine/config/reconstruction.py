@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -141,7 +142,8 @@ class DivergenceSchedule:
 
 @dataclass
 class UnorientedLossConfig:
-    """The DiGS loss (Ben-Shabat et al. 2022): no normal term, a divergence penalty instead.
+    """The first stage of unoriented mode, DiGS (Ben-Shabat et al. 2022): no normal term, a
+    divergence penalty instead, and its learning rate.
 
     Weights are the DiGS code's defaults for surface reconstruction.
     """
@@ -167,27 +169,22 @@ class UnorientedLossConfig:
     after the refinement 0.1 scores within the spread between seeds of 1, while DiGS alone
     (``refine_share = 0``) loses a little and should use 1 (see docs/experiments.md)."""
     learning_rate: float = 1e-4
-    """Adam learning rate of the DiGS stage, > 0 (``refine_learning_rate`` is the refinement's).
+    """Adam learning rate of the DiGS stage, > 0 (``refinement.learning_rate`` is the refinement's).
     Too high a rate leaves the DiGS fit a thin shell with a second surface inside: ``5e-4`` did so
     on a bumpy sphere where ``1e-4`` fit (see docs/experiments.md)."""
-    refine_learning_rate: float = 5e-4
-    """Adam learning rate of the refinement stage on a clean cloud, > 0; a noisy cloud (noise
-    level above ``noise_free_ratio``) gets it divided by ``ratio / noise_free_ratio``, as the
-    oriented fit does. Lower than the oriented fit's (``train.learning_rate``): its normals are
-    estimated, and on a noisy cloud a faster fit follows the scatter of the points (see
-    docs/experiments.md)."""
-    refine_share: float = 0.5
-    """Share of ``train.iterations`` given to the refinement stage, in [0, 1) (0: DiGS alone). The
-    DiGS fit is smooth but consistently oriented; the refinement signs the normal directions
-    estimated from each point's neighbours (``orientation``) and fits a fresh SIREN to them with
-    the oriented loss, which recovers the edges and detail DiGS rounds off (see ``unoriented.refinement``)."""
-    direction_neighbours: int = 60
+
+
+@dataclass
+class NormalEstimationConfig:
+    """How the refinement estimates each point's normal direction from its neighbours and signs it."""
+
+    neighbours: int = 60
     """Neighbours, >= 3, whose spread gives each point's normal direction for the refinement.
     More smooth noise better and blur thin parts (see docs/experiments.md)."""
-    direction_scales: int = 3
-    """Neighbourhood sizes each point tries, >= 1: ``direction_neighbours`` and halves of it (60,
-    30, 15); each point keeps the flattest, a small one on clean detail, a large one on noise. 1
-    takes ``direction_neighbours`` alone (see docs/experiments.md)."""
+    scales: int = 3
+    """Neighbourhood sizes each point tries, >= 1: ``neighbours`` and halves of it (60, 30, 15);
+    each point keeps the flattest, a small one on clean detail, a large one on noise. 1 takes
+    ``neighbours`` alone (see docs/experiments.md)."""
     orientation: Orientation = "propagate"
     """How the refinement signs those directions: ``propagate`` carries one sign along a spanning
     tree of the neighbour graph and lets the DiGS gradient vote once per connected piece (see
@@ -195,33 +192,53 @@ class UnorientedLossConfig:
     fails on noisy input (see docs/experiments.md)."""
     orientation_neighbours: int = 15
     """Neighbours, >= 1, each point is linked to in the graph the signs propagate over."""
-    drop_disputed_normals: bool = True
+    drop_disputed: bool = True
     """With ``propagate``: points whose propagated sign the DiGS gradient there contradicts get
     no normal term in the refinement, only the surface term (their sign is unsure: thin parts,
     noise); see docs/experiments.md."""
-    rough_normal_share: float = 0.2
+    rough_share: float = 0.2
     """Share of the points, in [0, 1), whose neighbourhoods are least flat (largest surface
     variation: noise, sharp edges, parts thinner than the neighbourhood), given no normal term in
     the refinement. Short runs (a few hundred steps) should set 0: there it can leave a structure
     inside a smooth shape (see docs/experiments.md)."""
-    refine_sign_prior: float = 1e3
+
+
+@dataclass
+class RefinementConfig:
+    """The second stage of unoriented mode: a fresh SIREN fitted with the oriented loss to the
+    normal directions the DiGS field signed, held to that field's sign far from the cloud and kept
+    from zero crossings far from every point (see ``unoriented.refinement``)."""
+
+    share: float = 0.5
+    """Share of ``train.iterations`` given to the refinement stage, in [0, 1) (0: DiGS alone). The
+    DiGS fit is smooth but consistently oriented; the refinement signs the normal directions
+    estimated from each point's neighbours (``refinement.normals``) and fits a fresh SIREN to them
+    with the oriented loss, which recovers the edges and detail DiGS rounds off."""
+    learning_rate: float = 5e-4
+    """Adam learning rate of the refinement stage on a clean cloud, > 0; a noisy cloud (noise
+    level above ``noise.free_ratio``) gets it divided by ``ratio / free_ratio``, as the oriented
+    fit does. Lower than the oriented fit's (``train.learning_rate``): its normals are estimated,
+    and on a noisy cloud a faster fit follows the scatter of the points (see docs/experiments.md)."""
+    normals: NormalEstimationConfig = field(default_factory=NormalEstimationConfig)
+    """How the normal directions the refinement fits are estimated and signed."""
+    sign_prior: float = 1e3
     """Weight, >= 0, in the refinement, of agreeing with the DiGS field's sign farther than
-    ``refine_prior_distance`` from every point (no sheets in empty space; see ``sign_prior``);
-    0 turns it off."""
-    refine_prior_distance: float = 0.1
+    ``prior_distance`` from every point (no sheets in empty space; see ``sign_prior``); 0 turns
+    it off."""
+    prior_distance: float = 0.1
     """Distance from the cloud, > 0, beyond which the prior holds and at which the clearance is
     capped (network units: the cloud spans 1.8)."""
-    refine_clearance: float = 1e3
-    """Weight, >= 0, in the refinement, of ``max(0, min(d, refine_prior_distance) - r - |f|)`` at
-    the off-surface points (``d`` their distance to the nearest input point, ``r`` the margin
-    below): no zero crossing farther than ``r`` from every point, where a thin part with unsure
-    normals can otherwise grow a balloon (see ``clearance``); 0 turns it off. See
-    docs/experiments.md for its effect per shape."""
+    clearance: float = 1e3
+    """Weight, >= 0, in the refinement, of ``max(0, min(d, prior_distance) - r - |f|)`` at the
+    off-surface points (``d`` their distance to the nearest input point, ``r`` the margin below):
+    no zero crossing farther than ``r`` from every point, where a thin part with unsure normals
+    can otherwise grow a balloon (see ``clearance``); 0 turns it off. See docs/experiments.md for
+    its effect per shape."""
     clearance_spacings: float = 4.0
     """The margin ``r``, >= 0, in median point spacings: how far from every input point the
     surface may pass (on clean samples the true surface lies within about 4 spacings)."""
     noisy_clearance_spacings: float = 3.0
-    """The margin ``r``, >= 0, on a noisy cloud (noise level above ``noise_free_ratio``) instead
+    """The margin ``r``, >= 0, on a noisy cloud (noise level above ``noise.free_ratio``) instead
     of ``clearance_spacings``: scattered points cover the surface more closely in their own
     spacing (within about 3.1 spacings at the evaluation's noise), and a lobe the refinement grows
     past a thin part's tip sits just inside 4 (see docs/experiments.md)."""
@@ -231,14 +248,20 @@ class UnorientedLossConfig:
     the clearance acts there, by value alone. Without them the uniform box points land in a web
     between two close parts too seldom to remove it (see ``clearance`` and
     docs/experiments.md). 0 turns them off."""
-    noise_free_ratio: float = 0.25
+
+
+@dataclass
+class NoiseConfig:
+    """The noise rule: how the cloud's measured noise level changes the fit, in either mode."""
+
+    free_ratio: float = 0.25
     """The noise level, >= 0 (:mod:`.noise_level`: median quadric-fit residual over median point
     spacing; about 0.002-0.05 on clean samples), up to which the points are taken as exact.
-    Above it the refinement's normal weight is multiplied by ``ratio / noise_free_ratio``, so the
-    smoothed normal directions outweigh the scatter of single points, the learning rates of the
-    oriented fit and of the refinement are divided by it, and the refinement's clearance takes
-    ``noisy_clearance_spacings``; clean clouds are untouched. 0 turns all of it off (see
-    docs/experiments.md)."""
+    Above it the learning rates of the oriented fit and of the refinement are divided by
+    ``ratio / free_ratio``, the refinement's normal weight is multiplied by it, so the smoothed
+    normal directions outweigh the scatter of single points, and the refinement's clearance takes
+    ``refinement.noisy_clearance_spacings``; clean clouds are untouched. 0 turns all of it off
+    (see docs/experiments.md)."""
 
 
 @dataclass
@@ -249,10 +272,10 @@ class TrainConfig:
     """Adam steps."""
     learning_rate: float = 1e-3
     """Adam learning rate of the oriented fit on a clean cloud, > 0, at the start of the cosine
-    decay. A noisy cloud (noise level above ``unoriented.noise_free_ratio``) gets it divided by
-    ``ratio / noise_free_ratio``: larger steps follow the scatter of the points (at the
+    decay. A noisy cloud (noise level above ``noise.free_ratio``) gets it divided by
+    ``ratio / free_ratio``: larger steps follow the scatter of the points (at the
     evaluation's noise about half of it). The unoriented stages have their own rates
-    (``unoriented.learning_rate``, ``unoriented.refine_learning_rate``). The paper's 1e-4
+    (``unoriented.learning_rate``, ``refinement.learning_rate``). The paper's 1e-4
     converges markedly slower in 1,000-2,000 steps (see docs/experiments.md)."""
     lr_decay_final: float = 0.001
     """Learning rate at the last step as a fraction of ``learning_rate`` (cosine decay), in
@@ -372,8 +395,10 @@ class ReconstructionConfig:
     """``oriented`` (normals given), ``unoriented`` or ``auto`` (oriented when normals exist)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
     oriented: OrientedLossConfig = field(default_factory=OrientedLossConfig)
     unoriented: UnorientedLossConfig = field(default_factory=UnorientedLossConfig)
+    refinement: RefinementConfig = field(default_factory=RefinementConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
@@ -391,25 +416,25 @@ BOUNDS: dict[str, Bound] = {
     "sampling.box_points": at_least(1),
     "sampling.near_points": at_least(0),
     "sampling.near_sigma": above(0),
+    "noise.free_ratio": at_least(0),
     "oriented.eikonal_share": between(0, 1, low_open=True),
     "unoriented.divergence.hold_until": between(0, 1),
     "unoriented.divergence.zero_at": between(0, 1),
     "unoriented.divergence_clamp_low": at_least(0),
     "unoriented.divergence_share": between(0, 1, low_open=True),
     "unoriented.learning_rate": above(0),
-    "unoriented.refine_learning_rate": above(0),
-    "unoriented.refine_share": between(0, 1, high_open=True),
-    "unoriented.direction_neighbours": at_least(3),
-    "unoriented.direction_scales": at_least(1),
-    "unoriented.orientation_neighbours": at_least(1),
-    "unoriented.rough_normal_share": between(0, 1, high_open=True),
-    "unoriented.refine_sign_prior": at_least(0),
-    "unoriented.refine_prior_distance": above(0),
-    "unoriented.refine_clearance": at_least(0),
-    "unoriented.clearance_spacings": at_least(0),
-    "unoriented.noisy_clearance_spacings": at_least(0),
-    "unoriented.clearance_points": at_least(0),
-    "unoriented.noise_free_ratio": at_least(0),
+    "refinement.share": between(0, 1, high_open=True),
+    "refinement.learning_rate": above(0),
+    "refinement.normals.neighbours": at_least(3),
+    "refinement.normals.scales": at_least(1),
+    "refinement.normals.orientation_neighbours": at_least(1),
+    "refinement.normals.rough_share": between(0, 1, high_open=True),
+    "refinement.sign_prior": at_least(0),
+    "refinement.prior_distance": above(0),
+    "refinement.clearance": at_least(0),
+    "refinement.clearance_spacings": at_least(0),
+    "refinement.noisy_clearance_spacings": at_least(0),
+    "refinement.clearance_points": at_least(0),
     "train.iterations": at_least(1),
     "train.learning_rate": above(0),
     "train.lr_decay_final": between(0, 1, low_open=True),
@@ -429,6 +454,26 @@ BOUNDS: dict[str, Bound] = {
     "preview.min_resolution": at_least(8),
 }
 """The interval each number setting must lie in, by dotted name (settings not named: any value)."""
+
+DEPRECATED_NAMES: dict[str, str] = {
+    "unoriented.noise_free_ratio": "noise.free_ratio",
+    "unoriented.refine_share": "refinement.share",
+    "unoriented.refine_learning_rate": "refinement.learning_rate",
+    "unoriented.direction_neighbours": "refinement.normals.neighbours",
+    "unoriented.direction_scales": "refinement.normals.scales",
+    "unoriented.orientation": "refinement.normals.orientation",
+    "unoriented.orientation_neighbours": "refinement.normals.orientation_neighbours",
+    "unoriented.drop_disputed_normals": "refinement.normals.drop_disputed",
+    "unoriented.rough_normal_share": "refinement.normals.rough_share",
+    "unoriented.refine_sign_prior": "refinement.sign_prior",
+    "unoriented.refine_prior_distance": "refinement.prior_distance",
+    "unoriented.refine_clearance": "refinement.clearance",
+    "unoriented.clearance_spacings": "refinement.clearance_spacings",
+    "unoriented.noisy_clearance_spacings": "refinement.noisy_clearance_spacings",
+    "unoriented.clearance_points": "refinement.clearance_points",
+}
+"""Old dotted names :func:`apply_overrides` still accepts, each with the name it now sets; using
+one warns with a :class:`FutureWarning` (shown to users by default)."""
 
 RELATIONS: tuple[tuple[str, Callable[[ReconstructionConfig], bool]], ...] = (
     ("unoriented.divergence.hold_until <= unoriented.divergence.zero_at",
@@ -521,10 +566,12 @@ def apply_overrides(config: ReconstructionConfig, overrides: Mapping[str, Any]) 
 
     ``{"train.iterations": 500, "mode": "oriented"}`` sets two fields. Ints are accepted for
     float fields; anything else of the wrong type, or an unknown key, raises :class:`ConfigError`.
+    A name of :data:`DEPRECATED_NAMES` sets its new name's field and warns.
     """
     updated = copy.deepcopy(config)
     for key, value in overrides.items():
-        parts = str(key).split(".")
+        key = current_name(str(key))
+        parts = key.split(".")
         target: Any = updated
         for part in parts[:-1]:
             if not dataclasses.is_dataclass(target) or part not in _field_names(target):
@@ -539,6 +586,15 @@ def apply_overrides(config: ReconstructionConfig, overrides: Mapping[str, Any]) 
         setattr(target, leaf, _coerce(key, current, value))
     validate_config(updated)
     return updated
+
+
+def current_name(key: str) -> str:
+    """``key``, or the name a deprecated ``key`` is now, with a :class:`FutureWarning` naming it."""
+    new = DEPRECATED_NAMES.get(key)
+    if new is None:
+        return key
+    warnings.warn(f"setting {key!r} is deprecated: use {new!r}", FutureWarning, stacklevel=3)
+    return new
 
 
 def _unknown_key(key: str) -> str:

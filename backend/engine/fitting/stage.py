@@ -23,10 +23,9 @@ from .device_choices import previews_on_thread
 from .preview_thread import PreviewThread
 from .regularisers import Regulariser
 from .sampling import PointSampler
-from .trainer import train
+from .trainer import ProgressCallback, train
 
 MeshCallback = Callable[[MeshEvent], None]
-ProgressCallback = Callable[[ProgressEvent], None]
 _GLOBAL_RNG = threading.Lock()
 """Held while torch's global generator is seeded and drawn from (see :func:`fit_stage`)."""
 
@@ -37,7 +36,7 @@ class Stage:
 
     index: int
     """0 for the first network, 1 for the refinement's: offsets the seed of its init and sampling."""
-    loss: str
+    loss_mode: str
     """``oriented`` (the SIREN loss) or ``unoriented`` (the DiGS loss)."""
     iterations: int
     normals: np.ndarray | None
@@ -52,11 +51,11 @@ class Stage:
     regularisers: Sequence[Regulariser] = ()
     points: np.ndarray | None = None
     """(M, 3) unit points the stage trains on when not all of the cloud's (the refinement of a cloud
-    reduced to its working set; ``normals`` then has their rows); ``None``: ``Cloud.unit``."""
+    reduced to its working set; ``normals`` then has their rows); ``None``: ``TrainingCloud.unit``."""
 
 
 @dataclass
-class Cloud:
+class TrainingCloud:
     """The cloud and what every stage of one reconstruction shares."""
 
     unit: np.ndarray
@@ -90,7 +89,7 @@ def stage_config(config: ReconstructionConfig, stage: Stage) -> ReconstructionCo
 
 
 def fit_stage(
-    stage: Stage, cloud: Cloud, config: ReconstructionConfig, reporting: Reporting
+    stage: Stage, cloud: TrainingCloud, config: ReconstructionConfig, reporting: Reporting
 ) -> tuple[SdfField, dict[str, float]]:
     """Fit a fresh network for ``stage``; return the field (in eval mode) and its last losses."""
     # the initialisers draw from torch's one global generator: seeded and used under a lock,
@@ -125,7 +124,7 @@ def fit_stage(
             model,
             sampler,
             stage_config(config, stage),
-            stage.loss,
+            stage.loss_mode,
             _progress(stage.offset, cloud.mode, reporting, background),
             on_preview,
             reporting.should_cancel,

@@ -33,17 +33,12 @@ import torch
 
 from ..analysis.cloud_index import CloudIndex, as_index
 from ..fitting.regularisers import Field, OffSurface
-from .cube_grid import cube_nodes, distance_to_cloud
+from .cube_grid import cube_nodes
 
 RESOLUTION = 128
 """Grid nodes along each axis of the cube [-1, 1]^3 (8 MB of float32)."""
 _CORNERS = torch.tensor(list(itertools.product((0, 1), repeat=3)))
 """(8, 3) the offsets of a grid cell's corners from its lowest one."""
-
-
-def median_spacing(cloud: np.ndarray | CloudIndex) -> float:
-    """Median distance from each point to its nearest other point (of the points, or of an index's)."""
-    return as_index(cloud).spacing
 
 
 @dataclass
@@ -62,13 +57,13 @@ class Clearance:
         """Distances on the grid from ``cloud`` (unit points, or their index), capped at ``cap``;
         the margin is ``spacings`` times the median point spacing.
 
-        The cap bounds the term at ``cap - margin``: the refinement passes ``refine_prior_distance``,
+        The cap bounds the term at ``cap - margin``: the refinement passes ``refinement.prior_distance``,
         beyond which the sign prior already holds the field (a larger cap pushes on the whole fresh
         network, whose values start near 0 everywhere; see docs/experiments.md)."""
         index = as_index(cloud)
         margin = spacings * index.spacing
         nodes = cube_nodes(resolution)
-        distance = distance_to_cloud(nodes, index, cap)
+        distance = index.distance(nodes, cap)
         shell = nodes[(distance > margin) & (distance < cap)]
         return cls(torch.as_tensor(distance.reshape((resolution,) * 3), dtype=torch.float32, device=device), margin,
                    torch.as_tensor(shell, dtype=torch.float32, device=device))
@@ -132,9 +127,9 @@ class ClearanceRegulariser:
 
     clearance: Clearance
     weight: float
-    """Weight of the term (``unoriented.refine_clearance``)."""
+    """Weight of the term (``refinement.clearance``)."""
     points: int
-    """Shell points drawn each step (``unoriented.clearance_points``); 0: none, and no refresh."""
+    """Shell points drawn each step (``refinement.clearance_points``); 0: none, and no refresh."""
     name: str = "clearance"
     pool: torch.Tensor | None = None
     """The violated shell nodes the last :meth:`refresh` found; ``None`` before the first."""

@@ -16,21 +16,11 @@ CHUNK = 65_536
 """Points whose neighbourhoods are analysed at once (bounds memory on large clouds)."""
 
 
-def nearest_neighbours(points: np.ndarray, count: int) -> np.ndarray:
-    """Indices (N, count) of each point's ``count`` nearest points, nearest first, the point itself
-    among them (first, unless an exact duplicate of it is listed before it).
-
-    One query serves both the normal directions and the orientation's neighbour graph (pass it
-    to :func:`estimate_directions` and ``orientation.propagate_signs``).
-    """
-    return CloudIndex(points).neighbours(count)
-
-
 def neighbour_index(points: np.ndarray, columns: int, index: np.ndarray | None = None) -> np.ndarray:
     """``index`` when given, checked to hold at least ``columns`` neighbours of every point;
-    otherwise a fresh :func:`nearest_neighbours` query."""
+    otherwise a fresh :meth:`CloudIndex.neighbours` query."""
     if index is None:
-        return nearest_neighbours(points, columns)
+        return CloudIndex(points).neighbours(columns)
     if index.ndim != 2 or len(index) != len(points) or index.shape[1] < columns:
         raise ValueError(f"the neighbour index must have {len(points)} rows and at least {columns} columns")
     return index
@@ -54,7 +44,7 @@ def estimate_directions(
     neighbourhood). With ``scales`` > 1 each point tries the sizes of :func:`scale_sizes` and
     keeps the flattest neighbourhood (the least variation): on clean detail that is a small
     one, which does not reach round an edge or across a thin part; on noise a large one, which
-    averages the noise out. ``index``, from :func:`nearest_neighbours` with at least
+    averages the noise out. ``index``, from :meth:`CloudIndex.neighbours` with at least
     ``neighbours`` columns (nearest first), spares the query when the caller has made it already.
     """
     pts = np.asarray(points, dtype=np.float64)
@@ -70,6 +60,7 @@ def estimate_directions(
             values, vectors = np.linalg.eigh(np.einsum("nki,nkj->nij", hood, hood))
             flatness = (values[:, 0] / np.maximum(values.sum(axis=1), 1e-300)).astype(np.float32)
             better = flatness < variation[rows]
-            out[rows][better] = vectors[better, :, 0]  # eigenvalues ascend: least spread first
-            variation[rows][better] = flatness[better]
+            picked = start + np.flatnonzero(better)
+            out[picked] = vectors[better, :, 0]  # eigenvalues ascend: least spread first
+            variation[picked] = flatness[better]
     return out, variation

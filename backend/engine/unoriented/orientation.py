@@ -32,7 +32,7 @@ def propagate_signs(
 
     Points of one piece (a connected component of the neighbour graph) are consistent with each
     other; flipping all signs of a piece gives the other consistent choice. ``index``, from
-    ``normal_estimation.nearest_neighbours`` with more than ``neighbours`` columns (the first is
+    ``CloudIndex.neighbours`` with more than ``neighbours`` columns (the first is
     the point itself), spares the query when the caller has made it already.
     """
     pts = np.asarray(points, dtype=np.float64)

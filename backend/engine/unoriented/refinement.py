@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from ..analysis.cloud_index import CloudIndex, as_index
-from ..analysis.noise_level import estimate_noise, noise_factor
-from ..config.reconstruction import ReconstructionConfig, UnorientedLossConfig
+from ..analysis.noise_level import noise_factor
+from ..config.reconstruction import NormalEstimationConfig, ReconstructionConfig
 from ..field.derivatives import sdf_and_gradient
 from ..field.model import FoldedSiren
 from ..field.sdf_field import SdfField
@@ -33,33 +33,33 @@ ORIENT_CHUNK = 65_536
 
 
 def refinement_stage(
-    digs: SdfField, cloud: CloudIndex, config: ReconstructionConfig, device: torch.device, iterations: int, offset: int
-) -> tuple[Stage, float]:
-    """The refinement's stage, built from the DiGS stage's field, and the cloud's noise level.
+    digs: SdfField, cloud: CloudIndex, noise: float, config: ReconstructionConfig, device: torch.device,
+    iterations: int, offset: int,
+) -> Stage:
+    """The refinement's stage, built from the DiGS stage's field and the cloud's noise level ``noise``
+    (the ratio :func:`~siren_recon.engine.analysis.noise_level.estimate_noise` measures).
 
     Everything here looks at the points of ``cloud``, the cloud's index (its working set when the
     cloud is larger than ``cloud_index.WORKING_POINTS``), and the stage trains on those points."""
-    settings = config.unoriented
+    settings = config.refinement
     unit = cloud.points
-    oriented = orient_directions(digs.model, cloud, settings, device)
-    noise = estimate_noise(cloud, config.train.seed).ratio
-    factor = noise_factor(noise, settings.noise_free_ratio)
+    oriented = orient_directions(digs.model, cloud, settings.normals, device)
+    factor = noise_factor(noise, config.noise.free_ratio)
     regularisers: list[Regulariser] = []
-    if settings.refine_sign_prior > 0:
-        prior = SignPrior.build(FoldedSiren(digs.model), cloud, settings.refine_prior_distance, device)
-        regularisers.append(SignPriorRegulariser(prior, settings.refine_sign_prior))
-    if settings.refine_clearance > 0:
+    if settings.sign_prior > 0:
+        prior = SignPrior.build(FoldedSiren(digs.model), cloud, settings.prior_distance, device)
+        regularisers.append(SignPriorRegulariser(prior, settings.sign_prior))
+    if settings.clearance > 0:
         spacings = settings.noisy_clearance_spacings if factor > 1 else settings.clearance_spacings
-        clearance = Clearance.build(cloud, spacings, settings.refine_prior_distance, device)
-        regularisers.append(ClearanceRegulariser(clearance, settings.refine_clearance, settings.clearance_points))
-    stage = Stage(index=1, loss="oriented", iterations=iterations, normals=oriented, init="siren",
-                  learning_rate=settings.refine_learning_rate / factor, offset=offset,
-                  normal_weight=config.oriented.normal * factor,
-                  regularisers=regularisers, points=unit if cloud.subsampled else None)
-    return stage, noise
+        clearance = Clearance.build(cloud, spacings, settings.prior_distance, device)
+        regularisers.append(ClearanceRegulariser(clearance, settings.clearance, settings.clearance_points))
+    return Stage(index=1, loss_mode="oriented", iterations=iterations, normals=oriented, init="siren",
+                 learning_rate=settings.learning_rate / factor, offset=offset,
+                 normal_weight=config.oriented.normal * factor,
+                 regularisers=regularisers, points=unit if cloud.subsampled else None)
 
 
-def orient_directions(model: torch.nn.Module, cloud: np.ndarray | CloudIndex, config: UnorientedLossConfig,
+def orient_directions(model: torch.nn.Module, cloud: np.ndarray | CloudIndex, config: NormalEstimationConfig,
                       device: torch.device) -> np.ndarray:
     """Normal directions of the points of ``cloud`` (unit points, or their index) estimated from
     their neighbours, signed so that ``grad f`` agrees with them.
@@ -67,16 +67,16 @@ def orient_directions(model: torch.nn.Module, cloud: np.ndarray | CloudIndex, co
     With ``orientation="propagate"`` the gradient only votes, once per connected piece of the
     cloud, on signs made consistent along the neighbour graph; with ``"gradient"`` it decides
     each point's sign alone. A zero normal, no normal term there, goes to the points whose
-    gradient contradicts their propagated sign (``drop_disputed_normals``) and to the share
-    ``rough_normal_share`` of the points with the roughest neighbourhoods.
+    gradient contradicts their propagated sign (``drop_disputed``) and to the share
+    ``rough_share`` of the points with the roughest neighbourhoods.
     """
     propagate = config.orientation == "propagate"
     shared = as_index(cloud)
     unit = shared.points
     index = shared.neighbours(
-        max(config.direction_neighbours, config.orientation_neighbours + 1 if propagate else 0)
+        max(config.neighbours, config.orientation_neighbours + 1 if propagate else 0)
     )
-    directions, variation = estimate_directions(unit, config.direction_neighbours, index, config.direction_scales)
+    directions, variation = estimate_directions(unit, config.neighbours, index, config.scales)
     grads = []
     for start in range(0, len(unit), ORIENT_CHUNK):
         x = torch.as_tensor(unit[start : start + ORIENT_CHUNK], dtype=torch.float32, device=device)
@@ -86,10 +86,10 @@ def orient_directions(model: torch.nn.Module, cloud: np.ndarray | CloudIndex, co
     if propagate:
         sign, pieces = propagate_signs(unit, directions, config.orientation_neighbours, index)
         sign = sign * np.where(np.bincount(pieces, weights=sign * votes) < 0, -1.0, 1.0)[pieces]
-        if config.drop_disputed_normals:
+        if config.drop_disputed:
             sign[sign * votes < 0] = 0.0
     else:
         sign = np.where(votes < 0, -1.0, 1.0)
-    if config.rough_normal_share > 0:
-        sign[variation > np.quantile(variation, 1.0 - config.rough_normal_share)] = 0.0
+    if config.rough_share > 0:
+        sign[variation > np.quantile(variation, 1.0 - config.rough_share)] = 0.0
     return (directions * sign[:, None]).astype(np.float32)

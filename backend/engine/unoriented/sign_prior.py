@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..analysis.cloud_index import CloudIndex
+from ..analysis.cloud_index import CloudIndex, as_index
 from ..fitting.regularisers import Field, OffSurface
-from .cube_grid import cube_nodes, distance_to_cloud
+from .cube_grid import cube_nodes
 
 RESOLUTION = 48
 """Grid points along each axis of the cube [-1, 1]^3."""
@@ -34,7 +34,7 @@ class SignPrior:
         """Sample ``evaluate`` (the DiGS field) on the grid; zero within ``far`` of a point of
         ``cloud`` (unit points, or their index)."""
         grid = cube_nodes(resolution)
-        distance = distance_to_cloud(grid, cloud)
+        distance = as_index(cloud).distance(grid)
         with torch.no_grad():
             values = evaluate(torch.as_tensor(grid, dtype=torch.float32, device=device)).cpu().numpy()
         sign = np.where(values > 0, 1.0, -1.0) * (distance > far)
@@ -58,7 +58,7 @@ class SignPriorRegulariser:
 
     prior: SignPrior
     weight: float
-    """Weight of the term (``unoriented.refine_sign_prior``)."""
+    """Weight of the term (``refinement.sign_prior``)."""
     name: str = "sign_prior"
 
     def draw(self, generator: torch.Generator) -> torch.Tensor:

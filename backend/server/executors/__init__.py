@@ -29,12 +29,15 @@ for a failure the user should read; the result's ``field`` may be ``None``. The 
 
 
 def runners(config: ServerConfig) -> list[tuple[JobRunner, str, str]]:
-    """One (runner, thread name, device) per job that may run at once, from the configured
-    executor: for ``local`` one per device of ``devices`` (see :func:`~siren_recon.server.devices.worker_devices`)."""
+    """One (runner, thread name, device) per job that may run at once, from the configured executor.
+
+    The device is where the worker's jobs train (:func:`~siren_recon.server.devices.train_on`): for
+    ``local`` one per device of ``devices`` (see :func:`~siren_recon.server.devices.worker_devices`),
+    else ``device``; for ``ray`` ``auto``, the GPU Ray gives the task, else its node's CPU."""
     if config.executor == "ray":
         from .ray import ray_runners  # Ray is an optional extra
 
-        return [(runner, name, config.device) for runner, name in ray_runners(config.ray)]
+        return [(runner, name, "auto") for runner, name in ray_runners(config.ray)]
     from ..devices import worker_devices
     from .local import run_in_process, run_on_device
 

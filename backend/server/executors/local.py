@@ -9,7 +9,6 @@ done under a lock, and each thread keeps its own compiled training passes.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -28,12 +27,14 @@ def run_in_process(
 ) -> ReconstructionResult:
     """Train ``job`` here, on the calling thread (a :data:`~siren_recon.server.executors.JobRunner`)."""
     return reconstruct_points(
-        job.points, job.normals, job.config, on_progress=on_progress, on_mesh=on_mesh, should_cancel=should_cancel
+        job.points, job.normals, job.config, on_progress=on_progress, on_mesh=on_mesh, should_cancel=should_cancel,
+        colours=job.colours,
     )
 
 
 def run_on_device(device: str) -> JobRunner:
-    """A runner that trains each job on ``device`` (a worker's own), whatever device the job named."""
+    """A runner for the worker of ``device``: its jobs (which the worker set to train there, see
+    :func:`~siren_recon.server.devices.train_on`) run with it as the thread's current CUDA device."""
 
     def run(
         job: Job,
@@ -41,7 +42,6 @@ def run_on_device(device: str) -> JobRunner:
         on_mesh: Callable[[MeshEvent], None],
         should_cancel: Callable[[], bool],
     ) -> ReconstructionResult:
-        job.config = dataclasses.replace(job.config, train=dataclasses.replace(job.config.train, device=device))
         # the current CUDA device is per thread: this worker's, for anything that takes the default
         selected = torch.cuda.device(device) if device.startswith("cuda") else contextlib.nullcontext()
         with selected:

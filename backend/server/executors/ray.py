@@ -34,7 +34,7 @@ import ray
 import ray.exceptions
 from ray._private import ray_constants  # see _loopback_only
 
-from ...engine.config.reconstruction import ReconstructionConfig, apply_overrides
+from ...engine.config.reconstruction import ReconstructionConfig
 from ...engine.errors import Cancelled, ReconstructionError
 from ...engine.events import MeshEvent, ProgressEvent, ReconstructionResult
 from ..config import RayConfig
@@ -59,7 +59,7 @@ class WorkerLost(ReconstructionError):
     code = "worker_lost"
 
 
-class RemoteError(ReconstructionError):
+class RayTaskFailure(ReconstructionError):
     """An engine error raised inside a Ray task, with the code and message it had there."""
 
     def __init__(self, message: str, code: str, remote_class: str) -> None:
@@ -72,7 +72,8 @@ class RemoteError(ReconstructionError):
 
 
 def _run_job(
-    points: np.ndarray, normals: np.ndarray | None, config: ReconstructionConfig, threads: int
+    points: np.ndarray, normals: np.ndarray | None, colours: np.ndarray | None, config: ReconstructionConfig,
+    threads: int,
 ) -> Iterator[list[tuple]]:
     """Train one job; yield lists of event records until (and including) the result or error.
 
@@ -98,12 +99,13 @@ def _run_job(
         events.put((PROGRESS, dataclasses.asdict(event)))
 
     def on_mesh(event: MeshEvent) -> None:
-        events.put((MESH, event.iteration, event.resolution, event.vertices, event.faces, event.final))
+        events.put((MESH, event.iteration, event.resolution, event.vertices, event.faces, event.final, event.colours))
 
     def train() -> None:
         try:
             result = reconstruct_points(
-                points, normals, config, on_progress=on_progress, on_mesh=on_mesh, should_cancel=stop.is_set
+                points, normals, config, on_progress=on_progress, on_mesh=on_mesh, should_cancel=stop.is_set,
+                colours=colours,
             )
         except ReconstructionError as exc:
             events.put((ERROR, exc.code, str(exc), type(exc).__name__))
@@ -200,13 +202,13 @@ class RayExecutor:
         should_cancel: Callable[[], bool],
     ) -> ReconstructionResult:
         """Run ``job`` on the cluster, retrying on a lost worker as configured."""
-        config = apply_overrides(job.config, {"train.device": "auto"})
         points = ray.put(job.points)
         normals = None if job.normals is None else ray.put(job.normals)
+        colours = None if job.colours is None else ray.put(job.colours)
         attempt = 1
         while True:
             try:
-                return self._attempt(job, points, normals, config, on_progress, on_mesh, should_cancel)
+                return self._attempt(job, points, normals, colours, job.config, on_progress, on_mesh, should_cancel)
             except WorkerLost as exc:
                 if attempt >= self.attempts:
                     raise
@@ -218,13 +220,14 @@ class RayExecutor:
         job: Job,
         points: Any,
         normals: Any,
+        colours: Any,
         config: ReconstructionConfig,
         on_progress: Callable[[ProgressEvent], None],
         on_mesh: Callable[[MeshEvent], None],
         should_cancel: Callable[[], bool],
     ) -> ReconstructionResult:
         threads = self.cpus_per_job if config.train.threads == 0 else config.train.threads
-        stream: Any = self.task.remote(points, normals, config, threads)  # an ObjectRefGenerator
+        stream: Any = self.task.remote(points, normals, colours, config, threads)  # an ObjectRefGenerator
         submitted = time.monotonic()
         final: MeshEvent | None = None
         while True:
@@ -257,8 +260,8 @@ class RayExecutor:
                 elif kind == PROGRESS:
                     on_progress(ProgressEvent(**record[1]))
                 elif kind == MESH:
-                    _, iteration, resolution, vertices, faces, is_final = record
-                    event = MeshEvent(iteration, resolution, vertices, faces, is_final)
+                    _, iteration, resolution, vertices, faces, is_final, vertex_colours = record
+                    event = MeshEvent(iteration, resolution, vertices, faces, is_final, vertex_colours)
                     if is_final:
                         # held until the result record: a worker lost in between (and the job
                         # retried) must not have sent a final mesh already
@@ -270,12 +273,12 @@ class RayExecutor:
                     if final is None:
                         raise WorkerLost(f"the Ray task of job {job.id} ended without its final mesh")
                     on_mesh(final)
-                    return ReconstructionResult(final.vertices, final.faces, mode, stats, timings, None)
+                    return ReconstructionResult(final.vertices, final.faces, mode, stats, timings, None, final.colours)
                 elif kind == ERROR:
                     _, code, message, remote_class = record
                     if code == Cancelled.code:
                         raise Cancelled(message)
-                    raise RemoteError(message, code, remote_class)
+                    raise RayTaskFailure(message, code, remote_class)
 
     def _cancel(self, job: Job, stream: Any) -> None:
         """Stop the task: politely first (it ends its training thread), by force if it lingers."""
@@ -334,14 +337,14 @@ def _job_error(job: str, exc: BaseException) -> ReconstructionError:
     if isinstance(cause, ray.exceptions.TaskCancelledError):
         return Cancelled("cancelled")
     if isinstance(cause, ReconstructionError):
-        return RemoteError(str(cause), cause.code, type(cause).__name__)
+        return RayTaskFailure(str(cause), cause.code, type(cause).__name__)
     if isinstance(cause, ray.exceptions.OutOfMemoryError):
         return WorkerLost(f"Ray killed the worker of job {job} for lack of memory: {_first_line(cause)}")
     if isinstance(cause, LOST_WORKER_ERRORS):
         return WorkerLost(
             f"the Ray worker running job {job} died mid-job ({type(cause).__name__}: {_first_line(cause)})"
         )
-    return RemoteError(
+    return RayTaskFailure(
         f"the Ray task of job {job} failed: {type(cause).__name__}: {_first_line(cause)}",
         "internal_error",
         type(cause).__name__,
