@@ -91,11 +91,10 @@ def train_field(
     first = Stage(index=0, loss_mode=mode, iterations=total - second, normals=nrm if mode == "oriented" else None,
                   init=resolve_init(config.model.init, mode), learning_rate=rate)
     field, losses = fit_stage(first, cloud, config, reporting)
-    field.noise_ratio = noise
     if second and index is not None and noise is not None:
         refine = refinement_stage(field, index, noise, config, device, second, offset=total - second)
         field, losses = fit_stage(refine, cloud, config, reporting)
-        field.noise_ratio = noise
+    field.noise_ratio = noise
     return field, losses
 
 
