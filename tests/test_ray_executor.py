@@ -73,13 +73,14 @@ def ray_pid(log, job: str, timeout: float = 300.0, after: int = 0) -> int:
     raise AssertionError(f"no Ray pid logged for job {job}")
 
 
-def local_meshes(points: np.ndarray, normals: np.ndarray | None, overrides: dict = JOB) -> list:
+def local_meshes(points: np.ndarray, normals: np.ndarray | None, overrides: dict = JOB,
+                 colours: np.ndarray | None = None) -> list:
     """Every mesh (previews, then the final one) the ``local`` executor's runner makes of this job."""
     threads = torch.get_num_threads()
     config = small_config(**{k.replace(".", "__"): v for k, v in overrides.items()}, train__device="cpu")
     job = Job(id="local", client=b"", owner="", result_owner="", tag="", detached=False,
               points=points.astype(np.float32), normals=None if normals is None else normals.astype(np.float32),
-              colours=None, config=config)
+              colours=colours, config=config)
     meshes: list = []
     try:
         run_in_process(job, lambda event: None, meshes.append, lambda: False)
@@ -93,8 +94,10 @@ def local_meshes(points: np.ndarray, normals: np.ndarray | None, overrides: dict
 def test_two_clients_get_previews_and_the_local_mesh(ray_backend):
     address, log = ray_backend
     clouds = [sphere_cloud(800, radius=1.0, seed=1), sphere_cloud(800, radius=3.0, centre=(1.0, 0.0, -2.0), seed=2)]
+    colours = [None, np.random.default_rng(3).random((800, 3)).astype(np.float32)]  # the second cloud has colours
     with Client(address=address) as a, Client(address=address) as b:
-        requests = [a.submit(*clouds[0], overrides=JOB, tag="a"), b.submit(*clouds[1], overrides=JOB, tag="b")]
+        requests = [a.submit(*clouds[0], colours[0], overrides=JOB, tag="a"),
+                    b.submit(*clouds[1], colours[1], overrides=JOB, tag="b")]
         ea: list = []
         eb: list = []
         deadline = time.monotonic() + 600  # generous: a new Ray worker takes minutes to start on a loaded machine
@@ -103,7 +106,7 @@ def test_two_clients_get_previews_and_the_local_mesh(ray_backend):
             eb += b.poll(20)
             assert not any(isinstance(e, JobFailed) for e in ea + eb), [e for e in ea + eb if isinstance(e, JobFailed)]
             assert time.monotonic() < deadline
-    for events, request, (points, normals) in zip((ea, eb), requests, clouds):
+    for events, request, (points, normals), cloud_colours in zip((ea, eb), requests, clouds, colours):
         job = accepted(events, request)
         assert {e.job for e in events if isinstance(e, (Progress, MeshUpdate, JobDone))} == {job}
         ray_pid(log, job)  # it really ran on a Ray worker
@@ -116,13 +119,17 @@ def test_two_clients_get_previews_and_the_local_mesh(ray_backend):
         assert done.timings["train"] > 0 and done.stats["faces"] == len(meshes[-1].faces)
         # same cloud, settings and seed on the same device (CPU): bit for bit what the local
         # executor makes, previews included
-        local = local_meshes(points, normals)
+        local = local_meshes(points, normals, colours=cloud_colours)
         assert [(m.iteration, m.resolution, m.final) for m in meshes] == [
             (m.iteration, m.resolution, m.final) for m in local]
         for remote, mine in zip(meshes, local):
             # the engine's float64 vertices travel as the protocol's float32
             np.testing.assert_array_equal(remote.vertices, mine.vertices.astype(np.float32))
             np.testing.assert_array_equal(remote.faces, mine.faces)
+            if cloud_colours is None:
+                assert remote.colours is None
+            else:  # the cloud's colours, carried onto every mesh on the Ray worker as the local executor does
+                np.testing.assert_array_equal(remote.colours, mine.colours.astype(np.float32))
 
 
 @pytest.mark.live

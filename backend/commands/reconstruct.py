@@ -11,7 +11,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..engine.config.reconstruction import BOUNDS, ReconstructionConfig, apply_overrides
-from ..engine.errors import ReconstructionError
+from ..engine.errors import ConfigError, ReconstructionError
 from ..engine.events import MeshEvent, ProgressEvent
 from ..engine.field.checkpoint import load_checkpoint, save_checkpoint
 from ..engine.pipeline import reconstruct_points
@@ -72,6 +72,8 @@ class LiveWindow:
 def run_reconstruct(args: argparse.Namespace) -> int:
     check_format(args.output, MESH_FORMATS, "mesh")
     config = config_from_args(args)
+    if args.checkpoint and config.tiles.size > 0:
+        raise ConfigError("--checkpoint saves one field; a tiled run (tiles.size) has one per tile")
     cloud = read_cloud(args.input)
     window = LiveWindow() if args.show else None
     bars: list[tqdm] = []

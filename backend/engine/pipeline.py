@@ -25,6 +25,7 @@ from .events import MeshEvent, ProgressEvent, ReconstructionResult
 from .field.sdf_field import SdfField, mesh_bounds, support_subsample
 from .fitting.stage import MeshCallback, Reporting, Stage, TrainingCloud, fit_stage
 from .meshing.trimming import TrimOutcome
+from .tiling.tiled_field import TiledField, fit_tiles
 from .unoriented.refinement import refinement_stage
 
 
@@ -124,13 +125,16 @@ def reconstruct_points(
     the final mesh (``final=True``). With the cloud's ``colours`` (a row per point), every mesh
     event and the result carry each vertex's colour (:class:`~.analysis.colours.VertexColours`).
     Raises :class:`InputError` for bad input and :class:`Cancelled` when ``should_cancel()``
-    turns true. ``working_points``: see :func:`train_field`.
+    turns true. ``working_points``: see :func:`train_field`. With ``tiles.size`` a cloud larger
+    than a tile is fitted tile by tile (:mod:`~siren_recon.engine.tiling`), and ``field`` is then a
+    :class:`~.tiling.tiled_field.TiledField`.
     """
     config = config or ReconstructionConfig()
     colouring = VertexColours(points, colours) if colours is not None else None
     previews = coloured(on_mesh, colouring) if colouring is not None and on_mesh is not None else on_mesh
     started = time.perf_counter()
-    field, losses = train_field(points, normals, config, on_progress, previews, should_cancel, working_points)
+    field, losses = fit_tiles(points, normals, config, train_field, on_progress, previews, should_cancel,
+                              working_points=working_points)
     trained = time.perf_counter()
     vertices, faces, trim = field.mesh_with_trim()
     meshed = time.perf_counter()
@@ -138,8 +142,8 @@ def reconstruct_points(
         raise InputError("training produced no surface (the field has no zero crossing)", "no_surface")
     vertex_colours = colouring(vertices) if colouring is not None else None
     if on_mesh is not None:
-        on_mesh(MeshEvent(config.train.iterations, config.mesh.resolution, vertices, faces, final=True,
-                          colours=vertex_colours))
+        steps = config.train.iterations * (len(field.tiles) if isinstance(field, TiledField) else 1)
+        on_mesh(MeshEvent(steps, field.lattice_resolution(), vertices, faces, final=True, colours=vertex_colours))
     stats = {f"loss_{k}": v for k, v in losses.items()}
     stats.update(points=float(len(points)), vertices=float(len(vertices)), faces=float(len(faces)))
     stats.update(trim_stats(trim))

@@ -363,6 +363,22 @@ class MeshConfig:
     diagonal) from every input point; 0 cuts nothing."""
     padding: float = 0.05
     """Extra margin around the cloud's box, as a fraction of its longest side."""
+    voxel_size: float = 0.0
+    """Lattice spacing of the final mesh in the cloud's own units, the size of the smallest detail
+    it can show; 0 takes it from ``resolution`` (over the padded box, or over one tile's with
+    ``tiles.size``)."""
+
+
+@dataclass
+class TilesConfig:
+    """A large cloud (a building, a street) fitted as overlapping tiles, a field each, blended into
+    one surface on one lattice (:mod:`~siren_recon.engine.tiling`)."""
+
+    size: float = 0.0
+    """Edge length of a tile in the cloud's own units; 0 fits one field to the whole cloud."""
+    overlap: float = 0.25
+    """How far a tile reaches into its neighbours, as a share of its edge: it trains on the points
+    out to there, and its field fades out across that band."""
 
 
 @dataclass
@@ -401,6 +417,7 @@ class ReconstructionConfig:
     refinement: RefinementConfig = field(default_factory=RefinementConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    tiles: TilesConfig = field(default_factory=TilesConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
 
     def __post_init__(self) -> None:
@@ -449,6 +466,9 @@ BOUNDS: dict[str, Bound] = {
     "mesh.min_supported_share": between(0, 1),
     "mesh.trim_distance": at_least(0),
     "mesh.padding": between(0, 1),
+    "mesh.voxel_size": at_least(0),
+    "tiles.size": at_least(0),
+    "tiles.overlap": between(0, 1, low_open=True),
     "preview.first_iteration": at_least(1),
     "preview.growth": above(1),
     "preview.min_resolution": at_least(8),

@@ -12,8 +12,10 @@ import torch
 from ..analysis.cloud_index import CloudIndex, even_subsample
 from ..analysis.normalization import Normalization
 from ..config.reconstruction import ReconstructionConfig
-from ..meshing import drop_unsupported_components, extract_mesh, remove_small_components
-from ..meshing.trimming import TrimOutcome, trim_mesh
+from ..meshing import extract_mesh
+from ..meshing.dense import resolution_for_voxel
+from ..meshing.finishing import finish_mesh
+from ..meshing.trimming import TrimOutcome
 from .model import FoldedSiren, Siren
 
 SUPPORT_POINTS = 50_000
@@ -67,17 +69,18 @@ class SdfField:
         mesh_cfg = self.config.mesh
         verts, faces = extract_mesh(
             FoldedSiren(self.model), np.array(self.bounds[0]), np.array(self.bounds[1]),
-            resolution or mesh_cfg.resolution, mesh_cfg.chunk_points, self.device, mesh_cfg.narrow_band,
+            resolution or self.lattice_resolution(), mesh_cfg.chunk_points, self.device, mesh_cfg.narrow_band,
         )
-        verts, faces = drop_unsupported_components(
-            verts, faces, self.support_index, mesh_cfg.support_distance * self.support_diagonal,
-            mesh_cfg.min_supported_share,
-        )
-        verts, faces, trim = trim_mesh(
-            verts, faces, self.support_index, mesh_cfg.trim, mesh_cfg.trim_distance * self.support_diagonal
-        )
-        verts, faces = remove_small_components(verts, faces, mesh_cfg.min_component_fraction)
-        return verts, faces, trim
+        return finish_mesh(verts, faces, self.support_index, self.support_diagonal, mesh_cfg)
+
+    def lattice_resolution(self) -> int:
+        """Grid points along the longest side of :attr:`bounds` for the final mesh:
+        ``mesh.resolution``, or as many as ``mesh.voxel_size`` asks for."""
+        voxel = self.config.mesh.voxel_size
+        if voxel <= 0:
+            return self.config.mesh.resolution
+        side = max(high - low for low, high in zip(*self.bounds)) / self.normalization.scale
+        return resolution_for_voxel(side, voxel)
 
     def mesh_with_trim(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray, TrimOutcome]:
         """:meth:`mesh`, and what the trim step did (its distance in input units)."""
@@ -95,13 +98,13 @@ class SdfField:
         return verts, faces
 
 
-def support_subsample(unit_points: np.ndarray, seed: int) -> np.ndarray:
-    """The points kept with a field for the support test: all, or an even random subset.
+def support_subsample(unit_points: np.ndarray, seed: int, count: int = SUPPORT_POINTS) -> np.ndarray:
+    """The points kept with a field for the support test: all, or an even random subset of ``count``.
 
     The field keeps them (and builds its own small tree over them) because it outlives the cloud:
     a checkpoint re-meshes at another resolution with the support alone."""
-    if len(unit_points) > SUPPORT_POINTS:
-        unit_points = unit_points[even_subsample(len(unit_points), SUPPORT_POINTS, seed)]
+    if len(unit_points) > count:
+        unit_points = unit_points[even_subsample(len(unit_points), count, seed)]
     return np.ascontiguousarray(unit_points, dtype=np.float32)
 
 

@@ -26,6 +26,11 @@ def grid_shape(lo: np.ndarray, hi: np.ndarray, resolution: int) -> tuple[np.ndar
     return counts, voxel
 
 
+def resolution_for_voxel(side: float, voxel: float) -> int:
+    """Grid points along a side of length ``side`` for a spacing of at most ``voxel``."""
+    return max(int(np.ceil(side / voxel)) + 1, 2)
+
+
 @torch.no_grad()
 def evaluate_grid(
     sdf: SdfFunction,

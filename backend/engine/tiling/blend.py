@@ -1,0 +1,101 @@
+"""The tiles' fields as one: weights that fade each tile out across its band, and signs that agree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+TileFunction = Callable[[torch.Tensor], torch.Tensor]
+"""A tile's field: signed distances (N,) at points (N, 3), both in the tile's own unit frame."""
+
+EMPTY = 1.0
+"""The blended value (positive: outside) where no tile reaches, in the lattice's units."""
+
+
+@dataclass
+class BlendTile:
+    """One tile as the blend sees it, in the lattice's frame (``x``); its field takes ``x * scale + shift``
+    and gives distances in its frame, which are ``scale`` times the lattice's."""
+
+    function: TileFunction
+    core_lo: np.ndarray
+    core_hi: np.ndarray
+    margin: float
+    scale: float
+    shift: np.ndarray
+    sign: float = 1.0
+
+    def reach(self, x: torch.Tensor) -> torch.Tensor:
+        """Which of the points ``x`` the tile reaches (its core grown by its margin)."""
+        lo = torch.as_tensor(self.core_lo - self.margin, dtype=x.dtype, device=x.device)
+        hi = torch.as_tensor(self.core_hi + self.margin, dtype=x.dtype, device=x.device)
+        return torch.all((x >= lo) & (x <= hi), dim=1)
+
+    def weight(self, x: torch.Tensor) -> torch.Tensor:
+        """1 in the core, falling smoothly (smoothstep of the distance past the core along each axis)
+        to 0 at the margin."""
+        lo = torch.as_tensor(self.core_lo, dtype=x.dtype, device=x.device)
+        hi = torch.as_tensor(self.core_hi, dtype=x.dtype, device=x.device)
+        past = torch.clamp(lo - x, min=0) + torch.clamp(x - hi, min=0)
+        t = torch.clamp(1.0 - past / self.margin, 0.0, 1.0)
+        return torch.prod(t * t * (3.0 - 2.0 * t), dim=1)
+
+    def distance(self, x: torch.Tensor) -> torch.Tensor:
+        """The tile's signed distance at ``x``, in the lattice's units."""
+        shift = torch.as_tensor(self.shift, dtype=x.dtype, device=x.device)
+        return self.sign * self.function(x * self.scale + shift) / self.scale
+
+
+class BlendedSdf:
+    """``sum(w_i f_i) / sum(w_i)`` over the tiles that reach a point: the cores partition the box, so
+    the weights of a point sum to at least one wherever a tile was fitted; :data:`EMPTY` elsewhere."""
+
+    def __init__(self, tiles: list[BlendTile]) -> None:
+        self.tiles = tiles
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(len(x), dtype=x.dtype, device=x.device)
+        weights = torch.zeros_like(total)
+        for tile in self.tiles:
+            inside = tile.reach(x)
+            if not bool(inside.any()):
+                continue
+            part = x[inside]
+            w = tile.weight(part)
+            total[inside] += w * tile.distance(part)
+            weights[inside] += w
+        return torch.where(weights > 0, total / torch.clamp(weights, min=1e-12), torch.full_like(total, EMPTY))
+
+
+def align_signs(tiles: list[BlendTile], points: np.ndarray, jitter: float, seed: int, samples: int = 2000) -> None:
+    """Flip tiles' signs so that neighbours agree on inside and outside (a field fitted without
+    normals picks its sign by itself): at ``points`` (the cloud, lattice frame) both reach, moved by
+    Gaussian steps of ``jitter`` off the surface, agreeing fields have the same sign. Walks the tiles
+    from the one with most such points, each tile taking its sign from an already settled neighbour."""
+    rng = np.random.default_rng(seed)
+    x = torch.as_tensor(points, dtype=torch.float32)
+    reach = [tile.reach(x).numpy() for tile in tiles]
+    settled = {int(np.argmax([r.sum() for r in reach]))}
+    while len(settled) < len(tiles):
+        best: tuple[int, int, int] | None = None  # (shared points, settled tile, new tile)
+        for i in settled:
+            for j in set(range(len(tiles))) - settled:
+                shared = int((reach[i] & reach[j]).sum())
+                if best is None or shared > best[0]:
+                    best = (shared, i, j)
+        assert best is not None
+        shared, i, j = best
+        settled.add(j)
+        if shared == 0:
+            continue
+        both = np.flatnonzero(reach[i] & reach[j])
+        if len(both) > samples:
+            both = np.sort(rng.choice(both, samples, replace=False))
+        probe = x[both] + torch.as_tensor(rng.normal(scale=jitter, size=(len(both), 3)), dtype=torch.float32)
+        agree = float((tiles[i].distance(probe) * tiles[j].distance(probe)).sum())
+        if agree < 0:
+            tiles[j].sign = -tiles[j].sign

@@ -1,0 +1,55 @@
+"""Cutting a cloud's box into tiles: each tile's own part (its core) and the band it reaches into
+its neighbours'."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...protocol.messages import MIN_POINTS
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile, in the cloud's own coordinates."""
+
+    core_lo: np.ndarray
+    """float64 (3,): the corner of the tile's own part of the box; the cores of all tiles partition it."""
+    core_hi: np.ndarray
+    margin: float
+    """How far the tile reaches past its core on every side (the blend band)."""
+    indices: np.ndarray
+    """int64: the cloud's points inside the core grown by ``margin``, which the tile trains on."""
+
+    @property
+    def lo(self) -> np.ndarray:
+        return self.core_lo - self.margin
+
+    @property
+    def hi(self) -> np.ndarray:
+        return self.core_hi + self.margin
+
+
+def plan_tiles(points: np.ndarray, size: float, overlap: float, padding: float = 0.0) -> list[Tile]:
+    """The tiles of ``points``' box grown by ``padding`` of its longest side: as many per axis as
+    edges of at most ``size`` need (equal along each axis), each reaching ``overlap`` of its longest
+    edge into its neighbours. Tiles with fewer than ``MIN_POINTS`` points to train on are left
+    out: nothing lies there to fit."""
+    points = np.asarray(points, dtype=np.float64)
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    grow = padding * float((hi - lo).max())
+    lo, hi = lo - grow, hi + grow
+    counts = np.maximum(np.ceil((hi - lo) / size).astype(int), 1)
+    edge = (hi - lo) / counts
+    margin = overlap * float(edge.max())
+    tiles = []
+    for cell in itertools.product(*(range(int(c)) for c in counts)):
+        core_lo = lo + np.asarray(cell) * edge
+        core_hi = np.where(np.asarray(cell) == counts - 1, hi, core_lo + edge)
+        inside = np.all((points >= core_lo - margin) & (points <= core_hi + margin), axis=1)
+        indices = np.flatnonzero(inside)
+        if len(indices) >= MIN_POINTS:
+            tiles.append(Tile(core_lo, core_hi, margin, indices))
+    return tiles

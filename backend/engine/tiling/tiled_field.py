@@ -1,0 +1,199 @@
+"""Training a field per tile and meshing their blend on one lattice over the whole cloud."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from ..analysis.cloud_index import CloudIndex
+from ..analysis.normalization import Normalization
+from ..analysis.validation import validate_normals, validate_points
+from ..config.reconstruction import ReconstructionConfig
+from ..events import MeshEvent, ProgressEvent
+from ..field.model import FoldedSiren
+from ..field.sdf_field import SUPPORT_POINTS, SdfField, mesh_bounds, support_subsample
+from ..meshing import extract_mesh
+from ..meshing.dense import resolution_for_voxel
+from ..meshing.finishing import finish_mesh
+from ..meshing.trimming import TrimOutcome
+from .blend import BlendedSdf, BlendTile, align_signs
+from .plan import Tile, plan_tiles
+
+Trainer = Callable[..., tuple[SdfField, dict[str, float]]]
+""":func:`~siren_recon.engine.pipeline.train_field`: one field for one cloud."""
+
+
+@dataclass
+class TiledField:
+    """The fields of a cloud's tiles, blended: can be meshed again, like an :class:`SdfField`."""
+
+    fields: list[SdfField]
+    tiles: list[Tile]
+    normalization: Normalization
+    """The lattice's frame: the whole cloud in the unit cube."""
+    bounds: tuple[tuple[float, float, float], tuple[float, float, float]]
+    """The lattice's box in that frame (the cloud's box plus padding)."""
+    support: np.ndarray = dataclasses.field(repr=False)
+    """float32 (S, 3): the cloud (or an even subsample) in the lattice's frame."""
+    config: ReconstructionConfig
+    signs: list[float]
+    """Each tile's field as it enters the blend (-1: flipped to agree with its neighbours)."""
+
+    @property
+    def mode(self) -> str:
+        return self.fields[0].mode
+
+    @property
+    def noise_ratio(self) -> float | None:
+        """The median of the tiles' noise levels (``None`` where no tile measured one)."""
+        ratios = [f.noise_ratio for f in self.fields if f.noise_ratio is not None]
+        return float(np.median(ratios)) if ratios else None
+
+    @property
+    def device(self) -> torch.device:
+        return self.fields[0].device
+
+    @cached_property
+    def support_index(self) -> CloudIndex:
+        return CloudIndex(self.support)
+
+    def blend_tiles(self) -> list[BlendTile]:
+        """The tiles as the blend sees them, in the lattice's frame."""
+        frame = self.normalization
+        tiles = []
+        for field, tile, sign in zip(self.fields, self.tiles, self.signs):
+            own = field.normalization
+            tiles.append(BlendTile(
+                function=device_function(FoldedSiren(field.model), field.device),
+                core_lo=frame.to_unit(tile.core_lo), core_hi=frame.to_unit(tile.core_hi),
+                margin=tile.margin * frame.scale, scale=own.scale / frame.scale,
+                shift=(np.asarray(frame.centre) - np.asarray(own.centre)) * own.scale, sign=sign,
+            ))
+        return tiles
+
+    def sdf(self, points: np.ndarray) -> np.ndarray:
+        """Signed distance at points given in input coordinates, in input units."""
+        unit = torch.as_tensor(self.normalization.to_unit(points), dtype=torch.float32)
+        return BlendedSdf(self.blend_tiles())(unit).numpy().astype(np.float64) / self.normalization.scale
+
+    def lattice_resolution(self) -> int:
+        """Grid points along the lattice box's longest side: a spacing of ``mesh.voxel_size``, or
+        the one ``mesh.resolution`` gives over a tile's padded core."""
+        mesh = self.config.mesh
+        voxel = mesh.voxel_size
+        if voxel <= 0:
+            edge = max(float((t.core_hi - t.core_lo).max()) for t in self.tiles)
+            voxel = edge * (1.0 + 2.0 * mesh.padding) / (mesh.resolution - 1)
+        side = max(high - low for low, high in zip(*self.bounds)) / self.normalization.scale
+        return resolution_for_voxel(side, voxel)
+
+    def mesh_with_trim(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray, TrimOutcome]:
+        """The blend's mesh in input coordinates (float64 vertices, uint32 faces), cleaned and trimmed
+        as one field's (distances as shares of a tile's diagonal, small pieces as shares of a tile's
+        area), and what the trim did (its distance in input units)."""
+        mesh = self.config.mesh
+        frame = self.normalization
+        verts, faces = extract_mesh(
+            BlendedSdf(self.blend_tiles()), np.array(self.bounds[0]), np.array(self.bounds[1]),
+            resolution or self.lattice_resolution(), mesh.chunk_points, self.device, mesh.narrow_band,
+        )
+        tile_diagonal = max(float(np.linalg.norm(t.core_hi - t.core_lo)) for t in self.tiles) * frame.scale
+        verts, faces, trim = finish_mesh(verts, faces, self.support_index, tile_diagonal, mesh,
+                                         mesh.min_component_fraction / len(self.tiles))
+        trim = dataclasses.replace(trim, distance=trim.distance / frame.scale)
+        return frame.from_unit(verts), faces.astype(np.uint32), trim
+
+    def mesh(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        verts, faces, _ = self.mesh_with_trim(resolution)
+        return verts, faces
+
+
+def device_function(function: Callable[[torch.Tensor], torch.Tensor], device: torch.device
+                    ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``function`` (which runs on ``device``) taking and giving tensors on any device."""
+    return lambda x: function(x.to(device)).to(x.device)
+
+
+def fit_tiles(
+    points: np.ndarray,
+    normals: np.ndarray | None,
+    config: ReconstructionConfig,
+    trainer: Trainer,
+    on_progress: Callable[[ProgressEvent], None] | None = None,
+    on_mesh: Callable[[MeshEvent], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    **trainer_options: object,
+) -> tuple[SdfField | TiledField, dict[str, float]]:
+    """A field per tile of ``tiles.size`` (:func:`~.plan.plan_tiles`), each trained by ``trainer`` for
+    ``train.iterations`` on its points, then blended; a cloud that fits in one tile gets
+    ``trainer``'s one field. Progress counts over all tiles; each finished tile adds its part of the
+    surface to a preview of all finished ones. The losses are the tiles' means."""
+    if config.tiles.size <= 0:
+        return trainer(points, normals, config, on_progress, on_mesh, should_cancel, **trainer_options)
+    pts = validate_points(points)
+    nrm = validate_normals(normals, len(pts)) if normals is not None else None
+    tiles = plan_tiles(pts, config.tiles.size, config.tiles.overlap, config.mesh.padding)
+    if len(tiles) <= 1:
+        return trainer(pts, nrm, config, on_progress, on_mesh, should_cancel, **trainer_options)
+    steps = config.train.iterations
+    fields: list[SdfField] = []
+    losses: list[dict[str, float]] = []
+    pieces: list[tuple[np.ndarray, np.ndarray]] = []
+    for number, tile in enumerate(tiles):
+        progress = counted(on_progress, number * steps, len(tiles) * steps)
+        field, tile_losses = trainer(pts[tile.indices], None if nrm is None else nrm[tile.indices], config,
+                                     progress, None, should_cancel, **trainer_options)
+        fields.append(field)
+        losses.append(tile_losses)
+        if on_mesh is not None and config.preview.enabled:
+            pieces.append(core_mesh(field, tile, config.preview.max_resolution))
+            on_mesh(MeshEvent((number + 1) * steps, config.preview.max_resolution, *joined(pieces), final=False))
+    frame = Normalization.fit(pts)
+    unit = frame.to_unit(pts)
+    tiled = TiledField(fields, tiles, frame, mesh_bounds(unit, config.mesh.padding),
+                       support_subsample(unit, config.train.seed, SUPPORT_POINTS * len(tiles)), config,
+                       [1.0] * len(tiles))
+    if nrm is None:
+        blend = tiled.blend_tiles()
+        spacing = tiled.support_index.spacing
+        align_signs(blend, tiled.support, 4.0 * spacing, config.train.seed)
+        tiled.signs = [tile.sign for tile in blend]
+    names = set().union(*losses)
+    return tiled, {name: float(np.mean([part[name] for part in losses if name in part])) for name in names}
+
+
+def counted(on_progress: Callable[[ProgressEvent], None] | None, done: int, total: int
+            ) -> Callable[[ProgressEvent], None] | None:
+    """``on_progress`` receiving a tile's progress counted over all tiles' steps."""
+    if on_progress is None:
+        return None
+    report = on_progress
+
+    def forward(event: ProgressEvent) -> None:
+        remaining = total - done - event.iteration
+        eta = remaining / event.iterations_per_second if event.iterations_per_second > 0 else event.eta_seconds
+        report(dataclasses.replace(event, iteration=done + event.iteration, total=total, eta_seconds=eta))
+
+    return forward
+
+
+def core_mesh(field: SdfField, tile: Tile, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """``field``'s surface inside ``tile``'s core, uncleaned, in input coordinates (a preview)."""
+    own = field.normalization
+    lo, hi = own.to_unit(tile.core_lo), own.to_unit(tile.core_hi)
+    verts, faces = extract_mesh(FoldedSiren(field.model), lo, hi, resolution, field.config.mesh.chunk_points,
+                                field.device, True)
+    return own.from_unit(verts), faces
+
+
+def joined(pieces: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One mesh of several: vertices stacked, faces renumbered (uint32)."""
+    offsets = np.cumsum([0] + [len(v) for v, _ in pieces])
+    vertices = np.concatenate([v for v, _ in pieces]) if pieces else np.zeros((0, 3))
+    faces = np.concatenate([f + o for (_, f), o in zip(pieces, offsets)]) if pieces else np.zeros((0, 3))
+    return vertices, faces.astype(np.uint32)

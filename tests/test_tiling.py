@@ -1,0 +1,163 @@
+"""Tiled fields (engine/tiling): the plan partitions the box, the blend is exact for agreeing fields
+and seamless for trained ones, and tiles fitted without normals agree on inside and outside."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from siren_recon.engine.meshing import component_labels
+from siren_recon.engine.meshing.dense import resolution_for_voxel
+from siren_recon.engine.pipeline import reconstruct_points
+from siren_recon.engine.tiling.blend import BlendedSdf, BlendTile, align_signs
+from siren_recon.engine.tiling.plan import plan_tiles
+from siren_recon.engine.tiling.tiled_field import TiledField
+
+from .numerics_cases import euler_characteristic
+from .shapes import small_config
+
+HALF, RADIUS = 1.5, 0.5
+"""The capsule: the segment from (-HALF, 0, 0) to (HALF, 0, 0), grown by RADIUS."""
+
+
+def capsule_distance(points: np.ndarray) -> np.ndarray:
+    """Signed distance to the capsule."""
+    points = np.asarray(points, dtype=np.float64)
+    along = np.clip(points[:, 0], -HALF, HALF)
+    return np.linalg.norm(points - np.stack([along, 0 * along, 0 * along], axis=1), axis=1) - RADIUS
+
+
+def capsule_cloud(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Area-uniform points on the capsule with their outward normals."""
+    rng = np.random.default_rng(seed)
+    tube, cap = 2 * HALF * 2 * np.pi * RADIUS, 4 * np.pi * RADIUS**2
+    on_tube = rng.random(count) < tube / (tube + cap)
+    directions = rng.normal(size=(count, 3))
+    directions[on_tube, 0] = 0.0
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    axis = np.zeros((count, 3))
+    axis[on_tube, 0] = rng.uniform(-HALF, HALF, on_tube.sum())
+    axis[~on_tube, 0] = np.where(directions[~on_tube, 0] > 0, HALF, -HALF)
+    return axis + RADIUS * directions, directions
+
+
+def test_the_tiles_partition_the_box_and_each_trains_on_its_band():
+    points, _ = capsule_cloud(3000)
+    tiles = plan_tiles(points, size=1.5, overlap=0.25, padding=0.05)
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    grow = 0.05 * float((hi - lo).max())
+    box = np.prod((hi - lo) + 2 * grow)
+    assert len(tiles) == 3  # 4.4 long with its padding: 3 tiles of at most 1.5; the 1.4 of the others fit in one
+    assert np.isclose(sum(float(np.prod(t.core_hi - t.core_lo)) for t in tiles), box)
+    owners = np.zeros(len(points), dtype=int)
+    for tile in tiles:
+        inside_core = np.all((points >= tile.core_lo) & (points < tile.core_hi), axis=1)
+        owners += inside_core
+        band = np.all((points >= tile.lo) & (points <= tile.hi), axis=1)
+        np.testing.assert_array_equal(tile.indices, np.flatnonzero(band))
+        assert np.isclose(tile.margin, 0.25 * float((tile.core_hi - tile.core_lo).max()))
+    assert (owners == 1).all()
+    assert len(plan_tiles(points, size=10.0, overlap=0.25)) == 1
+
+
+def analytic_tile(core_lo, core_hi, margin, scale, shift) -> BlendTile:
+    """A tile whose field is the capsule's exact distance, seen in a frame of its own."""
+    def function(u: torch.Tensor) -> torch.Tensor:
+        x = (u.double() - torch.as_tensor(shift)) / scale
+        return torch.as_tensor(scale * capsule_distance(x.numpy()), dtype=u.dtype)
+
+    return BlendTile(function, np.asarray(core_lo, float), np.asarray(core_hi, float), margin, scale,
+                     np.asarray(shift, float))
+
+
+def test_blending_agreeing_fields_gives_the_field_and_a_flipped_tile_is_turned_back():
+    edges = [-2.2, -0.7, 0.8, 2.2]
+    tiles = [analytic_tile([a, -1, -1], [b, 1, 1], 0.4, scale, shift) for (a, b), scale, shift in
+             zip(zip(edges, edges[1:]), (1.0, 0.3, 2.5), ([0, 0, 0], [0.1, -0.2, 0.3], [-1.0, 2.0, 0.5]))]
+    rng = np.random.default_rng(1)
+    x = np.column_stack([rng.uniform(-2.2, 2.2, 5000), rng.uniform(-1, 1, (5000, 2))])
+    blended = BlendedSdf(tiles)(torch.as_tensor(x, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(blended, capsule_distance(x), atol=1e-5)
+    points, _ = capsule_cloud(2000)
+    tiles[1].sign = -1.0
+    tiles[2].sign = -1.0
+    align_signs(tiles, points, 0.05, seed=0)
+    assert len({tile.sign for tile in tiles}) == 1  # all agree (which sign is the fit's own choice)
+    flipped = BlendedSdf(tiles)(torch.as_tensor(x, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(np.abs(flipped), np.abs(capsule_distance(x)), atol=1e-5)
+    far = np.array([[0.0, 0.0, 5.0]], dtype=np.float32)  # beyond every tile: empty space, outside
+    assert BlendedSdf(tiles)(torch.as_tensor(far)).item() > 0
+
+
+def closed_and_whole(vertices: np.ndarray, faces: np.ndarray) -> bool:
+    """One piece, closed, of a sphere's topology: no crack, no doubled wall at a tile border."""
+    return component_labels(len(vertices), faces)[0] == 1 and euler_characteristic(vertices, faces) == 2
+
+
+def border_error(vertices: np.ndarray, borders: list[float], width: float = 0.3) -> float:
+    """Mean distance to the true capsule of the vertices within ``width`` of a tile border (x)."""
+    near = np.min(np.abs(vertices[:, [0]] - np.asarray(borders)[None, :]), axis=1) < width
+    return float(np.abs(capsule_distance(vertices[near])).mean())
+
+
+@pytest.mark.slow
+def test_a_tiled_fit_is_seamless_across_the_borders_and_as_close_as_one_field():
+    points, normals = capsule_cloud(8000)
+    whole = reconstruct_points(points, normals, small_config(train__iterations=300))
+    meshes: list = []
+    progress: list = []
+    config = small_config(train__iterations=300, tiles__size=2.3, preview__enabled=True)
+    tiled = reconstruct_points(points, normals, config, on_progress=progress.append, on_mesh=meshes.append)
+    assert isinstance(tiled.field, TiledField) and len(tiled.field.tiles) == 2
+    # a preview as each tile finishes (its part added), progress over both tiles' steps, then the final mesh
+    assert [(m.iteration, m.final) for m in meshes] == [(300, False), (600, False), (600, True)]
+    assert len(meshes[0].faces) < len(meshes[1].faces)
+    assert (progress[-1].iteration, progress[-1].total) == (600, 600)
+    assert meshes[-1].resolution == tiled.field.lattice_resolution()
+    assert closed_and_whole(tiled.vertices, tiled.faces)
+    border = float(tiled.field.tiles[0].core_hi[0])
+    one_field = border_error(whole.vertices, [border])
+    assert border_error(tiled.vertices, [border]) < max(1.5 * one_field, 0.01), one_field
+    assert float(np.abs(capsule_distance(tiled.vertices)).mean()) < 0.01
+
+
+@pytest.mark.slow
+def test_tiles_fitted_without_normals_agree_on_inside_and_outside():
+    points, _ = capsule_cloud(8000, seed=2)
+    config = small_config(train__iterations=400, tiles__size=1.6, refinement__share=0.0)
+    result = reconstruct_points(points, None, config)
+    assert isinstance(result.field, TiledField) and len(result.field.tiles) == 3
+    assert closed_and_whole(result.vertices, result.faces)
+    borders = [float(t.core_hi[0]) for t in result.field.tiles[:-1]]
+    assert border_error(result.vertices, borders) < 0.03
+    # a tile whose fit chose the other sign is turned back by its neighbours
+    blend = result.field.blend_tiles()
+    blend[1].sign = -blend[1].sign
+    align_signs(blend, result.field.support, 4.0 * result.field.support_index.spacing, seed=0)
+    assert len({tile.sign for tile in blend}) == 1  # all agree again (on either sign)
+
+
+@pytest.mark.slow
+def test_the_voxel_size_sets_the_lattice_in_the_clouds_units():
+    points, normals = capsule_cloud(3000)
+    meshes: list = []
+    result = reconstruct_points(points, normals, small_config(train__iterations=50, mesh__voxel_size=0.05),
+                                on_mesh=meshes.append)
+    lo, hi = result.field.bounds
+    side = max(h - low for low, h in zip(lo, hi)) / result.field.normalization.scale
+    assert meshes[-1].resolution == result.field.lattice_resolution() == resolution_for_voxel(side, 0.05)
+    edges = np.linalg.norm(result.vertices[result.faces[:, 0]] - result.vertices[result.faces[:, 1]], axis=1)
+    assert 0.025 < float(np.median(edges)) < 0.075  # marching cubes' edges: up to a face diagonal of a voxel
+    default = small_config(train__iterations=50)
+    assert reconstruct_points(points, normals, default).field.lattice_resolution() == default.mesh.resolution
+
+
+def test_a_tiled_run_asked_for_a_checkpoint_is_refused_in_one_line(tmp_path, capsys):
+    from siren_recon.cli import main
+
+    argv = ["reconstruct", str(tmp_path / "in.ply"), "-o", str(tmp_path / "out.ply"), "--set", "tiles.size=2",
+            "--checkpoint", str(tmp_path / "field.pt")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "tiled run" in error and "--checkpoint" in error
