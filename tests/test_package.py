@@ -9,6 +9,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 import siren_recon
 
 from .paths import REPO
@@ -61,3 +63,12 @@ def test_no_code_imports_the_repository_folders_by_their_own_names():
         if pattern.search(path.read_text())
     ]
     assert not offenders
+
+
+def test_the_wheel_lists_every_package_folder():
+    tomllib = pytest.importorskip("tomllib")
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {"siren_recon." + ".".join(init.parent.relative_to(REPO / "backend").parts)
+               for init in (REPO / "backend").rglob("__init__.py")} - {"siren_recon."}
+    folders |= {"siren_recon", "siren_recon.protocol"}
+    assert folders == listed
