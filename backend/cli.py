@@ -60,12 +60,26 @@ def add_overrides_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_scene_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tile-size`` and ``--voxel-size``: a scene's tiles and its mesh's detail, in the cloud's units."""
+    parser.add_argument(
+        "--tile-size", type=float, metavar="SIZE",
+        help="fit a scene as overlapping tiles of this edge, a network each (tiles.size; default: one network)",
+    )
+    parser.add_argument(
+        "--voxel-size", type=float, metavar="SIZE",
+        help="the final mesh's grid spacing, the smallest detail it shows (mesh.voxel_size; default: from "
+        "the resolution)",
+    )
+
+
 def add_remote_job_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of a command that runs jobs on a backend (``submit``, ``batch``): where the backend is,
     how to reach it, and what the jobs change of the engine's settings."""
     parser.add_argument("--backend", default=DEFAULT_ADDRESS)
     parser.add_argument("--iterations", type=int)
     parser.add_argument("--mode", choices=MODES)
+    add_scene_arguments(parser)
     add_overrides_argument(parser)
     parser.add_argument("--server-key", metavar="FILE", help="the backend's public key file, for a CURVE backend")
     parser.add_argument(
@@ -109,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--render", help="write a PNG picture of the result (no display needed)")
     rec.add_argument("--show", action="store_true", help="live Open3D window (needs a display)")
     rec.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_scene_arguments(rec)
     add_overrides_argument(rec)
 
     mesh = sub.add_parser("mesh", help="mesh a saved checkpoint again, at any resolution")

@@ -209,7 +209,7 @@ class SIREN_OT_reconstruct(bpy.types.Operator):
         if session is None:
             return {"CANCELLED"}
         overrides = job_overrides(mode, quality, settings.iterations, settings.resolution, settings.seed,
-                                  settings.trim, settings.trim_distance)
+                                  settings.trim, settings.trim_distance, settings.tile_size, settings.detail_size)
         depsgraph = context.evaluated_depsgraph_get()
         jobs = []
         for obj in sources:

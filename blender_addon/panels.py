@@ -47,6 +47,8 @@ class SIREN_PT_main(bpy.types.Panel):
             col.prop(settings, "iterations")
             col.prop(settings, "resolution")
             col.prop(settings, "seed")
+            col.prop(settings, "tile_size")
+            col.prop(settings, "detail_size")
             col.prop(settings, "surface_samples")
 
         row = layout.row(align=True)

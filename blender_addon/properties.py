@@ -41,6 +41,15 @@ class SirenSettings(bpy.types.PropertyGroup):
     iterations: IntProperty(name="Iterations", default=0, min=0, description="0: from the quality preset")
     resolution: IntProperty(name="Resolution", default=0, min=0, max=1024, description="0: from the quality preset")
     seed: IntProperty(name="Seed", default=-1, min=-1, description="-1: the engine's default")
+    tile_size: FloatProperty(
+        name="Tile Size", default=0.0, min=0.0, unit="LENGTH",
+        description="0: one network for the whole cloud. A scene (a building, a street) keeps its edges and small "
+                    "structures when cut into overlapping tiles of this edge, a network each",
+    )
+    detail_size: FloatProperty(
+        name="Detail Size", default=0.0, min=0.0, unit="LENGTH",
+        description="Spacing of the final mesh's grid, the smallest detail it can show; 0: from Resolution",
+    )
     surface_samples: IntProperty(name="Surface Samples", default=SURFACE_SAMPLES, min=1000, max=10_000_000,
                                  description="Points sampled on a mesh with faces (a point cloud sends all its points)")
 

@@ -70,6 +70,10 @@ class JobState:
     loss: float = math.nan
     eta: float = 0.0
     mode: str = ""
+    tile: int = 0
+    """The tile being trained (from 1) in a tiled job; 0 otherwise."""
+    tiles: int = 0
+    """How many tiles a tiled job trains; 0 when it is one field."""
     message: str = ""
     pending_mesh: MeshUpdate | None = field(default=None, repr=False)
     """The newest mesh not yet copied into the preview (older ones are dropped)."""
@@ -82,7 +86,8 @@ class JobState:
     def describe(self) -> str:
         if self.status == "running" and self.total:
             loss = "" if math.isnan(self.loss) else f", loss {self.loss:.3g}"
-            return f"{self.iteration}/{self.total}{loss}, ETA {self.eta:.0f} s ({self.mode})"
+            tile = f"tile {self.tile} of {self.tiles}, " if self.tiles else ""
+            return f"{tile}{self.iteration}/{self.total}{loss}, ETA {self.eta:.0f} s ({self.mode})"
         return self.message or self.status
 
 
@@ -383,6 +388,7 @@ class Session:
                 job.status = "running"
             job.iteration, job.total = event.iteration, event.total
             job.loss, job.eta, job.mode = event.losses.get("total", math.nan), event.eta_seconds, event.mode
+            job.tile, job.tiles = event.tile, event.tiles
         elif isinstance(event, MeshUpdate):
             if event.iteration >= job.shown_iteration:
                 job.pending_mesh = event

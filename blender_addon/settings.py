@@ -17,10 +17,12 @@ TRIMS = ("auto", "off", "distance")
 
 def job_overrides(
     mode: str, quality: str, iterations: int = 0, resolution: int = 0, seed: int = -1,
-    trim: str = "auto", trim_distance: float = 0.02,
+    trim: str = "auto", trim_distance: float = 0.02, tile_size: float = 0.0, detail_size: float = 0.0,
 ) -> dict[str, Any]:
     """Overrides for one job: the preset, then the advanced fields the user set (0 / -1: unset),
-    then the trim choice (``distance`` with its share of the diagonal)."""
+    then the trim choice (``distance`` with its share of the diagonal). ``tile_size`` (the engine's
+    ``tiles.size``) and ``detail_size`` (``mesh.voxel_size``) are in the scene's units, the units
+    the cloud is sent in."""
     if quality not in PRESETS:
         raise ValueError(f"unknown quality preset {quality!r}")
     overrides: dict[str, Any] = {"mode": mode, **PRESETS[quality]}
@@ -36,4 +38,8 @@ def job_overrides(
         overrides["mesh.trim"] = trim
     if trim == "distance":
         overrides["mesh.trim_distance"] = float(trim_distance)
+    if tile_size > 0:
+        overrides["tiles.size"] = float(tile_size)
+    if detail_size > 0:
+        overrides["mesh.voxel_size"] = float(detail_size)
     return overrides

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-PROTOCOL_VERSION = "1.2"
+PROTOCOL_VERSION = "1.3"
 
 MIN_POINTS = 16
 """The fewest points a job's cloud may have: a backend refuses fewer with ``too_few_points``,
@@ -179,6 +179,11 @@ class Progress(Message):
     eta_seconds: float = real()
     mode: str = text()
     """The mode in use: ``oriented`` or ``unoriented``."""
+    tile: int = integer(added="1.3")
+    """The tile being trained, from 1, in a tiled job (``tiles.size``); 0 when one field fits the
+    whole cloud."""
+    tiles: int = integer(added="1.3")
+    """How many tiles the job trains; 0 when one field fits the whole cloud."""
 
 
 @dataclass(frozen=True, eq=False)

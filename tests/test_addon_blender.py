@@ -91,6 +91,7 @@ def scene(addon, backend):
     prefs = preferences()
     prefs.address, prefs.backend_python, prefs.server_key_file, prefs.client_key_file = backend, "", "", ""
     settings.iterations, settings.resolution, settings.seed = 0, 0, -1
+    settings.tile_size, settings.detail_size = 0.0, 0.0
     return bpy.context.scene
 
 
@@ -206,6 +207,38 @@ def test_reconstruct_selected_shows_a_live_preview_over_the_moved_source(addon, 
     job_state = sys.modules[f"{MODULE}.session"].JobState
     state.session.jobs["old"] = job_state(request="old", source="Scan", preview="Scan_mesh", status="done")
     assert bpy.ops.siren.apply() == {"FINISHED"} and not state.session.jobs
+
+
+def test_a_scene_in_tiles_shows_each_tile_as_it_finishes_and_which_tile_trains(addon, scene):
+    _, state = modules(addon)
+    for x in (-1.5, 1.5):
+        bpy.ops.mesh.primitive_uv_sphere_add(segments=48, ring_count=24, radius=0.8, location=(x, 0.0, 0.0))
+    bpy.ops.object.select_all(action="SELECT")
+    bpy.ops.object.join()
+    bpy.context.active_object.name = "Pair"
+    settings = scene.siren
+    settings.quality, settings.iterations, settings.surface_samples = "preview", 150, 3000
+    settings.tile_size, settings.detail_size = 2.6, 0.05
+    assert bpy.ops.siren.reconstruct() == {"FINISHED"}
+    job = next(iter(state.session.jobs.values()))
+    tiles, previews = set(), []
+
+    def record() -> bool:
+        if job.status == "running" and job.tiles:
+            tiles.add((job.tile, job.tiles, job.describe().startswith(f"tile {job.tile} of 2, ")))
+        preview = bpy.data.objects.get("Pair_siren")
+        if preview is not None and (not previews or previews[-1] != len(preview.data.vertices)):
+            previews.append(len(preview.data.vertices))
+        return job.status == "done" and job.pending_mesh is None and job.shown_iteration == 300
+
+    pump(addon, record)
+    assert tiles <= {(1, 2, True), (2, 2, True)} and (2, 2, True) in tiles
+    assert len(previews) >= 2  # the first tile's piece, then more as the second tile finished
+    world = mesh_arrays(bpy.data.objects["Pair_siren"]).astype(np.float64)
+    for x in (-1.5, 1.5):  # both spheres, one from each tile's field, meshed at the detail size
+        near = world[np.abs(world[:, 0] - x) < 1.0]
+        assert abs(np.median(np.linalg.norm(near - [x, 0.0, 0.0], axis=1)) - 0.8) < 0.05
+    bpy.ops.siren.clear()
 
 
 def test_clear_removes_ended_jobs_from_the_list(addon, scene):

@@ -114,6 +114,16 @@ def test_quality_presets_and_advanced_fields_become_overrides():
     }
     with pytest.raises(ValueError, match="preset"):
         job_overrides("auto", "ultra")
+    scene = job_overrides("auto", "standard", tile_size=20.0, detail_size=0.05)
+    assert scene == {"mode": "auto", "tiles.size": 20.0, "mesh.voxel_size": 0.05}
+
+
+def test_a_tiled_job_says_which_tile_it_is_training():
+    job = JobState(request="r", source="Street", preview="Street_siren", status="running", iteration=300,
+                   total=1200, loss=0.5, eta=30.0, mode="unoriented", tile=2, tiles=4)
+    assert job.describe() == "tile 2 of 4, 300/1200, loss 0.5, ETA 30 s (unoriented)"
+    job.tile = job.tiles = 0
+    assert job.describe() == "300/1200, loss 0.5, ETA 30 s (unoriented)"
 
 
 def test_the_trim_choice_becomes_the_engines_setting():
@@ -154,6 +164,43 @@ def test_session_tracks_a_job_and_keeps_only_the_newest_mesh(tmp_path):
         assert job.describe().startswith("done")
         session.disconnect()
         assert session.client is None and session.status == "disconnected"
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_session_shows_which_tile_of_a_tiled_job_is_training(tmp_path):
+    port = free_port()
+    process = start_backend(port, tmp_path / "backend.txt")
+    try:
+        session = Session(address=f"tcp://127.0.0.1:{port}")
+        assert session.wait_connected()
+        left, left_normals = sphere_cloud(600, radius=0.8, centre=(-1.5, 0.0, 0.0))
+        right, right_normals = sphere_cloud(600, radius=0.8, centre=(1.5, 0.0, 0.0), seed=1)
+        points = np.concatenate([left, right])
+        normals = np.concatenate([left_normals, right_normals])
+        overrides = {**SMALL, **job_overrides("oriented", "standard", iterations=60, tile_size=2.6, detail_size=0.04)}
+        job = session.submit("Pair", points, normals, None, overrides)
+        seen: list[tuple[int, int, str]] = []
+        deadline = time.monotonic() + 120
+        while job.active:
+            session.tick(budget=0.005)
+            if job.status == "running" and job.tiles:
+                seen.append((job.tile, job.tiles, job.describe()))
+            assert time.monotonic() < deadline
+        assert job.status == "done", job.describe()
+        assert {(tile, tiles) for tile, tiles, _ in seen} <= {(1, 2), (2, 2)} and seen[-1][:2] == (2, 2)
+        assert seen[-1][2].startswith("tile 2 of 2, ")
+        session.tick()
+        mesh = session.take_mesh(job)
+        assert mesh is not None and mesh.final and mesh.iteration == 120  # both tiles' steps
+        # one lattice of the detail size over the whole box: both spheres, the grid as fine as asked
+        assert mesh.vertices[:, 0].min() < -2.0 and mesh.vertices[:, 0].max() > 2.0
+        edges = np.linalg.norm(mesh.vertices[mesh.faces[:, 0]] - mesh.vertices[mesh.faces[:, 1]], axis=1)
+        assert 0.7 < np.median(edges) / 0.04 < 1.3
+        session.disconnect()
     finally:
         process.kill()
         process.wait()

@@ -133,3 +133,25 @@ def test_unoriented_cloud_with_direction_flags(tmp_path):
     bad = run_cli("reconstruct", str(source), "-o", str(out), "--trim", "sometimes")
     assert bad.returncode == 2 and "--trim: expects auto, off or a share of the diagonal" in bad.stderr
     assert abs(np.median(np.linalg.norm(vertices, axis=1)) - 1.0) < 0.05
+
+
+def test_a_scene_in_tiles_names_its_tile_on_the_bar_and_meshes_at_the_voxel_size(tmp_path):
+    left, left_normals = sphere_cloud(700, radius=0.8, centre=(-1.5, 0.0, 0.0))
+    right, right_normals = sphere_cloud(700, radius=0.8, centre=(1.5, 0.0, 0.0), seed=1)
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.concatenate([left, right])))
+    cloud.normals = o3d.utility.Vector3dVector(np.concatenate([left_normals, right_normals]))
+    source, out = tmp_path / "pair.ply", tmp_path / "pair_mesh.ply"
+    o3d.io.write_point_cloud(str(source), cloud)
+    done = run_cli("reconstruct", str(source), "-o", str(out), "--iterations", "80", "--tile-size", "2.6",
+                   "--voxel-size", "0.04", *FAST)
+    assert done.returncode == 0, done.stderr
+    assert "tile=2/2" in done.stderr  # the bar names the tile it trains
+    mesh = o3d.io.read_triangle_mesh(str(out))
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    for centre in (-1.5, 1.5):  # both spheres, each from its own tile
+        near = vertices[np.abs(vertices[:, 0] - centre) < 1.0]
+        assert abs(np.median(np.linalg.norm(near - [centre, 0.0, 0.0], axis=1)) - 0.8) < 0.05
+    edges = np.linalg.norm(vertices[faces[:, 0]] - vertices[faces[:, 1]], axis=1)
+    assert 0.7 < np.median(edges) / 0.04 < 1.3  # the grid as fine as asked, in the cloud's units
+    refused = run_cli("reconstruct", str(source), "-o", str(out), "--tile-size", "-1")
+    assert refused.returncode == 2 and "tiles.size" in refused.stderr

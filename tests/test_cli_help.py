@@ -1,4 +1,5 @@
-"""The command line's help: the formats it names are the ones ``siren_recon.io`` reads and writes."""
+"""The command line's help and flags: the formats it names are the ones ``siren_recon.io`` reads and
+writes; a flag means the same setting in every command that has it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import re
 
 import pytest
 
-from siren_recon.cli import main
+from siren_recon.cli import build_parser, main
+from siren_recon.commands.job_overrides import job_overrides
+from siren_recon.commands.reconstruct import config_from_args
 from siren_recon.io import CLOUD_FORMATS, MESH_FORMATS
 
 
@@ -43,5 +46,16 @@ def test_batch_help_names_exactly_the_formats_io_reads_and_writes(capsys):
 def test_submit_and_batch_take_the_same_backend_flags(capsys, command):
     text = help_text(capsys, command)
     for flag in ("--backend", "--iterations", "--mode", "--set KEY=VALUE", "--server-key FILE", "--client-key FILE",
-                 "--connect-timeout", "--no-progress"):
+                 "--connect-timeout", "--no-progress", "--tile-size SIZE", "--voxel-size SIZE"):
         assert flag in text, f"{command} has no {flag}"
+
+
+def test_the_scene_flags_set_the_same_settings_locally_and_on_a_backend():
+    parser = build_parser()
+    scene = ["--tile-size", "20", "--voxel-size", "0.05"]
+    local = config_from_args(parser.parse_args(["reconstruct", "street.laz", "-o", "street.ply", *scene]))
+    assert (local.tiles.size, local.mesh.voxel_size) == (20.0, 0.05)
+    for command in (["submit", "street.laz", "-o", "street.ply"], ["batch", "scans", "-o", "out"]):
+        sent = job_overrides(parser.parse_args([*command, *scene]))
+        assert sent == {"tiles.size": 20.0, "mesh.voxel_size": 0.05}, command
+    assert job_overrides(parser.parse_args(["submit", "street.laz", "-o", "street.ply"])) == {}

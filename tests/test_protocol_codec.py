@@ -11,7 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from siren_recon.protocol import MESSAGE_TYPES, JobSummary, MeshUpdate, Ping, ProtocolError, SubmitJob, decode, encode
+from siren_recon.protocol import (
+    MESSAGE_TYPES,
+    JobSummary,
+    MeshUpdate,
+    Ping,
+    Progress,
+    ProtocolError,
+    SubmitJob,
+    decode,
+    encode,
+)
 from siren_recon.protocol import errors as E
 from siren_recon.protocol.messages import array_fields, body_fields
 
@@ -324,3 +334,17 @@ def test_decoder_fuzz_run_has_no_crashes(tmp_path):
     figures = json.loads(out.read_text())
     assert run.returncode == 0 and figures["crashes"] == 0, run.stderr
     assert figures["outcomes"]["decoded"] > 0 and figures["outcomes"]["malformed"] > 0
+
+
+def test_a_progress_from_a_1_2_backend_reads_as_one_field_and_a_1_3_one_names_its_tile():
+    frames = encode(Progress(job="j", iteration=5, total=10, mode="oriented", tile=2, tiles=3))
+    assert (decode(frames).tile, decode(frames).tiles) == (2, 3)
+    head = msgpack.unpackb(frames[0], raw=False)
+    head["v"] = "1.2"
+    del head["body"]["tile"], head["body"]["tiles"]
+    older = decode([msgpack.packb(head, use_bin_type=True)])
+    assert (older.iteration, older.tile, older.tiles) == (5, 0, 0)
+    head["body"]["tile"] = 1.0  # present, it must be an int like every int field
+    with pytest.raises(ProtocolError) as caught:
+        decode([msgpack.packb(head, use_bin_type=True)])
+    assert caught.value.code == E.BAD_FIELD_TYPE and "tile" in str(caught.value)

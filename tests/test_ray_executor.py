@@ -23,7 +23,7 @@ import ray.exceptions
 from siren_recon.engine.errors import Cancelled, InputError
 from siren_recon.protocol import JobCancelled, JobDone, JobFailed, MeshUpdate, Progress
 from siren_recon.protocol.client import Client
-from siren_recon.server.executors.ray import WorkerLost, _is_loopback_address, _job_error, cpus_per_job
+from siren_recon.server.executors.ray import WorkerLost, _is_loopback_address, _task_error, cpus_per_job
 from siren_recon.server.jobs import Job
 from siren_recon.server.worker import run_in_process
 
@@ -151,22 +151,22 @@ def test_an_engine_error_on_the_worker_keeps_its_code_and_message(ray_backend):
 
 def test_ray_errors_are_told_apart():
     """Lost workers (also wrapped in a RayTaskError) are ``worker_lost``; other task crashes say their cause."""
-    crashed = _job_error("j1", ray.exceptions.WorkerCrashedError())
+    crashed = _task_error("job j1", ray.exceptions.WorkerCrashedError())
     assert isinstance(crashed, WorkerLost) and crashed.code == "worker_lost" and "j1" in str(crashed)
     died = ray.exceptions.NodeDiedError("node 7 died")
-    wrapped = _job_error("j2", ray.exceptions.RayTaskError("_run_job", "Traceback ...", died))
+    wrapped = _task_error("job j2", ray.exceptions.RayTaskError("_run_job", "Traceback ...", died))
     assert isinstance(wrapped, WorkerLost) and "NodeDiedError: node 7 died" in str(wrapped)
-    owner = _job_error("j3", ray.exceptions.OwnerDiedError("00" * 28, None, "here"))
+    owner = _task_error("job j3", ray.exceptions.OwnerDiedError("00" * 28, None, "here"))
     assert isinstance(owner, WorkerLost)
-    crash = _job_error(
-        "j4",
+    crash = _task_error(
+        "job j4",
         ray.exceptions.RayTaskError(
             "_run_job", "Traceback\n  ...\nModuleNotFoundError", ModuleNotFoundError("No module named 'torch'")
         ),
     )
     assert crash.code == "internal_error"
     assert str(crash) == "the Ray task of job j4 failed: ModuleNotFoundError: No module named 'torch'"
-    assert isinstance(_job_error("j5", ray.exceptions.TaskCancelledError()), Cancelled)
+    assert isinstance(_task_error("job j5", ray.exceptions.TaskCancelledError()), Cancelled)
 
 
 def test_cpus_per_job_never_asks_for_more_than_a_node_has():

@@ -104,7 +104,9 @@ def border_error(vertices: np.ndarray, borders: list[float], width: float = 0.3)
 @pytest.mark.slow
 def test_a_tiled_fit_is_seamless_across_the_borders_and_as_close_as_one_field():
     points, normals = capsule_cloud(8000)
-    whole = reconstruct_points(points, normals, small_config(train__iterations=300))
+    whole_progress: list = []
+    whole = reconstruct_points(points, normals, small_config(train__iterations=300), on_progress=whole_progress.append)
+    assert whole_progress
     meshes: list = []
     progress: list = []
     config = small_config(train__iterations=300, tiles__size=2.3, preview__enabled=True)
@@ -114,6 +116,8 @@ def test_a_tiled_fit_is_seamless_across_the_borders_and_as_close_as_one_field():
     assert [(m.iteration, m.final) for m in meshes] == [(300, False), (600, False), (600, True)]
     assert len(meshes[0].faces) < len(meshes[1].faces)
     assert (progress[-1].iteration, progress[-1].total) == (600, 600)
+    assert [(e.tile, e.tiles) for e in progress if e.iteration in (300, 325, 600)] == [(1, 2), (2, 2), (2, 2)]
+    assert all((e.tile, e.tiles) == (0, 0) for e in whole_progress)  # one field: no tile named
     assert meshes[-1].resolution == tiled.field.lattice_resolution()
     assert closed_and_whole(tiled.vertices, tiled.faces)
     border = float(tiled.field.tiles[0].core_hi[0])

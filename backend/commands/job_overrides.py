@@ -1,4 +1,5 @@
-"""The engine settings a job sent to a backend changes (``submit``, ``batch``)."""
+"""The engine settings a command's flags change: a job sent to a backend (``submit``, ``batch``), and the
+scene flags every command that reconstructs shares."""
 
 from __future__ import annotations
 
@@ -13,4 +14,11 @@ def job_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["train.iterations"] = args.iterations
     if args.mode is not None:
         overrides["mode"] = args.mode
+    overrides.update(scene_overrides(args))
     return overrides
+
+
+def scene_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--tile-size`` and ``--voxel-size`` where given, as ``tiles.size`` and ``mesh.voxel_size``."""
+    named = {"tiles.size": args.tile_size, "mesh.voxel_size": args.voxel_size}
+    return {key: value for key, value in named.items() if value is not None}

@@ -18,6 +18,8 @@ from ..engine.pipeline import reconstruct_points
 from ..io import MESH_FORMATS, read_cloud, write_mesh
 from ..io.cloud import check_format
 from ..io.open3d_library import import_open3d, to_open3d_mesh
+from .job_overrides import scene_overrides
+from .progress_bar import bar_postfix
 
 
 def config_from_args(args: argparse.Namespace) -> ReconstructionConfig:
@@ -31,6 +33,7 @@ def config_from_args(args: argparse.Namespace) -> ReconstructionConfig:
         "oriented.normal_directions_only": True if args.normal_directions else None,
     }
     overrides.update({k: v for k, v in named.items() if v is not None})
+    overrides.update(scene_overrides(args))
     overrides.update(args.trim or {})
     return apply_overrides(ReconstructionConfig(), overrides)
 
@@ -82,7 +85,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         if not bars:  # created on the first step, so bad input fails without a bar drawn
             bars.append(tqdm(total=event.total, unit="it", disable=args.no_progress, file=sys.stderr))
         bar = bars[0]
-        bar.set_postfix(loss=f"{event.losses['total']:.3g}", mode=event.mode, refresh=False)
+        bar.set_postfix(bar_postfix(event), refresh=False)
         bar.update(event.iteration - bar.n)
         if window is not None:
             window.poll()

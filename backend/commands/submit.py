@@ -15,6 +15,7 @@ from ..engine.errors import ReconstructionError
 from ..io import read_cloud, write_mesh
 from ..protocol.local_frame import LocalFrame
 from .job_overrides import job_overrides
+from .progress_bar import bar_postfix
 
 
 def run_submit(args: argparse.Namespace) -> int:
@@ -27,7 +28,7 @@ def run_submit(args: argparse.Namespace) -> int:
 
     def on_progress(event: Progress) -> None:
         bar.total = event.total
-        bar.set_postfix(loss=f"{event.losses.get('total', float('nan')):.3g}", mode=event.mode, refresh=False)
+        bar.set_postfix(bar_postfix(event), refresh=False)
         bar.update(event.iteration - bar.n)
 
     def on_mesh(event: MeshUpdate) -> None:

@@ -22,6 +22,11 @@ class ProgressEvent:
     eta_seconds: float
     mode: str
     """``oriented`` or ``unoriented``: the mode actually used."""
+    tile: int = 0
+    """The tile being trained, from 1, in a tiled run (``tiles.size``); 0 when one field fits the
+    whole cloud."""
+    tiles: int = 0
+    """How many tiles the run trains (0 when one field fits the whole cloud)."""
 
 
 @dataclass(frozen=True)

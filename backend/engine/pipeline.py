@@ -25,6 +25,7 @@ from .events import MeshEvent, ProgressEvent, ReconstructionResult
 from .field.sdf_field import SdfField, mesh_bounds, support_subsample
 from .fitting.stage import MeshCallback, Reporting, Stage, TrainingCloud, fit_stage
 from .meshing.trimming import TrimOutcome
+from .tiling.runs import TileRunner, run_in_turn
 from .tiling.tiled_field import TiledField, fit_tiles
 from .unoriented.refinement import refinement_stage
 
@@ -118,6 +119,7 @@ def reconstruct_points(
     should_cancel: Callable[[], bool] | None = None,
     working_points: int = WORKING_POINTS,
     colours: np.ndarray | None = None,
+    tile_runner: TileRunner = run_in_turn,
 ) -> ReconstructionResult:
     """Reconstruct a mesh from ``points`` (N, 3) and optional ``normals`` (N, 3).
 
@@ -127,14 +129,15 @@ def reconstruct_points(
     Raises :class:`InputError` for bad input and :class:`Cancelled` when ``should_cancel()``
     turns true. ``working_points``: see :func:`train_field`. With ``tiles.size`` a cloud larger
     than a tile is fitted tile by tile (:mod:`~siren_recon.engine.tiling`), and ``field`` is then a
-    :class:`~.tiling.tiled_field.TiledField`.
+    :class:`~.tiling.tiled_field.TiledField`; ``tile_runner`` trains its tiles (:mod:`~.tiling.runs`:
+    by default one after the other in this process).
     """
     config = config or ReconstructionConfig()
     colouring = VertexColours(points, colours) if colours is not None else None
     previews = coloured(on_mesh, colouring) if colouring is not None and on_mesh is not None else on_mesh
     started = time.perf_counter()
     field, losses = fit_tiles(points, normals, config, train_field, on_progress, previews, should_cancel,
-                              working_points=working_points)
+                              tile_runner, working_points=working_points)
     trained = time.perf_counter()
     vertices, faces, trim = field.mesh_with_trim()
     meshed = time.perf_counter()

@@ -121,7 +121,7 @@ class Worker(threading.Thread):
             self._send(push, job, Progress(
                 session=self.session, job=job.id, iteration=event.iteration, total=event.total,
                 losses=event.losses, iterations_per_second=event.iterations_per_second,
-                eta_seconds=event.eta_seconds, mode=event.mode,
+                eta_seconds=event.eta_seconds, mode=event.mode, tile=event.tile, tiles=event.tiles,
             ))
 
         final: list[MeshUpdate] = []

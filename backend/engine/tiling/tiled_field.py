@@ -23,9 +23,7 @@ from ..meshing.finishing import finish_mesh
 from ..meshing.trimming import TrimOutcome
 from .blend import BlendedSdf, BlendTile, align_signs
 from .plan import Tile, plan_tiles
-
-Trainer = Callable[..., tuple[SdfField, dict[str, float]]]
-""":func:`~siren_recon.engine.pipeline.train_field`: one field for one cloud."""
+from .runs import TileInput, TileProgress, TileRunner, Trainer, run_in_turn
 
 
 @dataclass
@@ -127,12 +125,15 @@ def fit_tiles(
     on_progress: Callable[[ProgressEvent], None] | None = None,
     on_mesh: Callable[[MeshEvent], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    tile_runner: TileRunner = run_in_turn,
     **trainer_options: object,
 ) -> tuple[SdfField | TiledField, dict[str, float]]:
     """A field per tile of ``tiles.size`` (:func:`~.plan.plan_tiles`), each trained by ``trainer`` for
     ``train.iterations`` on its points, then blended; a cloud that fits in one tile gets
-    ``trainer``'s one field. Progress counts over all tiles; each finished tile adds its part of the
-    surface to a preview of all finished ones. The losses are the tiles' means."""
+    ``trainer``'s one field. ``tile_runner`` trains the tiles (:mod:`.runs`; by default in turn, in
+    this process). Progress counts the steps done over all tiles (:class:`~.runs.TileProgress`);
+    each finished tile, in the order they finish, adds its part of the surface to a preview of all
+    finished ones. The losses are the tiles' means."""
     if config.tiles.size <= 0:
         return trainer(points, normals, config, on_progress, on_mesh, should_cancel, **trainer_options)
     pts = validate_points(points)
@@ -140,22 +141,26 @@ def fit_tiles(
     tiles = plan_tiles(pts, config.tiles.size, config.tiles.overlap, config.mesh.padding)
     if len(tiles) <= 1:
         return trainer(pts, nrm, config, on_progress, on_mesh, should_cancel, **trainer_options)
-    steps = config.train.iterations
-    fields: list[SdfField] = []
-    losses: list[dict[str, float]] = []
+    inputs = [TileInput(number, pts[tile.indices], None if nrm is None else nrm[tile.indices], config,
+                        dict(trainer_options)) for number, tile in enumerate(tiles)]
+    progress = TileProgress(on_progress, len(tiles), config.train.iterations)
+    fields: dict[int, SdfField] = {}
+    losses: dict[int, dict[str, float]] = {}
     pieces: list[tuple[np.ndarray, np.ndarray]] = []
-    for number, tile in enumerate(tiles):
-        progress = counted(on_progress, number * steps, len(tiles) * steps)
-        field, tile_losses = trainer(pts[tile.indices], None if nrm is None else nrm[tile.indices], config,
-                                     progress, None, should_cancel, **trainer_options)
-        fields.append(field)
-        losses.append(tile_losses)
+    for finished in tile_runner(inputs, trainer, progress.tile, should_cancel):
+        progress.finished(finished.number)
+        fields[finished.number] = finished.field
+        losses[finished.number] = finished.losses
         if on_mesh is not None and config.preview.enabled:
-            pieces.append(core_mesh(field, tile, config.preview.max_resolution))
-            on_mesh(MeshEvent((number + 1) * steps, config.preview.max_resolution, *joined(pieces), final=False))
+            pieces.append(core_mesh(finished.field, tiles[finished.number], config.preview.max_resolution))
+            on_mesh(MeshEvent(progress.count, config.preview.max_resolution, *joined(pieces), final=False))
+    missing = sorted(set(range(len(tiles))) - set(fields))
+    if missing:
+        raise RuntimeError(f"the tile runner ended without tiles {missing}")
     frame = Normalization.fit(pts)
     unit = frame.to_unit(pts)
-    tiled = TiledField(fields, tiles, frame, mesh_bounds(unit, config.mesh.padding),
+    tiled = TiledField([fields[number] for number in range(len(tiles))], tiles, frame,
+                       mesh_bounds(unit, config.mesh.padding),
                        support_subsample(unit, config.train.seed, SUPPORT_POINTS * len(tiles)), config,
                        [1.0] * len(tiles))
     if nrm is None:
@@ -163,23 +168,18 @@ def fit_tiles(
         spacing = tiled.support_index.spacing
         align_signs(blend, tiled.support, 4.0 * spacing, config.train.seed)
         tiled.signs = [tile.sign for tile in blend]
-    names = set().union(*losses)
-    return tiled, {name: float(np.mean([part[name] for part in losses if name in part])) for name in names}
+    parts = [losses[number] for number in range(len(tiles))]
+    names = set().union(*parts)
+    return tiled, {name: float(np.mean([part[name] for part in parts if name in part])) for name in names}
 
 
-def counted(on_progress: Callable[[ProgressEvent], None] | None, done: int, total: int
-            ) -> Callable[[ProgressEvent], None] | None:
-    """``on_progress`` receiving a tile's progress counted over all tiles' steps."""
-    if on_progress is None:
-        return None
-    report = on_progress
-
-    def forward(event: ProgressEvent) -> None:
-        remaining = total - done - event.iteration
-        eta = remaining / event.iterations_per_second if event.iterations_per_second > 0 else event.eta_seconds
-        report(dataclasses.replace(event, iteration=done + event.iteration, total=total, eta_seconds=eta))
-
-    return forward
+def tile_count(points: np.ndarray, config: ReconstructionConfig) -> int:
+    """How many fields :func:`fit_tiles` trains for ``points``: 1 without tiling or when the cloud fits
+    in one tile. Raises :class:`~siren_recon.engine.errors.InputError` for points it would refuse."""
+    if config.tiles.size <= 0:
+        return 1
+    tiles = plan_tiles(validate_points(points), config.tiles.size, config.tiles.overlap, config.mesh.padding)
+    return max(1, len(tiles))
 
 
 def core_mesh(field: SdfField, tile: Tile, resolution: int) -> tuple[np.ndarray, np.ndarray]:

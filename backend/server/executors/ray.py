@@ -15,7 +15,12 @@ exceptions, so a ``bad_input`` is still a ``bad_input``. A worker process or nod
 mid-job shows up as one of Ray's system errors; the job then fails with ``worker_lost`` or, with
 ``on_worker_lost="retry"``, starts again (up to ``retries`` times).
 
-Ray is imported here and nowhere else: the engine and the local executor never need it.
+A tiled job (``tiles.size``, more than one tile) runs the same way, but its task trains none of
+the tiles itself: it hands each to Ray as a task of its own (:mod:`.ray_tiles`), so several
+workers train its tiles at once, and blends and meshes them when they are in.
+
+Ray is imported here and in :mod:`.ray_tiles`, nowhere else: the engine and the local executor
+never need it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from ray._private import ray_constants  # see _loopback_only
 from ...engine.config.reconstruction import ReconstructionConfig
 from ...engine.errors import Cancelled, ReconstructionError
 from ...engine.events import MeshEvent, ProgressEvent, ReconstructionResult
+from ...engine.tiling.tiled_field import tile_count
 from ..config import RayConfig
 from ..jobs import Job
 from ..security import is_loopback_host
@@ -51,6 +57,8 @@ FORCE_CANCEL_AFTER = 10.0
 
 # Records yielded by the task: tuples whose first item names the kind.
 STARTED, PROGRESS, MESH, RESULT, ERROR = "started", "progress", "mesh", "result", "error"
+TILE = "tile"
+"""A tiled job's record that one of its tiles started (its number, count, attempt and where it runs)."""
 
 
 class WorkerLost(ReconstructionError):
@@ -70,53 +78,35 @@ class RayTaskFailure(ReconstructionError):
 
 # -- the task (runs on a Ray worker) ---------------------------------------------------------
 
+Record = tuple
+"""One record of a task's stream: a tuple whose first item names its kind."""
+Work = Callable[[Callable[[Record], None], Callable[[], bool]], Record]
+"""Work done in a task's thread: ``work(put, should_stop)`` puts its records with ``put`` and
+returns its last one (a ``RESULT``)."""
 
-def _run_job(
-    points: np.ndarray, normals: np.ndarray | None, colours: np.ndarray | None, config: ReconstructionConfig,
-    threads: int,
-) -> Iterator[list[tuple]]:
-    """Train one job; yield lists of event records until (and including) the result or error.
 
-    The first record says which process runs the job (operators and tests read it from the
-    front end's log). Closing the generator (Ray's cancel) stops the training at its next step.
+def _streamed(work: Work, name: str) -> Iterator[list[Record]]:
+    """Run ``work`` in a thread of this task; yield the records it puts in batches, until (and
+    including) its result or the ``ERROR`` record that replaces it when it raises.
+
+    Each batch carries every record queued by then (nothing waits for more: latency). Closing the
+    generator (Ray's cancel) makes ``should_stop()`` true, which stops a training at its next step.
     """
-    import torch
-
-    from ...engine.pipeline import reconstruct_points
-
-    yield [
-        (
-            STARTED,
-            {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "cuda": torch.cuda.is_available()},
-        )
-    ]
-    if threads > 0 and not torch.cuda.is_available():
-        torch.set_num_threads(threads)
-    events: queue.Queue[tuple] = queue.Queue()
+    events: queue.Queue[Record] = queue.Queue()
     stop = threading.Event()
 
-    def on_progress(event: ProgressEvent) -> None:
-        events.put((PROGRESS, dataclasses.asdict(event)))
-
-    def on_mesh(event: MeshEvent) -> None:
-        events.put((MESH, event.iteration, event.resolution, event.vertices, event.faces, event.final, event.colours))
-
-    def train() -> None:
+    def run() -> None:
         try:
-            result = reconstruct_points(
-                points, normals, config, on_progress=on_progress, on_mesh=on_mesh, should_cancel=stop.is_set,
-                colours=colours,
-            )
+            last = work(events.put, stop.is_set)
         except ReconstructionError as exc:
             events.put((ERROR, exc.code, str(exc), type(exc).__name__))
-        except Exception as exc:  # reported to the front end as the job's failure, not lost
-            log.exception("reconstruction crashed")
+        except Exception as exc:  # reported to the front end as the failure, not lost
+            log.exception("%s crashed", name)
             events.put((ERROR, "internal_error", f"{type(exc).__name__}: {exc}", type(exc).__name__))
         else:
-            # the final mesh itself already went out as the last MESH record
-            events.put((RESULT, result.mode, result.stats, result.timings))
+            events.put(last)
 
-    thread = threading.Thread(target=train, name="siren-train", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     try:
         while True:
@@ -124,7 +114,6 @@ def _run_job(
                 batch = [events.get(timeout=1.0)]
             except queue.Empty:
                 continue
-            # whatever else is already there goes along; nothing waits for more (latency)
             while batch[-1][0] not in (RESULT, ERROR):
                 try:
                     batch.append(events.get_nowait())
@@ -136,6 +125,58 @@ def _run_job(
     finally:
         stop.set()
         thread.join(timeout=30)
+
+
+def _started(threads: int) -> list[Record]:
+    """The first batch of a task's stream: which process runs it (pid, node, whether it has CUDA).
+    Sets the task's torch threads to ``threads`` on a CPU first (0: torch's choice)."""
+    import torch
+
+    if threads > 0 and not torch.cuda.is_available():
+        torch.set_num_threads(threads)
+    where = {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "cuda": torch.cuda.is_available()}
+    return [(STARTED, where)]
+
+
+def _run_job(
+    points: np.ndarray, normals: np.ndarray | None, colours: np.ndarray | None, config: ReconstructionConfig,
+    threads: int, tile_resources: dict[str, float] | None = None, tile_attempts: int = 1,
+) -> Iterator[list[Record]]:
+    """Train one job; yield lists of event records until (and including) the result or error.
+
+    The first record says which process runs the job (operators and tests read it from the
+    front end's log). Closing the generator (Ray's cancel) stops the training at its next step.
+    A tiled job (``tiles.size``) with ``tile_resources`` trains its tiles as Ray tasks of their own,
+    each asking for those resources and tried up to ``tile_attempts`` times
+    (:class:`~.ray_tiles.RayTileRunner`); a ``TILE`` record says where each tile attempt runs.
+    """
+    from ...engine.pipeline import reconstruct_points
+
+    yield _started(threads)
+
+    def train(put: Callable[[Record], None], should_stop: Callable[[], bool]) -> Record:
+        def on_progress(event: ProgressEvent) -> None:
+            put((PROGRESS, dataclasses.asdict(event)))
+
+        def on_mesh(event: MeshEvent) -> None:
+            put((MESH, event.iteration, event.resolution, event.vertices, event.faces, event.final, event.colours))
+
+        options: dict[str, Any] = {}
+        if config.tiles.size > 0 and tile_resources is not None:
+            from .ray_tiles import RayTileRunner
+
+            def on_tile(number: int, tiles: int, attempt: int, info: dict[str, Any]) -> None:
+                put((TILE, number, tiles, attempt, info))
+
+            options["tile_runner"] = RayTileRunner(tile_resources, threads, tile_attempts, on_tile)
+        result = reconstruct_points(
+            points, normals, config, on_progress=on_progress, on_mesh=on_mesh, should_cancel=should_stop,
+            colours=colours, **options,
+        )
+        # the final mesh itself already went out as the last MESH record
+        return (RESULT, result.mode, result.stats, result.timings)
+
+    yield from _streamed(train, "siren-train")
 
 
 # -- the front-end side --------------------------------------------------------------------------
@@ -189,10 +230,17 @@ class RayExecutor:
         self.gpus_per_job = gpus_per_job
         self.attempts = 1 + (max(0, retries) if on_worker_lost == "retry" else 0)
         options: dict[str, Any] = {"num_returns": "streaming", "max_retries": 0, "num_cpus": cpus_per_job}
+        self.tile_resources: dict[str, float] = {"num_cpus": cpus_per_job}
         if gpus_per_job:
             options["num_gpus"] = gpus_per_job
+            self.tile_resources["num_gpus"] = gpus_per_job
         # our own retry loop decides about lost workers; Ray must not re-run the task by itself
         self.task = ray.remote(_run_job).options(**options)
+        # a tiled job's task hands out its tiles (each a task asking for the job's resources) and
+        # meshes their blend once they are in: it reserves nothing, which it would hold while its
+        # tiles wait for it (Ray lends a task's CPUs to others only while it blocks in ray.get,
+        # not while it polls its tiles' streams)
+        self.tiled_task = ray.remote(_run_job).options(**{**options, "num_cpus": 0, "num_gpus": 0})
 
     def run(
         self,
@@ -227,7 +275,11 @@ class RayExecutor:
         should_cancel: Callable[[], bool],
     ) -> ReconstructionResult:
         threads = self.cpus_per_job if config.train.threads == 0 else config.train.threads
-        stream: Any = self.task.remote(points, normals, colours, config, threads)  # an ObjectRefGenerator
+        if _is_tiled(job.points, config):
+            stream: Any = self.tiled_task.remote(points, normals, colours, config, threads, self.tile_resources,
+                                                 self.attempts)
+        else:
+            stream = self.task.remote(points, normals, colours, config, threads)  # an ObjectRefGenerator
         submitted = time.monotonic()
         final: MeshEvent | None = None
         while True:
@@ -244,7 +296,7 @@ class RayExecutor:
             try:
                 batch = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                raise _job_error(job.id, exc) from exc
+                raise _task_error(f"job {job.id}", exc) from exc
             for record in batch:
                 kind = record[0]
                 if kind == STARTED:
@@ -256,6 +308,12 @@ class RayExecutor:
                         info["node"],
                         "GPU" if info["cuda"] else "CPU",
                         time.monotonic() - submitted,
+                    )
+                elif kind == TILE:
+                    _, number, tiles, attempt, info = record
+                    log.info(
+                        "ray job %s tile %d of %d (attempt %d) on pid %d (node %s, %s)",
+                        job.id, number + 1, tiles, attempt, info["pid"], info["node"], "GPU" if info["cuda"] else "CPU",
                     )
                 elif kind == PROGRESS:
                     on_progress(ProgressEvent(**record[1]))
@@ -323,12 +381,24 @@ LOST_WORKER_ERRORS: tuple[type[BaseException], ...] = (
 :class:`RayActorError`)."""
 
 
-def _job_error(job: str, exc: BaseException) -> ReconstructionError:
-    """What a Ray error raised while reading a job's stream means for the job.
+def _is_tiled(points: np.ndarray, config: ReconstructionConfig) -> bool:
+    """Whether ``config`` fits ``points`` as more than one tile (points the engine refuses are not:
+    the job's task reports the engine's error)."""
+    if config.tiles.size <= 0:
+        return False
+    try:
+        return tile_count(points, config) > 1
+    except ReconstructionError:
+        return False
+
+
+def _task_error(task: str, exc: BaseException) -> ReconstructionError:
+    """What a Ray error raised while reading the stream of a task (``task`` names it: ``job <id>``)
+    means for it.
 
     A lost worker or node becomes :class:`WorkerLost` (failed or retried by the caller), also
     when Ray hands it over wrapped in a :class:`RayTaskError`. Anything else the task raised
-    outside the engine (say ``torch`` missing on a node) fails the job with ``internal_error``
+    outside the engine (say ``torch`` missing on a node) fails it with ``internal_error``
     and the first line of the real cause, not Ray's multi-line wrapper.
     """
     cause = exc
@@ -339,13 +409,13 @@ def _job_error(job: str, exc: BaseException) -> ReconstructionError:
     if isinstance(cause, ReconstructionError):
         return RayTaskFailure(str(cause), cause.code, type(cause).__name__)
     if isinstance(cause, ray.exceptions.OutOfMemoryError):
-        return WorkerLost(f"Ray killed the worker of job {job} for lack of memory: {_first_line(cause)}")
+        return WorkerLost(f"Ray killed the worker of {task} for lack of memory: {_first_line(cause)}")
     if isinstance(cause, LOST_WORKER_ERRORS):
         return WorkerLost(
-            f"the Ray worker running job {job} died mid-job ({type(cause).__name__}: {_first_line(cause)})"
+            f"the Ray worker running {task} died mid-job ({type(cause).__name__}: {_first_line(cause)})"
         )
     return RayTaskFailure(
-        f"the Ray task of job {job} failed: {type(cause).__name__}: {_first_line(cause)}",
+        f"the Ray task of {task} failed: {type(cause).__name__}: {_first_line(cause)}",
         "internal_error",
         type(cause).__name__,
     )

@@ -1,0 +1,144 @@
+"""The tiles of one tiled job as Ray tasks of their own, so that several workers train them at once.
+
+A tiled job's task (:func:`~.ray._run_job`) gives :func:`~siren_recon.engine.pipeline.reconstruct_points`
+a :class:`RayTileRunner`: it submits every tile as a streaming generator task (:func:`_train_tile`)
+asking for the job's resources, and Ray runs as many at once as the cluster has room for (the
+job's task itself reserves nothing: see :class:`~.ray.RayExecutor`). Each tile task streams its progress
+and, at its end, its field as a :class:`~siren_recon.engine.tiling.runs.FieldState` (NumPy
+weights, the frozen config, the normalisation), which the job's task turns back into a field on
+its CPU, adds to the preview and, once all are in, blends and meshes. A tile whose worker or node
+dies is submitted again (up to the job's attempts) while the others train on; a cancelled job
+cancels its tiles still running.
+
+Ray is imported here and in :mod:`.ray` only: the engine knows only the tile-runner hook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import ray
+import ray.exceptions
+
+from ...engine.errors import Cancelled
+from ...engine.events import ProgressEvent
+from ...engine.tiling.runs import FieldState, FinishedTile, ProgressCallback, TileInput, Trainer
+from .ray import (
+    ERROR,
+    POLL_SECONDS,
+    PROGRESS,
+    RESULT,
+    STARTED,
+    RayTaskFailure,
+    Record,
+    WorkerLost,
+    _started,
+    _streamed,
+    _task_error,
+)
+
+log = logging.getLogger(__name__)
+
+TileStarted = Callable[[int, int, int, dict[str, Any]], None]
+"""Told ``(number, tiles, attempt, where)`` as a tile's task starts: the tile from 0, how many the
+job has, the attempt from 1, and ``pid``, ``node`` and ``cuda`` of the process running it."""
+
+
+def _train_tile(tile: TileInput, trainer: Trainer, threads: int) -> Iterator[list[Record]]:
+    """Train one tile; yield lists of records: where it runs, its progress (in the tile's own
+    steps), then its field's :class:`FieldState` and losses, or the error."""
+    yield _started(threads)
+
+    def train(put: Callable[[Record], None], should_stop: Callable[[], bool]) -> Record:
+        def on_progress(event: ProgressEvent) -> None:
+            put((PROGRESS, dataclasses.asdict(event)))
+
+        field, losses = tile.train(trainer, on_progress, should_stop)
+        return (RESULT, FieldState.of(field), losses)
+
+    yield from _streamed(train, f"siren-tile-{tile.number}")
+
+
+class RayTileRunner:
+    """A :class:`~siren_recon.engine.tiling.runs.TileRunner` that trains each tile as a Ray task.
+
+    ``resources`` are the Ray options each tile task asks for (``num_cpus``, ``num_gpus``),
+    ``threads`` the torch threads it trains with on a CPU (0: torch's choice), ``attempts`` how
+    many times a tile is tried when its worker dies, and ``on_started`` is told where each
+    attempt runs.
+    """
+
+    def __init__(self, resources: dict[str, float], threads: int, attempts: int,
+                 on_started: TileStarted | None = None) -> None:
+        self.resources = dict(resources)
+        self.threads = threads
+        self.attempts = max(1, attempts)
+        self.on_started = on_started
+
+    def __call__(self, tiles: Sequence[TileInput], trainer: Trainer,
+                 progress: Callable[[int], ProgressCallback | None],
+                 should_cancel: Callable[[], bool] | None) -> Iterator[FinishedTile]:
+        """Submit every tile; yield each one's field as it arrives (see the class)."""
+        # Ray re-running a streaming task by itself would replay its stream: the loop below retries
+        task = ray.remote(_train_tile).options(num_returns="streaming", max_retries=0, **self.resources)
+        running: dict[Any, tuple[TileInput, int]] = {}  # ObjectRefGenerator -> (tile, attempt)
+
+        def submit(tile: TileInput, attempt: int) -> None:
+            running[task.remote(tile, trainer, self.threads)] = (tile, attempt)
+
+        for tile in tiles:
+            submit(tile, 1)
+        try:
+            while running:
+                if should_cancel is not None and should_cancel():
+                    raise Cancelled("cancelled")
+                ready: list[Any] = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)[0]
+                for stream in ready:
+                    tile, attempt = running[stream]
+                    what = f"tile {tile.number + 1} of {len(tiles)}"
+                    try:
+                        batch = ray.get(next(stream))
+                    except StopIteration:
+                        error: Exception = WorkerLost(f"the Ray task of {what} ended without its field")
+                    except ray.exceptions.RayError as exc:
+                        error = _task_error(what, exc)
+                    else:
+                        finished = self._read(batch, tile, attempt, len(tiles), progress)
+                        if finished is not None:
+                            del running[stream]
+                            yield finished
+                        continue
+                    del running[stream]
+                    if not isinstance(error, WorkerLost) or attempt >= self.attempts:
+                        raise error
+                    log.warning("%s: %s; retrying it (attempt %d of %d)", what, error, attempt + 1, self.attempts)
+                    submit(tile, attempt + 1)
+        finally:
+            for stream in running:
+                try:
+                    ray.cancel(stream)
+                except (ray.exceptions.RayError, ValueError, TypeError) as exc:
+                    log.warning("cancelling a tile's task failed: %s", exc)
+
+    def _read(self, batch: list[Record], tile: TileInput, attempt: int, tiles: int,
+              progress: Callable[[int], ProgressCallback | None]) -> FinishedTile | None:
+        """Pass on one batch of a tile task's records; the tile's field when the batch ends with it."""
+        report = progress(tile.number)
+        for record in batch:
+            kind = record[0]
+            if kind == STARTED and self.on_started is not None:
+                self.on_started(tile.number, tiles, attempt, record[1])
+            elif kind == PROGRESS and report is not None:
+                report(ProgressEvent(**record[1]))
+            elif kind == RESULT:
+                _, state, losses = record
+                return FinishedTile(tile.number, state.field("cpu"), losses)
+            elif kind == ERROR:
+                _, code, message, remote_class = record
+                if code == Cancelled.code:
+                    raise Cancelled(message)
+                raise RayTaskFailure(message, code, remote_class)
+        return None
