@@ -124,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--show", action="store_true", help="live Open3D window (needs a display)")
     rec.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_scene_arguments(rec)
+    rec.add_argument(
+        "--ray", nargs="?", const="", metavar="ADDRESS",
+        help="train a tiled run's tiles side by side as Ray tasks: on the cluster at ADDRESS, or without one on "
+        "a private Ray on this machine (needs siren-recon[ray])",
+    )
+    rec.add_argument(
+        "--ray-cpus-per-tile", type=int, default=ray.cpus_per_job,
+        help=f"CPU cores each tile asks Ray for where the cluster has no GPU (default {ray.cpus_per_job})",
+    )
     add_overrides_argument(rec)
 
     mesh = sub.add_parser("mesh", help="mesh a saved checkpoint again, at any resolution")

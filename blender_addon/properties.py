@@ -43,12 +43,13 @@ class SirenSettings(bpy.types.PropertyGroup):
     seed: IntProperty(name="Seed", default=-1, min=-1, description="-1: the engine's default")
     tile_size: FloatProperty(
         name="Tile Size", default=0.0, min=0.0, unit="LENGTH",
-        description="0: one network for the whole cloud. A scene (a building, a street) keeps its edges and small "
-                    "structures when cut into overlapping tiles of this edge, a network each",
+        description="Edge of the overlapping tiles a scene (a building, a street) is cut into, a network each, so "
+                    "that it keeps its edges and small structures; 0: automatic (by Detail Size)",
     )
     detail_size: FloatProperty(
         name="Detail Size", default=0.0, min=0.0, unit="LENGTH",
-        description="Spacing of the final mesh's grid, the smallest detail it can show; 0: from Resolution",
+        description="Spacing of the final mesh's grid, the smallest detail it can show; a scene longer than 400 "
+                    "of these is cut into tiles of 400. 0: from Resolution, one network",
     )
     surface_samples: IntProperty(name="Surface Samples", default=SURFACE_SAMPLES, min=1000, max=10_000_000,
                                  description="Points sampled on a mesh with faces (a point cloud sends all its points)")

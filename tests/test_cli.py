@@ -135,15 +135,17 @@ def test_unoriented_cloud_with_direction_flags(tmp_path):
     assert abs(np.median(np.linalg.norm(vertices, axis=1)) - 1.0) < 0.05
 
 
-def test_a_scene_in_tiles_names_its_tile_on_the_bar_and_meshes_at_the_voxel_size(tmp_path):
+def test_a_scene_in_tiles_names_its_tile_on_the_bar_keeps_its_colours_and_meshes_at_the_voxel_size(tmp_path):
     left, left_normals = sphere_cloud(700, radius=0.8, centre=(-1.5, 0.0, 0.0))
     right, right_normals = sphere_cloud(700, radius=0.8, centre=(1.5, 0.0, 0.0), seed=1)
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.concatenate([left, right])))
     cloud.normals = o3d.utility.Vector3dVector(np.concatenate([left_normals, right_normals]))
+    cloud.colors = o3d.utility.Vector3dVector(np.repeat([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], 700, axis=0))
     source, out = tmp_path / "pair.ply", tmp_path / "pair_mesh.ply"
     o3d.io.write_point_cloud(str(source), cloud)
-    done = run_cli("reconstruct", str(source), "-o", str(out), "--iterations", "80", "--tile-size", "2.6",
-                   "--voxel-size", "0.04", *FAST)
+    # a detail of 0.04 over a box 5 long is finer than 65 voxels a network: tiles of 2.6, by themselves
+    done = run_cli("reconstruct", str(source), "-o", str(out), "--iterations", "80", "--voxel-size", "0.04",
+                   "--set", "tiles.voxels=65", *FAST)
     assert done.returncode == 0, done.stderr
     assert "tile=2/2" in done.stderr  # the bar names the tile it trains
     mesh = o3d.io.read_triangle_mesh(str(out))
@@ -153,5 +155,30 @@ def test_a_scene_in_tiles_names_its_tile_on_the_bar_and_meshes_at_the_voxel_size
         assert abs(np.median(np.linalg.norm(near - [centre, 0.0, 0.0], axis=1)) - 0.8) < 0.05
     edges = np.linalg.norm(vertices[faces[:, 0]] - vertices[faces[:, 1]], axis=1)
     assert 0.7 < np.median(edges) / 0.04 < 1.3  # the grid as fine as asked, in the cloud's units
+    colours = np.asarray(mesh.vertex_colors)  # each sphere's colour came through its tile
+    assert colours[vertices[:, 0] < -0.5, 0].min() > 0.9 and colours[vertices[:, 0] > 0.5, 2].min() > 0.9
     refused = run_cli("reconstruct", str(source), "-o", str(out), "--tile-size", "-1")
     assert refused.returncode == 2 and "tiles.size" in refused.stderr
+
+
+@pytest.mark.ray
+def test_ray_trains_the_tiles_side_by_side_and_gives_the_mesh_of_tiles_in_turn(tmp_path):
+    pytest.importorskip("ray")
+    left, left_normals = sphere_cloud(600, radius=0.8, centre=(-1.5, 0.0, 0.0))
+    right, right_normals = sphere_cloud(600, radius=0.8, centre=(1.5, 0.0, 0.0), seed=1)
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.concatenate([left, right])))
+    cloud.normals = o3d.utility.Vector3dVector(np.concatenate([left_normals, right_normals]))
+    source = tmp_path / "pair.ply"
+    o3d.io.write_point_cloud(str(source), cloud)
+    common = ["--iterations", "60", "--tile-size", "2.6", "--voxel-size", "0.05", "--set", "train.threads=1",
+              "--no-progress", *FAST]
+    in_turn = run_cli("reconstruct", str(source), "-o", str(tmp_path / "in_turn.ply"), *common)
+    assert in_turn.returncode == 0, in_turn.stderr
+    on_ray = run_cli("reconstruct", str(source), "-o", str(tmp_path / "on_ray.ply"), "--ray",
+                     "--ray-cpus-per-tile", "1", *common)
+    assert on_ray.returncode == 0, on_ray.stderr
+    meshes = [o3d.io.read_triangle_mesh(str(tmp_path / name)) for name in ("in_turn.ply", "on_ray.ply")]
+    np.testing.assert_array_equal(np.asarray(meshes[0].vertices), np.asarray(meshes[1].vertices))
+    np.testing.assert_array_equal(np.asarray(meshes[0].triangles), np.asarray(meshes[1].triangles))
+    refused = run_cli("reconstruct", str(source), "-o", str(tmp_path / "x.ply"), "--ray")
+    assert refused.returncode == 2 and "--tile-size" in refused.stderr.strip().splitlines()[-1]

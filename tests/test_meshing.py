@@ -82,6 +82,20 @@ def test_pieces_without_input_points_nearby_are_dropped():
     # a cloud that supports neither piece still leaves the better-supported one
     far = CloudIndex(np.array([[-0.5, 0.0, 0.31]]))
     assert len(drop_unsupported_components(verts, faces, far, 0.02, 0.5)[1]) > 0
+    # points on one cap of each sphere support under half of either: one piece is kept, or, with
+    # the faces split into regions (a tiled fit's tiles), the best-supported piece of each region
+    caps = np.concatenate([cloud[cloud[:, 2] > 0.25], ghost_points(directions)])
+    alone = drop_unsupported_components(verts, faces, CloudIndex(caps), 0.02, 0.5)
+    assert component_labels(len(alone[0]), alone[1])[0] == 1
+    regions = (verts[faces].mean(axis=1)[:, 0] > 0).astype(int)
+    both = drop_unsupported_components(verts, faces, CloudIndex(caps), 0.02, 0.5, regions)
+    assert component_labels(len(both[0]), both[1])[0] == 2 and len(both[1]) == len(faces)
+
+
+def ghost_points(directions: np.ndarray) -> np.ndarray:
+    """Points on the top cap of the 0.4 sphere at (0.45, 0, 0) of the test above."""
+    on = directions / np.linalg.norm(directions, axis=1, keepdims=True) * 0.4 + [0.45, 0, 0]
+    return on[on[:, 2] > 0.3]
 
 
 def thin_features(x: torch.Tensor) -> torch.Tensor:

@@ -10,9 +10,9 @@ import torch
 from siren_recon.engine.meshing import component_labels
 from siren_recon.engine.meshing.dense import resolution_for_voxel
 from siren_recon.engine.pipeline import reconstruct_points
-from siren_recon.engine.tiling.blend import BlendedSdf, BlendTile, align_signs
-from siren_recon.engine.tiling.plan import plan_tiles
-from siren_recon.engine.tiling.tiled_field import TiledField
+from siren_recon.engine.tiling.blend import EMPTY, BlendedSdf, BlendTile, align_signs
+from siren_recon.engine.tiling.plan import plan_tiles, tile_edge
+from siren_recon.engine.tiling.tiled_field import TiledField, tile_count
 
 from .numerics_cases import euler_characteristic
 from .shapes import small_config
@@ -161,8 +161,33 @@ def test_the_voxel_size_sets_the_lattice_in_the_clouds_units():
 def test_a_tiled_run_asked_for_a_checkpoint_is_refused_in_one_line(tmp_path, capsys):
     from siren_recon.cli import main
 
-    argv = ["reconstruct", str(tmp_path / "in.ply"), "-o", str(tmp_path / "out.ply"), "--set", "tiles.size=2",
-            "--checkpoint", str(tmp_path / "field.pt")]
-    assert main(argv) == 2
-    error = capsys.readouterr().err.strip()
-    assert error.count("\n") == 0 and "tiled run" in error and "--checkpoint" in error
+    np.savetxt(tmp_path / "in.xyz", capsule_cloud(3000)[0])
+    argv = ["reconstruct", str(tmp_path / "in.xyz"), "-o", str(tmp_path / "out.ply"), "--checkpoint",
+            str(tmp_path / "field.pt")]
+    for scene, tiles in ((["--tile-size", "2"], 3), (["--voxel-size", "0.01"], 2)):  # 440 voxels: tiles of 4
+        assert main([*argv, *scene]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.count("\n") == 0 and f"tiled run has {tiles}" in error and "--checkpoint" in error
+
+
+def test_a_voxel_size_finer_than_a_network_resolves_cuts_the_cloud_into_tiles_and_nothing_else_does():
+    points, _ = capsule_cloud(3000)  # 4.4 long with the default padding
+    config = small_config()
+    assert tile_edge(points, config) == 0.0 and tile_count(points, config) == 1  # an object: one field
+    assert tile_edge(points, small_config(mesh__voxel_size=0.02)) == 0.0  # 220 voxels: one network's
+    fine = small_config(mesh__voxel_size=0.005)  # 880 voxels: tiles of 400 (2 m), three along the capsule
+    assert tile_edge(points, fine) == pytest.approx(2.0) and tile_count(points, fine) == 3
+    assert tile_edge(points, small_config(mesh__voxel_size=0.005, tiles__voxels=0)) == 0.0  # never by itself
+    assert tile_edge(points, small_config(mesh__voxel_size=0.005, tiles__size=1.5)) == 1.5  # a size given wins
+    assert tile_count(points, small_config(tiles__size=1.5)) == 3
+
+
+def test_a_tile_counts_only_in_the_cube_its_field_was_trained_in():
+    # a tile reaching 3 units along x whose field saw only the cube of half-side 1 around x = -1
+    tile = BlendTile(lambda u: torch.full((len(u),), -0.5), np.array([-2.0, -1.0, -1.0]), np.array([1.0, 1.0, 1.0]),
+                     0.2, 1.0, np.array([1.0, 0.0, 0.0]), trained=1.0)
+    x = torch.tensor([[-1.0, 0.0, 0.0], [-0.05, 0.0, 0.0], [0.05, 0.0, 0.0], [0.5, 0.0, 0.0]])
+    weights = tile.weight(x).numpy()
+    assert weights[0] == 1.0 and 0.0 < weights[1] < 1.0 and weights[2] == 0.0 and weights[3] == 0.0
+    # where no tile's field was trained, the blend has no surface (outside), not an extrapolation
+    np.testing.assert_allclose(BlendedSdf([tile])(x).numpy(), [-0.5, -0.5, EMPTY, EMPTY])

@@ -15,6 +15,8 @@ from ..engine.errors import ConfigError, ReconstructionError
 from ..engine.events import MeshEvent, ProgressEvent
 from ..engine.field.checkpoint import load_checkpoint, save_checkpoint
 from ..engine.pipeline import reconstruct_points
+from ..engine.tiling.runs import TileRunner, run_in_turn
+from ..engine.tiling.tiled_field import tile_count
 from ..io import MESH_FORMATS, read_cloud, write_mesh
 from ..io.cloud import check_format
 from ..io.open3d_library import import_open3d, to_open3d_mesh
@@ -75,9 +77,12 @@ class LiveWindow:
 def run_reconstruct(args: argparse.Namespace) -> int:
     check_format(args.output, MESH_FORMATS, "mesh")
     config = config_from_args(args)
-    if args.checkpoint and config.tiles.size > 0:
-        raise ConfigError("--checkpoint saves one field; a tiled run (tiles.size) has one per tile")
     cloud = read_cloud(args.input)
+    tiles = tile_count(cloud.points, config)
+    if args.checkpoint and tiles > 1:
+        raise ConfigError(f"--checkpoint saves one field; this tiled run has {tiles} (--tile-size, --voxel-size)")
+    if args.ray is not None and tiles == 1:
+        raise ConfigError("--ray trains the tiles of a tiled run, and this cloud is one field: give --tile-size")
     window = LiveWindow() if args.show else None
     bars: list[tqdm] = []
 
@@ -100,9 +105,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         if window is not None:
             window.update(event)
 
+    tile_runner = ray_tile_runner(args, config) if args.ray is not None else run_in_turn
     try:
         result = reconstruct_points(
-            cloud.points, cloud.normals, config, on_progress=on_progress, on_mesh=on_mesh, colours=cloud.colours
+            cloud.points, cloud.normals, config, on_progress=on_progress, on_mesh=on_mesh, colours=cloud.colours,
+            tile_runner=tile_runner,
         )
     finally:
         for bar in bars:
@@ -125,6 +132,16 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     if window is not None:
         window.hold()
     return 0
+
+
+def ray_tile_runner(args: argparse.Namespace, config: ReconstructionConfig) -> TileRunner:
+    """The tile runner of ``--ray [ADDRESS]``: the tiles as Ray tasks (Ray is an optional extra)."""
+    try:
+        from ..server.config import RayConfig
+        from ..server.executors.ray_tiles import cluster_tile_runner
+    except ImportError as exc:
+        raise ConfigError("--ray needs Ray: pip install 'siren-recon[ray]'") from exc
+    return cluster_tile_runner(RayConfig(address=args.ray, cpus_per_job=args.ray_cpus_per_tile), config.train.threads)
 
 
 def describe_trim(stats: dict[str, float]) -> str:

@@ -20,6 +20,11 @@ ON_WORKER_LOST: tuple[str, ...] = ("fail", "retry")
 """What the ``ray`` executor does with a job whose Ray worker or node dies."""
 
 
+def attempts(on_worker_lost: str, retries: int) -> int:
+    """Tries of a job whose Ray worker dies: 1, and ``retries`` more with ``on_worker_lost="retry"``."""
+    return 1 + (max(0, retries) if on_worker_lost == "retry" else 0)
+
+
 @dataclass
 class RayConfig:
     """The ``ray`` executor's settings (only read with ``executor="ray"``)."""
@@ -34,6 +39,11 @@ class RayConfig:
     """When a Ray worker or node dies mid-job: ``fail`` the job with a message, or ``retry`` it."""
     retries: int = 1
     """Attempts, >= 0, after the first when ``on_worker_lost="retry"``."""
+
+    @property
+    def attempts(self) -> int:
+        """How many times a job (or a tiled job's tile) is tried when its worker dies."""
+        return attempts(self.on_worker_lost, self.retries)
 
     def __post_init__(self) -> None:
         checks = [

@@ -365,8 +365,8 @@ class MeshConfig:
     """Extra margin around the cloud's box, as a fraction of its longest side."""
     voxel_size: float = 0.0
     """Lattice spacing of the final mesh in the cloud's own units, the size of the smallest detail
-    it can show; 0 takes it from ``resolution`` (over the padded box, or over one tile's with
-    ``tiles.size``)."""
+    it can show (and, with ``tiles.size`` 0, what decides whether a large cloud is cut into tiles:
+    ``tiles.voxels``); 0 takes it from ``resolution`` over the padded box, or over one tile's."""
 
 
 @dataclass
@@ -375,7 +375,11 @@ class TilesConfig:
     one surface on one lattice (:mod:`~siren_recon.engine.tiling`)."""
 
     size: float = 0.0
-    """Edge length of a tile in the cloud's own units; 0 fits one field to the whole cloud."""
+    """Edge length of a tile in the cloud's own units; 0: automatic, by ``voxels``."""
+    voxels: int = 400
+    """With ``size`` 0 and a ``mesh.voxel_size`` given: a cloud whose padded box is longer than this
+    many voxels is cut into tiles of this many voxels (one network keeps a 1 m chimney on a 20 m
+    tile, not on a 40 m street); without ``mesh.voxel_size``, or with 0 here, a cloud is one field."""
     overlap: float = 0.25
     """How far a tile reaches into its neighbours, as a share of its edge: it trains on the points
     out to there, and its field fades out across that band."""
@@ -468,6 +472,7 @@ BOUNDS: dict[str, Bound] = {
     "mesh.padding": between(0, 1),
     "mesh.voxel_size": at_least(0),
     "tiles.size": at_least(0),
+    "tiles.voxels": at_least(0),
     "tiles.overlap": between(0, 1, low_open=True),
     "preview.first_iteration": at_least(1),
     "preview.growth": above(1),

@@ -53,13 +53,16 @@ def drop_unsupported_components(
     support: CloudIndex,
     distance: float,
     min_share: float,
+    regions: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Drop connected pieces that the input points do not explain.
 
     A piece is kept when at least ``min_share`` of its area lies within ``distance`` of an
     input point. A fit can leave detached sheets in empty space ("ghost geometry") where no
     point constrains the field; real parts pass through the cloud. The piece with the most
-    supported area is always kept, so a poor fit is never emptied.
+    supported area is always kept, so a poor fit is never emptied; with ``regions`` (an int per
+    face: the tile of a tiled fit it lies in, -1 for none), the piece with the most supported area
+    in each region is, so no tile's surface is emptied for another's.
     """
     if min_share <= 0.0 or len(faces) == 0:
         return vertices, faces
@@ -69,7 +72,13 @@ def drop_unsupported_components(
     total = np.bincount(labels, weights=areas, minlength=count)
     supported = np.bincount(labels, weights=areas * near, minlength=count)
     keep = supported >= min_share * np.maximum(total, 1e-30)
-    keep[int(np.argmax(supported))] = True
+    if regions is None:
+        keep[int(np.argmax(supported))] = True
+    else:
+        for region in np.unique(regions[regions >= 0]):
+            inside = regions == region
+            local = np.bincount(labels[inside], weights=(areas * near)[inside], minlength=count)
+            keep[int(np.argmax(local))] = True
     if keep.all():
         return vertices, faces
     return compact(vertices, faces[keep[labels]])

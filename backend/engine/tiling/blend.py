@@ -13,6 +13,8 @@ TileFunction = Callable[[torch.Tensor], torch.Tensor]
 
 EMPTY = 1.0
 """The blended value (positive: outside) where no tile reaches, in the lattice's units."""
+FADE = 0.1
+"""Over how much of its cube's half-side a tile's weight fades to 0 at the cube's faces."""
 
 
 @dataclass
@@ -27,6 +29,10 @@ class BlendTile:
     scale: float
     shift: np.ndarray
     sign: float = 1.0
+    trained: float = float("inf")
+    """Half-side of the cube, in the tile's own frame, that its field was trained in (a field's
+    ``[-1, 1]`` cube around its points' box): beyond it the field was never fitted, so the tile's
+    weight fades to 0 over the last :data:`FADE` of it and is 0 outside."""
 
     def reach(self, x: torch.Tensor) -> torch.Tensor:
         """Which of the points ``x`` the tile reaches (its core grown by its margin)."""
@@ -40,8 +46,12 @@ class BlendTile:
         lo = torch.as_tensor(self.core_lo, dtype=x.dtype, device=x.device)
         hi = torch.as_tensor(self.core_hi, dtype=x.dtype, device=x.device)
         past = torch.clamp(lo - x, min=0) + torch.clamp(x - hi, min=0)
-        t = torch.clamp(1.0 - past / self.margin, 0.0, 1.0)
-        return torch.prod(t * t * (3.0 - 2.0 * t), dim=1)
+        weight = torch.prod(smoothstep(1.0 - past / self.margin), dim=1)
+        if np.isfinite(self.trained):
+            shift = torch.as_tensor(self.shift, dtype=x.dtype, device=x.device)
+            reach = torch.amax(torch.abs(x * self.scale + shift), dim=1)
+            weight = weight * smoothstep((self.trained - reach) / (FADE * self.trained))
+        return weight
 
     def distance(self, x: torch.Tensor) -> torch.Tensor:
         """The tile's signed distance at ``x``, in the lattice's units."""
@@ -49,9 +59,16 @@ class BlendTile:
         return self.sign * self.function(x * self.scale + shift) / self.scale
 
 
+def smoothstep(t: torch.Tensor) -> torch.Tensor:
+    """``3t^2 - 2t^3`` of ``t`` clamped to [0, 1]: 0 below 0, 1 above 1, smooth between."""
+    t = torch.clamp(t, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
 class BlendedSdf:
     """``sum(w_i f_i) / sum(w_i)`` over the tiles that reach a point: the cores partition the box, so
-    the weights of a point sum to at least one wherever a tile was fitted; :data:`EMPTY` elsewhere."""
+    the weights of a point sum to at least one wherever a tile was fitted and trained;
+    :data:`EMPTY` where none was (outside every tile's cube: no point lies there)."""
 
     def __init__(self, tiles: list[BlendTile]) -> None:
         self.tiles = tiles

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...protocol.messages import MIN_POINTS
+from ..config.reconstruction import ReconstructionConfig
 
 
 @dataclass(frozen=True)
@@ -53,3 +54,17 @@ def plan_tiles(points: np.ndarray, size: float, overlap: float, padding: float =
         if len(indices) >= MIN_POINTS:
             tiles.append(Tile(core_lo, core_hi, margin, indices))
     return tiles
+
+
+def tile_edge(points: np.ndarray, config: ReconstructionConfig) -> float:
+    """The tiles' edge for ``points`` under ``config``: ``tiles.size`` when given; else, with a
+    ``mesh.voxel_size``, ``tiles.voxels`` voxels when the box grown by ``mesh.padding`` is longer
+    than that; else 0: one field."""
+    tiles, mesh = config.tiles, config.mesh
+    if tiles.size > 0:
+        return tiles.size
+    if mesh.voxel_size <= 0 or tiles.voxels <= 0:
+        return 0.0
+    extent = np.ptp(np.asarray(points, dtype=np.float64), axis=0)
+    edge = tiles.voxels * mesh.voxel_size
+    return edge if float(extent.max()) * (1.0 + 2.0 * mesh.padding) > edge else 0.0

@@ -22,7 +22,7 @@ from ..meshing.dense import resolution_for_voxel
 from ..meshing.finishing import finish_mesh
 from ..meshing.trimming import TrimOutcome
 from .blend import BlendedSdf, BlendTile, align_signs
-from .plan import Tile, plan_tiles
+from .plan import Tile, plan_tiles, tile_edge
 from .runs import TileInput, TileProgress, TileRunner, Trainer, run_in_turn
 
 
@@ -70,7 +70,7 @@ class TiledField:
                 function=device_function(FoldedSiren(field.model), field.device),
                 core_lo=frame.to_unit(tile.core_lo), core_hi=frame.to_unit(tile.core_hi),
                 margin=tile.margin * frame.scale, scale=own.scale / frame.scale,
-                shift=(np.asarray(frame.centre) - np.asarray(own.centre)) * own.scale, sign=sign,
+                shift=(np.asarray(frame.centre) - np.asarray(own.centre)) * own.scale, sign=sign, trained=1.0,
             ))
         return tiles
 
@@ -102,9 +102,22 @@ class TiledField:
         )
         tile_diagonal = max(float(np.linalg.norm(t.core_hi - t.core_lo)) for t in self.tiles) * frame.scale
         verts, faces, trim = finish_mesh(verts, faces, self.support_index, tile_diagonal, mesh,
-                                         mesh.min_component_fraction / len(self.tiles))
+                                         mesh.min_component_fraction / len(self.tiles), self.tile_of(verts, faces))
         trim = dataclasses.replace(trim, distance=trim.distance / frame.scale)
         return frame.from_unit(verts), faces.astype(np.uint32), trim
+
+    def tile_of(self, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        """The tile whose core holds each face's centre (``vertices`` in the lattice's frame), a centre
+        beyond the cores' box (the lattice's whole cells reach past it) counted at the box's face; -1
+        where no tile was fitted."""
+        centres = self.normalization.from_unit(vertices[faces].mean(axis=1)) if len(faces) else np.zeros((0, 3))
+        lo = np.min([tile.core_lo for tile in self.tiles], axis=0)
+        hi = np.max([tile.core_hi for tile in self.tiles], axis=0)
+        centres = np.clip(centres, lo, hi)
+        owner = np.full(len(centres), -1, dtype=np.int64)
+        for number, tile in enumerate(self.tiles):
+            owner[np.all((centres >= tile.core_lo) & (centres <= tile.core_hi), axis=1)] = number
+        return owner
 
     def mesh(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         verts, faces, _ = self.mesh_with_trim(resolution)
@@ -128,17 +141,18 @@ def fit_tiles(
     tile_runner: TileRunner = run_in_turn,
     **trainer_options: object,
 ) -> tuple[SdfField | TiledField, dict[str, float]]:
-    """A field per tile of ``tiles.size`` (:func:`~.plan.plan_tiles`), each trained by ``trainer`` for
-    ``train.iterations`` on its points, then blended; a cloud that fits in one tile gets
+    """A field per tile (edge: :func:`~.plan.tile_edge`; plan: :func:`~.plan.plan_tiles`), each trained
+    by ``trainer`` for ``train.iterations`` on its points, then blended; a cloud that fits in one tile gets
     ``trainer``'s one field. ``tile_runner`` trains the tiles (:mod:`.runs`; by default in turn, in
     this process). Progress counts the steps done over all tiles (:class:`~.runs.TileProgress`);
     each finished tile, in the order they finish, adds its part of the surface to a preview of all
     finished ones. The losses are the tiles' means."""
-    if config.tiles.size <= 0:
+    edge = tile_edge(points, config)
+    if edge <= 0:
         return trainer(points, normals, config, on_progress, on_mesh, should_cancel, **trainer_options)
     pts = validate_points(points)
     nrm = validate_normals(normals, len(pts)) if normals is not None else None
-    tiles = plan_tiles(pts, config.tiles.size, config.tiles.overlap, config.mesh.padding)
+    tiles = plan_tiles(pts, edge, config.tiles.overlap, config.mesh.padding)
     if len(tiles) <= 1:
         return trainer(pts, nrm, config, on_progress, on_mesh, should_cancel, **trainer_options)
     inputs = [TileInput(number, pts[tile.indices], None if nrm is None else nrm[tile.indices], config,
@@ -176,9 +190,10 @@ def fit_tiles(
 def tile_count(points: np.ndarray, config: ReconstructionConfig) -> int:
     """How many fields :func:`fit_tiles` trains for ``points``: 1 without tiling or when the cloud fits
     in one tile. Raises :class:`~siren_recon.engine.errors.InputError` for points it would refuse."""
-    if config.tiles.size <= 0:
+    edge = tile_edge(points, config)
+    if edge <= 0:
         return 1
-    tiles = plan_tiles(validate_points(points), config.tiles.size, config.tiles.overlap, config.mesh.padding)
+    tiles = plan_tiles(validate_points(points), edge, config.tiles.overlap, config.mesh.padding)
     return max(1, len(tiles))
 
 

@@ -15,9 +15,10 @@ exceptions, so a ``bad_input`` is still a ``bad_input``. A worker process or nod
 mid-job shows up as one of Ray's system errors; the job then fails with ``worker_lost`` or, with
 ``on_worker_lost="retry"``, starts again (up to ``retries`` times).
 
-A tiled job (``tiles.size``, more than one tile) runs the same way, but its task trains none of
-the tiles itself: it hands each to Ray as a task of its own (:mod:`.ray_tiles`), so several
-workers train its tiles at once, and blends and meshes them when they are in.
+A tiled job (more than one tile: ``tiles.size``, or ``mesh.voxel_size`` on a large cloud) runs
+the same way, but its task trains none of the tiles itself: it hands each to Ray as a task of
+its own (:mod:`.ray_tiles`), so several workers train its tiles at once, and blends and meshes
+them when they are in.
 
 Ray is imported here and in :mod:`.ray_tiles`, nowhere else: the engine and the local executor
 never need it.
@@ -43,7 +44,7 @@ from ...engine.config.reconstruction import ReconstructionConfig
 from ...engine.errors import Cancelled, ReconstructionError
 from ...engine.events import MeshEvent, ProgressEvent, ReconstructionResult
 from ...engine.tiling.tiled_field import tile_count
-from ..config import RayConfig
+from ..config import RayConfig, attempts
 from ..jobs import Job
 from ..security import is_loopback_host
 from . import JobRunner
@@ -146,7 +147,7 @@ def _run_job(
 
     The first record says which process runs the job (operators and tests read it from the
     front end's log). Closing the generator (Ray's cancel) stops the training at its next step.
-    A tiled job (``tiles.size``) with ``tile_resources`` trains its tiles as Ray tasks of their own,
+    With ``tile_resources`` (a tiled job's) the tiles train as Ray tasks of their own,
     each asking for those resources and tried up to ``tile_attempts`` times
     (:class:`~.ray_tiles.RayTileRunner`); a ``TILE`` record says where each tile attempt runs.
     """
@@ -162,7 +163,7 @@ def _run_job(
             put((MESH, event.iteration, event.resolution, event.vertices, event.faces, event.final, event.colours))
 
         options: dict[str, Any] = {}
-        if config.tiles.size > 0 and tile_resources is not None:
+        if tile_resources is not None:
             from .ray_tiles import RayTileRunner
 
             def on_tile(number: int, tiles: int, attempt: int, info: dict[str, Any]) -> None:
@@ -228,7 +229,7 @@ class RayExecutor:
     def __init__(self, cpus_per_job: int, gpus_per_job: int, on_worker_lost: str = "fail", retries: int = 1) -> None:
         self.cpus_per_job = cpus_per_job
         self.gpus_per_job = gpus_per_job
-        self.attempts = 1 + (max(0, retries) if on_worker_lost == "retry" else 0)
+        self.attempts = attempts(on_worker_lost, retries)
         options: dict[str, Any] = {"num_returns": "streaming", "max_retries": 0, "num_cpus": cpus_per_job}
         self.tile_resources: dict[str, float] = {"num_cpus": cpus_per_job}
         if gpus_per_job:
@@ -384,8 +385,6 @@ LOST_WORKER_ERRORS: tuple[type[BaseException], ...] = (
 def _is_tiled(points: np.ndarray, config: ReconstructionConfig) -> bool:
     """Whether ``config`` fits ``points`` as more than one tile (points the engine refuses are not:
     the job's task reports the engine's error)."""
-    if config.tiles.size <= 0:
-        return False
     try:
         return tile_count(points, config) > 1
     except ReconstructionError:

@@ -26,6 +26,7 @@ import ray.exceptions
 from ...engine.errors import Cancelled
 from ...engine.events import ProgressEvent
 from ...engine.tiling.runs import FieldState, FinishedTile, ProgressCallback, TileInput, Trainer
+from ..config import RayConfig
 from .ray import (
     ERROR,
     POLL_SECONDS,
@@ -35,9 +36,13 @@ from .ray import (
     RayTaskFailure,
     Record,
     WorkerLost,
+    _cluster_gpus,
+    _init_ray,
+    _largest_node_cpus,
     _started,
     _streamed,
     _task_error,
+    cpus_per_job,
 )
 
 log = logging.getLogger(__name__)
@@ -142,3 +147,19 @@ class RayTileRunner:
                     raise Cancelled(message)
                 raise RayTaskFailure(message, code, remote_class)
         return None
+
+
+def cluster_tile_runner(config: RayConfig, threads: int = 0) -> RayTileRunner:
+    """A :class:`RayTileRunner` on the Ray cluster at ``config.address`` (``""``: a private Ray on
+    this machine's loopback), for a tiled run outside a backend (the CLI's ``--ray``, a script).
+
+    Each tile asks for one GPU where the cluster has GPUs, else ``config.cpus_per_job`` cores (at
+    most a node's), and trains with ``threads`` torch threads on a CPU (0: as many as it asked
+    cores for); a tile whose worker dies is tried as often as ``config.attempts`` allows.
+    """
+    _init_ray(config)
+    if _cluster_gpus():
+        resources: dict[str, float] = {"num_cpus": 1, "num_gpus": 1}
+    else:
+        resources = {"num_cpus": cpus_per_job(config.cpus_per_job, _largest_node_cpus())}
+    return RayTileRunner(resources, threads or int(resources["num_cpus"]), config.attempts)
