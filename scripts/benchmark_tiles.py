@@ -62,6 +62,8 @@ def run_engine(points: np.ndarray, tile_size: float, voxel_size: float, iteratio
     config = apply_overrides(ReconstructionConfig(), {
         "tiles.size": tile_size, "mesh.voxel_size": voxel_size, "train.iterations": iterations,
         "train.device": device,
+        # 0: one field even where the voxel size would tile the street by itself (tiles.voxels)
+        **({"tiles.voxels": 0} if tile_size <= 0 else {}),
     })
     result = reconstruct_points(points, None, config)
     tiles = len(getattr(result.field, "tiles", ())) or 1
