@@ -66,7 +66,7 @@ def test_a_first_mesh_from_a_fresh_blender_without_a_terminal():
     assert np.abs(np.linalg.norm(vertices - (2.0, 0.0, 0.0), axis=1) - 1.0).mean() < 0.02
     first_mesh = time.monotonic()
     install, reconstruction = installed - started, first_mesh - installed
-    timings = f"zip and backend installed in {install:.0f} s, a first mesh {reconstruction:.0f} s on"
+    timings = f"zip and backend installed in {install:.0f} s, a first mesh {reconstruction:.0f} s after that"
     Path(os.environ.get("SIREN_TEST_TIMINGS", os.devnull)).write_text(timings)
 
     state = package.state
