@@ -90,8 +90,8 @@ def scene(addon, backend):
     settings = bpy.context.scene.siren
     prefs = preferences()
     prefs.address, prefs.backend_python, prefs.server_key_file, prefs.client_key_file = backend, "", "", ""
-    settings.iterations, settings.resolution, settings.seed = 0, 0, -1
-    settings.tile_size, settings.detail_size = 0.0, 0.0
+    for name in ("iterations", "resolution", "seed", "surface_samples", "tile_size", "detail_size"):
+        settings.property_unset(name)  # back to the add-on's defaults: no test sees another's choices
     return bpy.context.scene
 
 
