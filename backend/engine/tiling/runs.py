@@ -24,10 +24,10 @@ from ..config.reconstruction import ReconstructionConfig
 from ..events import ProgressEvent
 from ..field.model import Siren
 from ..field.sdf_field import SdfField
+from ..fitting.trainer import ProgressCallback
 
 Trainer = Callable[..., tuple[SdfField, dict[str, float]]]
 """:func:`~siren_recon.engine.pipeline.train_field`: one field for one cloud."""
-ProgressCallback = Callable[[ProgressEvent], None]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ import ray.exceptions
 
 from ...engine.errors import Cancelled
 from ...engine.events import ProgressEvent
-from ...engine.tiling.runs import FieldState, FinishedTile, ProgressCallback, TileInput, Trainer
+from ...engine.fitting.trainer import ProgressCallback
+from ...engine.tiling.runs import FieldState, FinishedTile, TileInput, Trainer
 from ..config import RayConfig
 from .ray import (
     ERROR,
