@@ -12,12 +12,16 @@ cloud beside the result:
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("BLENDER_USER_EXTENSIONS", tempfile.mkdtemp(prefix="siren-ext-"))
+if not os.environ.get("BLENDER_USER_EXTENSIONS"):
+    os.environ["BLENDER_USER_EXTENSIONS"] = tempfile.mkdtemp(prefix="siren-ext-")
+    atexit.register(shutil.rmtree, os.environ["BLENDER_USER_EXTENSIONS"], True)
 
 import bpy  # noqa: E402
 import build_addon  # the sibling script: this folder is on the path of a script run from it

@@ -9,6 +9,9 @@
 # The exit status is non-zero when any lane fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A first run installs about 20 GB (torch twice for Python 3.13, two Blenders, a backend installed
+# from a fresh Blender); say what is free so that a full disk is plain in the log.
+echo "free disk here: $(df -Pk . | awk 'NR==2 {printf "%.1f GB", $4 / 1048576}') (a first run needs about 20 GB)"
 bash scripts/setup_env.sh
 bash scripts/setup_blender_env.sh
 bash scripts/setup_py313_env.sh

@@ -15,14 +15,15 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("BLENDER_USER_EXTENSIONS", tempfile.mkdtemp(prefix="siren-first-mesh-"))
+from .scratch_extensions import use_scratch_extensions
+
+use_scratch_extensions("siren-first-mesh-")
 bpy = pytest.importorskip("bpy")
 
 ZIP = os.environ.get("SIREN_TEST_ADDON_ZIP", "")

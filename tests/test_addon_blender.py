@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -23,7 +22,9 @@ import numpy as np
 import pytest
 import tomllib
 
-os.environ.setdefault("BLENDER_USER_EXTENSIONS", tempfile.mkdtemp(prefix="siren-ext-"))
+from .scratch_extensions import use_scratch_extensions
+
+use_scratch_extensions("siren-ext-")
 bpy = pytest.importorskip("bpy")
 
 from .addon_build import load_build_script  # noqa: E402
