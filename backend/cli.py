@@ -77,7 +77,8 @@ def add_remote_job_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of a command that runs jobs on a backend (``submit``, ``batch``): where the backend is,
     how to reach it, and what the jobs change of the engine's settings."""
     parser.add_argument("--backend", default=DEFAULT_ADDRESS)
-    parser.add_argument("--iterations", type=int)
+    parser.add_argument("--iterations", type=int, help="exactly this many training steps (default: until settled, "
+                        "at most train.iterations)")
     parser.add_argument("--mode", choices=MODES)
     add_scene_arguments(parser)
     add_overrides_argument(parser)
@@ -103,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True,
         help=f"mesh: {' '.join(MESH_FORMATS)} (coloured from the input's colours, but .stl)",
     )
-    rec.add_argument("--iterations", type=int, help="training steps")
+    rec.add_argument("--iterations", type=int, help="exactly this many training steps (default: until settled, "
+                     "at most train.iterations)")
     rec.add_argument("--resolution", type=int, help="marching-cubes grid along the longest side")
     rec.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     rec.add_argument("--mode", choices=MODES, help="default auto")

@@ -38,7 +38,9 @@ class SirenSettings(bpy.types.PropertyGroup):
     trim_distance: FloatProperty(name="Trim Distance", default=0.02, min=0.0001, max=1.0, precision=3,
                                  description="Share of the cloud's box diagonal, with Trim set to Distance")
     show_advanced: BoolProperty(name="Advanced", default=False)
-    iterations: IntProperty(name="Iterations", default=0, min=0, description="0: from the quality preset")
+    iterations: IntProperty(name="Iterations", default=0, min=0,
+                            description="Exactly this many training steps; 0: at most the quality preset's, "
+                            "fewer once the surface has settled")
     resolution: IntProperty(name="Resolution", default=0, min=0, max=1024, description="0: from the quality preset")
     seed: IntProperty(name="Seed", default=-1, min=-1, description="-1: the engine's default")
     tile_size: FloatProperty(

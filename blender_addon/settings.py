@@ -26,8 +26,9 @@ def job_overrides(
     if quality not in PRESETS:
         raise ValueError(f"unknown quality preset {quality!r}")
     overrides: dict[str, Any] = {"mode": mode, **PRESETS[quality]}
-    if iterations > 0:
+    if iterations > 0:  # exactly that many steps, where a preset's count is the most a fit takes
         overrides["train.iterations"] = iterations
+        overrides["train.until"] = "iterations"
     if resolution > 0:
         overrides["mesh.resolution"] = resolution
     if seed >= 0:

@@ -30,6 +30,10 @@ SMALL = {
     "preview.enabled": False,
     # a compile takes longer than these runs; tests/test_fused_gradient.py covers the compiled path
     "train.compile": "off",
+    # the step counts and preview schedules tests check: every step, previews by step alone
+    # (tests/test_convergence.py covers stopping once settled and the timed previews)
+    "train.until": "iterations",
+    "preview.every_seconds": 0.0,
 }
 
 

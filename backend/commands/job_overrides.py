@@ -10,12 +10,16 @@ from typing import Any
 def job_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """``--set``'s overrides, then ``--iterations`` and ``--mode`` where given, by dotted name."""
     overrides: dict[str, Any] = dict(args.overrides)
-    if args.iterations is not None:
-        overrides["train.iterations"] = args.iterations
+    overrides.update(iteration_overrides(args.iterations))
     if args.mode is not None:
         overrides["mode"] = args.mode
     overrides.update(scene_overrides(args))
     return overrides
+
+
+def iteration_overrides(iterations: int | None) -> dict[str, Any]:
+    """``--iterations N``: exactly ``N`` steps (``train.until=iterations``), not at most ``N``."""
+    return {} if iterations is None else {"train.iterations": iterations, "train.until": "iterations"}
 
 
 def scene_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -20,14 +20,13 @@ from ..engine.tiling.tiled_field import tile_count
 from ..io import MESH_FORMATS, read_cloud, write_mesh
 from ..io.cloud import check_format
 from ..io.open3d_library import import_open3d, to_open3d_mesh
-from .job_overrides import scene_overrides
+from .job_overrides import iteration_overrides, scene_overrides
 from .progress_bar import bar_postfix
 
 
 def config_from_args(args: argparse.Namespace) -> ReconstructionConfig:
     overrides: dict[str, Any] = dict(args.overrides)
     named = {
-        "train.iterations": args.iterations,
         "mesh.resolution": args.resolution,
         "train.device": args.device,
         "mode": args.mode,
@@ -35,6 +34,7 @@ def config_from_args(args: argparse.Namespace) -> ReconstructionConfig:
         "oriented.normal_directions_only": True if args.normal_directions else None,
     }
     overrides.update({k: v for k, v in named.items() if v is not None})
+    overrides.update(iteration_overrides(args.iterations))
     overrides.update(scene_overrides(args))
     overrides.update(args.trim or {})
     return apply_overrides(ReconstructionConfig(), overrides)
@@ -126,7 +126,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     print(
         f"{args.output}: {len(result.vertices)} vertices, {len(result.faces)} faces{coloured}, "
         f"{describe_trim(result.stats)}, "
-        f"mode {result.mode}{noise}, train {result.timings['train']:.1f} s, mesh {result.timings['mesh']:.1f} s",
+        f"mode {result.mode}{noise}, train {result.timings['train']:.1f} s ({result.stats['steps']:.0f} steps), "
+        f"mesh {result.timings['mesh']:.1f} s",
         file=sys.stderr,
     )
     if window is not None:

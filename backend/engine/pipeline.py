@@ -7,6 +7,7 @@ backend server all call :func:`reconstruct_points` or :func:`train_field`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 
@@ -26,7 +27,7 @@ from .field.sdf_field import SdfField, mesh_bounds, support_subsample
 from .fitting.stage import MeshCallback, Reporting, Stage, TrainingCloud, fit_stage
 from .meshing.trimming import TrimOutcome
 from .tiling.runs import TileRunner, run_in_turn
-from .tiling.tiled_field import TiledField, fit_tiles
+from .tiling.tiled_field import fit_tiles
 from .unoriented.refinement import refinement_stage
 
 
@@ -84,14 +85,19 @@ def train_field(
     second = refinement_iterations(config, mode)
     index: CloudIndex | None = None
     noise: float | None = None
+    spacing = 0.0
     if mode == "oriented" or second:
         index = CloudIndex.build(unit, config.train.seed, working_points)
-        noise = estimate_noise(index, config.train.seed).ratio
+        level = estimate_noise(index, config.train.seed)
+        # the working set's spacing, as the whole cloud's would be (a surface's spacing goes as
+        # one over the square root of its point count)
+        noise, spacing = level.ratio, level.spacing * math.sqrt(len(index) / len(unit))
     rate = config.unoriented.learning_rate
     if mode == "oriented" and noise is not None:
         rate = config.train.learning_rate / noise_factor(noise, config.noise.free_ratio)
     first = Stage(index=0, loss_mode=mode, iterations=total - second, normals=nrm if mode == "oriented" else None,
-                  init=resolve_init(config.model.init, mode), learning_rate=rate)
+                  init=resolve_init(config.model.init, mode), learning_rate=rate,
+                  spacing=spacing if mode == "oriented" else 0.0)
     field, losses = fit_stage(first, cloud, config, reporting)
     if second and index is not None and noise is not None:
         refine = refinement_stage(field, index, noise, config, device, second, offset=total - second)
@@ -145,10 +151,11 @@ def reconstruct_points(
         raise InputError("training produced no surface (the field has no zero crossing)", "no_surface")
     vertex_colours = colouring(vertices) if colouring is not None else None
     if on_mesh is not None:
-        steps = config.train.iterations * (len(field.tiles) if isinstance(field, TiledField) else 1)
-        on_mesh(MeshEvent(steps, field.lattice_resolution(), vertices, faces, final=True, colours=vertex_colours))
+        on_mesh(MeshEvent(field.steps, field.lattice_resolution(), vertices, faces, final=True,
+                          colours=vertex_colours))
     stats = {f"loss_{k}": v for k, v in losses.items()}
-    stats.update(points=float(len(points)), vertices=float(len(vertices)), faces=float(len(faces)))
+    stats.update(points=float(len(points)), vertices=float(len(vertices)), faces=float(len(faces)),
+                 steps=float(field.steps))
     stats.update(trim_stats(trim))
     if field.noise_ratio is not None:
         stats["noise_ratio"] = field.noise_ratio

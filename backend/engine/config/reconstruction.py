@@ -33,6 +33,7 @@ TrimChoice = Literal["auto", "off", "distance"]
 MatmulPrecision = Literal["auto", "float32", "tf32"]
 AdamKernel = Literal["auto", "for-loop", "foreach", "fused"]
 PreviewThread = Literal["auto", "on", "off"]
+StopRule = Literal["converged", "iterations"]
 
 ORIENTATIONS: tuple[str, ...] = get_args(Orientation)
 MODES: tuple[str, ...] = get_args(Mode)
@@ -269,7 +270,20 @@ class TrainConfig:
     """Optimisation settings."""
 
     iterations: int = 2000
-    """Adam steps."""
+    """Adam steps: exactly (``until``: ``iterations``) or the most a fit takes (``converged``).
+    The learning rate's schedule spans them either way."""
+    until: StopRule = "iterations"
+    """When a fit with the SIREN loss (oriented input, the unoriented refinement) stops:
+    ``iterations``, after all of them; or ``converged``, once its surface has settled
+    (it moved less than ``converged_spacings`` point spacings between two looks 100 steps apart,
+    twice in a row), else at ``iterations``.
+    Under the cosine decay the surface moves by about what Adam's rate allows until the rate is
+    nearly spent, so ``converged`` stops only in the last stretch, whose steps still lower the
+    error (see docs/experiments.md, "Time to quality"). The CLI's ``--iterations`` and the
+    add-on's Iterations always mean exactly that many steps."""
+    converged_spacings: float = 0.05
+    """How little the surface must move between two looks, in median point spacings, for
+    ``until=converged`` to stop a fit."""
     learning_rate: float = 1e-3
     """Adam learning rate of the oriented fit on a clean cloud, > 0, at the start of the cosine
     decay. A noisy cloud (noise level above ``noise.free_ratio``) gets it divided by
@@ -391,10 +405,17 @@ class PreviewConfig:
 
     enabled: bool = True
     """Whether previews are produced at all (the final mesh always is)."""
-    first_iteration: int = 100
-    """Iteration of the first (coarse) preview."""
+    first_iteration: int = 10
+    """Iteration of the first (coarse) preview. The steps up to it run without compilation
+    (``train.compile``), so that the preview does not wait for the compiler: on 2 cores a
+    20,000-point cloud's shape shows about 2 s after the start (see docs/results.md)."""
     growth: float = 2.0
     """Each later preview comes this many times as many iterations after the first."""
+    every_seconds: float = 8.0
+    """Most seconds from the start of one preview to the next: when the schedule's next one is
+    further away, a preview comes at the first step this many seconds after the last one began (at
+    the next scheduled resolution, or ``max_resolution``), so that the viewport changes at least
+    every 10 s, the last preview to the final mesh included; 0 keeps to the schedule alone."""
     min_resolution: int = 48
     """Resolution of the first preview."""
     max_resolution: int = 128
@@ -462,6 +483,7 @@ BOUNDS: dict[str, Bound] = {
     "train.grad_clip": at_least(0),
     "train.progress_every": at_least(1),
     "train.threads": at_least(0),
+    "train.converged_spacings": at_least(0),
     "train.reduced_precision_until": between(0, 1),
     "mesh.resolution": between(8, 2048),
     "mesh.chunk_points": at_least(1024),
@@ -476,6 +498,7 @@ BOUNDS: dict[str, Bound] = {
     "tiles.overlap": between(0, 1, low_open=True),
     "preview.first_iteration": at_least(1),
     "preview.growth": above(1),
+    "preview.every_seconds": at_least(0),
     "preview.min_resolution": at_least(8),
 }
 """The interval each number setting must lie in, by dotted name (settings not named: any value)."""

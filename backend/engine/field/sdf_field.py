@@ -39,6 +39,9 @@ class SdfField:
     """The cloud's noise level (:class:`~siren_recon.engine.analysis.noise_level.NoiseLevel` ``ratio``), by
     which the oriented fit set its learning rate or the unoriented refinement weighed its normals;
     ``None`` where neither ran (DiGS alone)."""
+    steps: int = 0
+    """Training steps the field took, those of the stages before it included (fewer than
+    ``train.iterations`` where a fit settled early; 0 for a field that was not trained here)."""
 
     @property
     def device(self) -> torch.device:

@@ -19,13 +19,17 @@ from ..events import MeshEvent, ProgressEvent
 from ..field.geometric_init import sphere_init
 from ..field.model import Siren
 from ..field.sdf_field import SdfField
+from .convergence import Convergence
 from .device_choices import previews_on_thread
 from .preview_thread import PreviewThread
 from .regularisers import Regulariser
 from .sampling import PointSampler
-from .trainer import ProgressCallback, train
+from .trainer import ProgressCallback, first_preview, train
 
 MeshCallback = Callable[[MeshEvent], None]
+LATER_FIRST_PREVIEW = 80
+"""A later stage's first scheduled preview comes no earlier than this step of its own: before it,
+a fresh network's surface is coarser than the one the stage before left in the viewport."""
 _GLOBAL_RNG = threading.Lock()
 """Held while torch's global generator is seeded and drawn from (see :func:`fit_stage`)."""
 
@@ -52,6 +56,9 @@ class Stage:
     points: np.ndarray | None = None
     """(M, 3) unit points the stage trains on when not all of the cloud's (the refinement of a cloud
     reduced to its working set; ``normals`` then has their rows); ``None``: ``TrainingCloud.unit``."""
+    spacing: float = 0.0
+    """Median spacing of the points in unit coordinates, by which the stage may stop once its
+    surface has settled (``train.until``); 0: it runs all its iterations."""
 
 
 @dataclass
@@ -79,10 +86,14 @@ class Reporting:
 
 
 def stage_config(config: ReconstructionConfig, stage: Stage) -> ReconstructionConfig:
-    """``config`` with the stage's iterations, learning rate and normal weight."""
+    """``config`` with the stage's iterations, learning rate and normal weight (and, for a later
+    stage, its first preview no earlier than ``LATER_FIRST_PREVIEW``)."""
     staged = replace(
         config, train=replace(config.train, iterations=stage.iterations, learning_rate=stage.learning_rate)
     )
+    if stage.index > 0:
+        first = max(config.preview.first_iteration, LATER_FIRST_PREVIEW)
+        staged = replace(staged, preview=replace(config.preview, first_iteration=first))
     if stage.normal_weight is not None:
         staged = replace(staged, oriented=replace(config.oriented, normal=stage.normal_weight))
     return staged
@@ -112,6 +123,9 @@ def fit_stage(
         stage.regularisers,
     )
     field = SdfField(model, cloud.normalization, config, cloud.mode, cloud.bounds, cloud.support)
+    convergence = None
+    if config.train.until == "converged" and stage.spacing > 0 and stage.loss_mode == "oriented":
+        convergence = Convergence(sampler.points, stage.spacing, config.train.converged_spacings, config.train.seed)
     background: PreviewThread | None = None
     on_preview: Callable[[int, int], None] | None = None
     if reporting.on_mesh is not None:
@@ -119,15 +133,20 @@ def fit_stage(
             on_preview = background = PreviewThread(field, stage.offset, reporting.on_mesh)
         else:
             on_preview = _preview(field, stage.offset, reporting.on_mesh)
+    staged = stage_config(config, stage)
+    # by the settings, not by whether anyone listens: a run gives the same field either way
+    eager = first_preview(staged.preview, stage.iterations) if stage.index == 0 else 0
     try:
         losses = train(
             model,
             sampler,
-            stage_config(config, stage),
+            staged,
             stage.loss_mode,
             _progress(stage.offset, cloud.mode, reporting, background),
             on_preview,
             reporting.should_cancel,
+            convergence,
+            eager,
         )
     except BaseException:
         if background is not None:
@@ -136,6 +155,8 @@ def fit_stage(
     if background is not None:
         background.finish()
     model.eval()
+    stopped = convergence.stopped_at if convergence is not None else None
+    field.steps = stage.offset + (stopped or stage.iterations)
     return field, losses
 
 

@@ -19,6 +19,7 @@ from ..events import ProgressEvent
 from ..field.derivatives import divergence, forward_jets, sdf_and_gradient
 from ..field.fused_gradient import fused_settings, value_and_gradient_fused
 from ..field.model import Siren
+from .convergence import Convergence
 from .device_choices import TF32, adam_options, uses_tf32
 from .losses import oriented_loss, unoriented_loss
 from .regularisers import OffSurface, Regulariser
@@ -182,8 +183,12 @@ def train(
     on_progress: ProgressCallback | None = None,
     on_preview: PreviewCallback | None = None,
     should_cancel: CancelCheck | None = None,
+    convergence: Convergence | None = None,
+    eager_steps: int = 0,
 ) -> dict[str, float]:
-    """Run ``config.train.iterations`` steps; return the last loss terms as floats.
+    """Run ``config.train.iterations`` steps, or fewer once ``convergence`` says the field has
+    settled (its ``stopped_at`` then names the step); return the last loss terms as floats. The
+    first ``eager_steps`` run without compilation (see :func:`first_preview`).
 
     Raises :class:`Cancelled` before the next step once ``should_cancel()`` is true.
     """
@@ -198,7 +203,8 @@ def train(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
     with TF32.held(uses_tf32(config, device)):
-        return _steps(model, sampler, config, mode, optimiser, scheduler, on_progress, on_preview, should_cancel)
+        return _steps(model, sampler, config, mode, optimiser, scheduler, on_progress, on_preview, should_cancel,
+                      convergence, eager_steps)
 
 
 def _steps(
@@ -211,11 +217,13 @@ def _steps(
     on_progress: ProgressCallback | None,
     on_preview: PreviewCallback | None,
     should_cancel: CancelCheck | None,
+    convergence: Convergence | None,
+    eager_steps: int,
 ) -> dict[str, float]:
     """The training loop of :func:`train`."""
     cfg = config.train
     total = cfg.iterations
-    previews = dict(preview_schedule(config.preview, total))
+    previews = PreviewTimer(config.preview, total) if on_preview is not None else None
     model.train()
     started = time.perf_counter()
     window_start, window_iteration = started, 0
@@ -228,22 +236,63 @@ def _steps(
         div_weight = config.unoriented.divergence.value(step - 1, total) if mode == "unoriented" else 0.0
         if step % MINE_EVERY == 0:  # not at the start: a fresh network crosses zero everywhere
             sampler.refresh(model)
-        terms = compute_loss(
-            model, sampler.sample(), exact if step > exact_from else config, mode, div_weight, sampler.regularisers
-        )
+        step_config = exact if step > exact_from else config
+        if step <= eager_steps:
+            step_config = dataclasses.replace(step_config, train=dataclasses.replace(step_config.train, compile="off"))
+        terms = compute_loss(model, sampler.sample(), step_config, mode, div_weight, sampler.regularisers)
         optimiser.zero_grad(set_to_none=True)
         terms["total"].backward()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimiser.step()
         scheduler.step()
-        if step % cfg.progress_every == 0 or step == total:
+        settled = convergence is not None and convergence.settled(model, step)
+        if step % cfg.progress_every == 0 or step == total or settled:
             last = {name: float(value.detach()) for name, value in terms.items()}
             now = time.perf_counter()
             rate = (step - window_iteration) / max(now - window_start, 1e-9)
             window_start, window_iteration = now, step
             if on_progress is not None:
                 on_progress(ProgressEvent(step, total, last, rate, (total - step) / rate, mode))
-        if on_preview is not None and step in previews:
-            on_preview(step, previews[step])
+        if previews is not None and on_preview is not None:
+            resolution = 0 if settled else previews.due(step)
+            if resolution:
+                previews.shown()
+                on_preview(step, resolution)
+        if settled:
+            break
     return last
+
+
+def first_preview(config: PreviewConfig, iterations: int) -> int:
+    """The step of the first scheduled preview, 0 when there is none. A reconstruction's first fit
+    runs the steps up to it without compilation, so that the first preview does not wait for the
+    compiler (see ``PreviewConfig.first_iteration``)."""
+    schedule = preview_schedule(config, iterations)
+    return schedule[0][0] if schedule else 0
+
+
+class PreviewTimer:
+    """Which steps get a preview: the schedule's (:func:`preview_schedule`), and any step
+    ``every_seconds`` after the last preview when the schedule's next one is further away."""
+
+    def __init__(self, config: PreviewConfig, iterations: int) -> None:
+        self.schedule = dict(preview_schedule(config, iterations))
+        self.every = config.every_seconds if self.schedule else 0.0
+        self.iterations = iterations
+        self.max_resolution = config.max_resolution
+        self.last = time.perf_counter()
+
+    def due(self, step: int) -> int:
+        """The resolution of a preview at ``step``, or 0 for none (never at the last step: the
+        final mesh comes then)."""
+        if step in self.schedule:
+            return self.schedule[step]
+        if self.every > 0 and step < self.iterations and time.perf_counter() - self.last >= self.every:
+            later = [resolution for at, resolution in sorted(self.schedule.items()) if at > step]
+            return later[0] if later else self.max_resolution
+        return 0
+
+    def shown(self) -> None:
+        """A preview is being made: the next timed one counts from now."""
+        self.last = time.perf_counter()

@@ -53,6 +53,11 @@ class TiledField:
         return float(np.median(ratios)) if ratios else None
 
     @property
+    def steps(self) -> int:
+        """Training steps over all tiles."""
+        return sum(f.steps for f in self.fields)
+
+    @property
     def device(self) -> torch.device:
         return self.fields[0].device
 

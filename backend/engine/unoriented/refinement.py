@@ -56,7 +56,7 @@ def refinement_stage(
     return Stage(index=1, loss_mode="oriented", iterations=iterations, normals=oriented, init="siren",
                  learning_rate=settings.learning_rate / factor, offset=offset,
                  normal_weight=config.oriented.normal * factor,
-                 regularisers=regularisers, points=unit if cloud.subsampled else None)
+                 regularisers=regularisers, points=unit if cloud.subsampled else None, spacing=cloud.spacing)
 
 
 def orient_directions(model: torch.nn.Module, cloud: np.ndarray | CloudIndex, config: NormalEstimationConfig,
