@@ -109,6 +109,7 @@ def test_quality_presets_and_advanced_fields_become_overrides():
         **PRESETS["high"],
         "mode": "unoriented",
         "train.iterations": 123,
+        "train.until": "iterations",  # the Iterations field means exactly that many steps
         "mesh.resolution": 64,
         "train.seed": 7,
     }

@@ -59,3 +59,16 @@ def test_the_scene_flags_set_the_same_settings_locally_and_on_a_backend():
         sent = job_overrides(parser.parse_args([*command, *scene]))
         assert sent == {"tiles.size": 20.0, "mesh.voxel_size": 0.05}, command
     assert job_overrides(parser.parse_args(["submit", "street.laz", "-o", "street.ply"])) == {}
+
+
+def test_iterations_mean_exactly_that_many_steps_locally_and_on_a_backend():
+    parser = build_parser()
+    flags = ["--set", "train.until=converged", "--iterations", "300"]
+    local = config_from_args(parser.parse_args(["reconstruct", "scan.ply", "-o", "mesh.ply", *flags]))
+    assert (local.train.iterations, local.train.until) == (300, "iterations")
+    for command in (["submit", "scan.ply", "-o", "mesh.ply"], ["batch", "scans", "-o", "out"]):
+        sent = job_overrides(parser.parse_args([*command, *flags]))
+        assert (sent["train.iterations"], sent["train.until"]) == (300, "iterations"), command
+    unset = config_from_args(parser.parse_args(["reconstruct", "scan.ply", "-o", "mesh.ply", "--set",
+                                                "train.until=converged"]))
+    assert (unset.train.iterations, unset.train.until) == (2000, "converged")

@@ -125,12 +125,13 @@ def test_explicit_iterations_on_the_command_line_mean_exactly_that_many(tmp_path
         assert run.returncode == 0, run.stderr
         return run.stderr.strip().splitlines()[-1]
 
-    assert "(300 steps)" in steps("--set", "train.iterations=800")
-    assert "(350 steps)" in steps("--iterations", "350")
+    assert "(300 steps)" in steps("--set", "train.until=converged", "--set", "train.iterations=800")
+    assert "(350 steps)" in steps("--set", "train.until=converged", "--iterations", "350")
+    assert "(400 steps)" in steps("--set", "train.iterations=400")  # the default: every step
 
 
 def small_config_items() -> list[tuple[str, object]]:
-    """The test network's settings, but for the stop rule (the command line's own)."""
+    """The test network's settings, but for the stop rule (the engine's default or the flags')."""
     from .shapes import SMALL
 
     return [(key, value) for key, value in SMALL.items() if key != "train.until"]

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 def _run(thread: str, mode: str = "oriented", **overrides):
     points, normals = sphere_cloud(1200, radius=1.0)
     config = small_config(
-        preview__enabled=True, preview__first_iteration=20, preview__thread=thread, train__iterations=120,
+        preview__enabled=True, preview__first_iteration=20, preview__thread=thread, train__iterations=200,
         mode=mode, **overrides,
     )
     events = []
