@@ -161,3 +161,22 @@ def test_every_seconds_zero_keeps_to_the_schedule():
     timer = PreviewTimer(PreviewConfig(first_iteration=10, growth=2.0, every_seconds=0.0), 100)
     time.sleep(0.05)
     assert [step for step in range(1, 101) if timer.due(step)] == [10, 20, 40, 80]
+
+
+def test_no_timed_preview_before_the_first_scheduled_one():
+    timer = PreviewTimer(PreviewConfig(first_iteration=80, growth=1000.0, every_seconds=0.01), 500, last=0.0)
+    assert [step for step in range(1, 80) if timer.due(step)] == []  # the last preview is long ago
+    assert timer.due(80) and timer.due(81)
+
+
+def test_an_unoriented_run_times_its_previews_across_both_stages(sphere):
+    points, _ = sphere
+    meshes: list[MeshEvent] = []
+    config = small_config(train__iterations=400, refinement__share=0.5, preview__enabled=True,
+                          preview__first_iteration=10, preview__every_seconds=0.01)
+    reconstruct_points(points, None, config, on_mesh=meshes.append)
+    steps = [m.iteration for m in meshes if not m.final]
+    digs, refinement = [s for s in steps if s <= 200], [s - 200 for s in steps if s > 200]
+    assert digs[0] == 10 and len(digs) > 20  # every step or two once the timer runs
+    assert refinement[0] == 80 and len(refinement) > 20  # the fresh network shows from its step 80
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)

@@ -414,8 +414,9 @@ class PreviewConfig:
     every_seconds: float = 8.0
     """Most seconds from the start of one preview to the next: when the schedule's next one is
     further away, a preview comes at the first step this many seconds after the last one began (at
-    the next scheduled resolution, or ``max_resolution``), so that the viewport changes at least
-    every 10 s, the last preview to the final mesh included; 0 keeps to the schedule alone."""
+    the next scheduled resolution, or ``max_resolution``; never before a fit's first scheduled
+    one), so that the viewport changes at least every 10 s, the last preview to the final mesh
+    included; 0 keeps to the schedule alone."""
     min_resolution: int = 48
     """Resolution of the first preview."""
     max_resolution: int = 128

@@ -6,7 +6,9 @@ refinement fits a second, fresh network after the first); :func:`fit_stage` runs
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -24,7 +26,7 @@ from .device_choices import previews_on_thread
 from .preview_thread import PreviewThread
 from .regularisers import Regulariser
 from .sampling import PointSampler
-from .trainer import ProgressCallback, first_preview, train
+from .trainer import PreviewTimer, ProgressCallback, first_preview, train
 
 MeshCallback = Callable[[MeshEvent], None]
 LATER_FIRST_PREVIEW = 80
@@ -83,6 +85,9 @@ class Reporting:
     on_progress: ProgressCallback | None = None
     on_mesh: MeshCallback | None = None
     should_cancel: Callable[[], bool] | None = None
+    last_preview: float = dataclasses.field(default_factory=time.perf_counter)
+    """``time.perf_counter()`` when the last preview began (at first: the start), so that a later
+    stage's timed previews (``preview.every_seconds``) count from the earlier stage's last one."""
 
 
 def stage_config(config: ReconstructionConfig, stage: Stage) -> ReconstructionConfig:
@@ -136,6 +141,7 @@ def fit_stage(
     staged = stage_config(config, stage)
     # by the settings, not by whether anyone listens: a run gives the same field either way
     eager = first_preview(staged.preview, stage.iterations) if stage.index == 0 else 0
+    timer = PreviewTimer(staged.preview, stage.iterations, reporting.last_preview) if on_preview is not None else None
     try:
         losses = train(
             model,
@@ -147,6 +153,7 @@ def fit_stage(
             reporting.should_cancel,
             convergence,
             eager,
+            timer,
         )
     except BaseException:
         if background is not None:
@@ -154,6 +161,8 @@ def fit_stage(
         raise
     if background is not None:
         background.finish()
+    if timer is not None:
+        reporting.last_preview = timer.last
     model.eval()
     stopped = convergence.stopped_at if convergence is not None else None
     field.steps = stage.offset + (stopped or stage.iterations)

@@ -185,10 +185,12 @@ def train(
     should_cancel: CancelCheck | None = None,
     convergence: Convergence | None = None,
     eager_steps: int = 0,
+    previews: PreviewTimer | None = None,
 ) -> dict[str, float]:
     """Run ``config.train.iterations`` steps, or fewer once ``convergence`` says the field has
     settled (its ``stopped_at`` then names the step); return the last loss terms as floats. The
-    first ``eager_steps`` run without compilation (see :func:`first_preview`).
+    first ``eager_steps`` run without compilation (see :func:`first_preview`); ``previews`` says
+    at which steps ``on_preview`` is called (default: a fresh :class:`PreviewTimer`).
 
     Raises :class:`Cancelled` before the next step once ``should_cancel()`` is true.
     """
@@ -203,8 +205,10 @@ def train(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
     with TF32.held(uses_tf32(config, device)):
+        if previews is None and on_preview is not None:
+            previews = PreviewTimer(config.preview, total)
         return _steps(model, sampler, config, mode, optimiser, scheduler, on_progress, on_preview, should_cancel,
-                      convergence, eager_steps)
+                      convergence, eager_steps, previews)
 
 
 def _steps(
@@ -219,11 +223,11 @@ def _steps(
     should_cancel: CancelCheck | None,
     convergence: Convergence | None,
     eager_steps: int,
+    previews: PreviewTimer | None,
 ) -> dict[str, float]:
     """The training loop of :func:`train`."""
     cfg = config.train
     total = cfg.iterations
-    previews = PreviewTimer(config.preview, total) if on_preview is not None else None
     model.train()
     started = time.perf_counter()
     window_start, window_iteration = started, 0
@@ -273,22 +277,28 @@ def first_preview(config: PreviewConfig, iterations: int) -> int:
 
 
 class PreviewTimer:
-    """Which steps get a preview: the schedule's (:func:`preview_schedule`), and any step
-    ``every_seconds`` after the last preview when the schedule's next one is further away."""
+    """Which steps get a preview: the schedule's (:func:`preview_schedule`), and any step after
+    its first one ``every_seconds`` after the last preview began when the schedule's next one is
+    further away."""
 
-    def __init__(self, config: PreviewConfig, iterations: int) -> None:
+    def __init__(self, config: PreviewConfig, iterations: int, last: float | None = None) -> None:
         self.schedule = dict(preview_schedule(config, iterations))
         self.every = config.every_seconds if self.schedule else 0.0
         self.iterations = iterations
         self.max_resolution = config.max_resolution
-        self.last = time.perf_counter()
+        self.last = time.perf_counter() if last is None else last
+        """``time.perf_counter()`` when the last preview began (or the run, a stage before it)."""
+        self.first = min(self.schedule, default=0)
+        """No timed preview before the schedule's first (a later stage's fresh network, see
+        ``fitting.stage.LATER_FIRST_PREVIEW``)."""
 
     def due(self, step: int) -> int:
         """The resolution of a preview at ``step``, or 0 for none (never at the last step: the
         final mesh comes then)."""
         if step in self.schedule:
             return self.schedule[step]
-        if self.every > 0 and step < self.iterations and time.perf_counter() - self.last >= self.every:
+        if (self.every > 0 and self.first < step < self.iterations
+                and time.perf_counter() - self.last >= self.every):
             later = [resolution for at, resolution in sorted(self.schedule.items()) if at > step]
             return later[0] if later else self.max_resolution
         return 0
