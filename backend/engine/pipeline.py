@@ -97,7 +97,7 @@ def train_field(
         rate = config.train.learning_rate / noise_factor(noise, config.noise.free_ratio)
     first = Stage(index=0, loss_mode=mode, iterations=total - second, normals=nrm if mode == "oriented" else None,
                   init=resolve_init(config.model.init, mode), learning_rate=rate,
-                  spacing=spacing if mode == "oriented" else 0.0)
+                  spacing=spacing if mode == "oriented" else 0.0, followed=bool(second))
     field, losses = fit_stage(first, cloud, config, reporting)
     if second and index is not None and noise is not None:
         refine = refinement_stage(field, index, noise, config, device, second, offset=total - second)

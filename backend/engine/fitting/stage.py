@@ -61,6 +61,9 @@ class Stage:
     spacing: float = 0.0
     """Median spacing of the points in unit coordinates, by which the stage may stop once its
     surface has settled (``train.until``); 0: it runs all its iterations."""
+    followed: bool = False
+    """Whether a later stage follows (DiGS before the refinement): the stage's last step is
+    previewed, its best field, which stays in view while the next stage sets up."""
 
 
 @dataclass
@@ -141,7 +144,9 @@ def fit_stage(
     staged = stage_config(config, stage)
     # by the settings, not by whether anyone listens: a run gives the same field either way
     eager = first_preview(staged.preview, stage.iterations) if stage.index == 0 else 0
-    timer = PreviewTimer(staged.preview, stage.iterations, reporting.last_preview) if on_preview is not None else None
+    timer = None
+    if on_preview is not None:
+        timer = PreviewTimer(staged.preview, stage.iterations, reporting.last_preview, stage.followed)
     try:
         losses = train(
             model,

@@ -277,12 +277,15 @@ def first_preview(config: PreviewConfig, iterations: int) -> int:
 
 
 class PreviewTimer:
-    """Which steps get a preview: the schedule's (:func:`preview_schedule`), and any step after
-    its first one ``every_seconds`` after the last preview began when the schedule's next one is
-    further away."""
+    """Which steps get a preview: the schedule's (:func:`preview_schedule`; with ``followed``, a
+    fit that another follows, its last step too), and any step after its first one
+    ``every_seconds`` after the last preview began when the schedule's next one is further away."""
 
-    def __init__(self, config: PreviewConfig, iterations: int, last: float | None = None) -> None:
+    def __init__(self, config: PreviewConfig, iterations: int, last: float | None = None,
+                 followed: bool = False) -> None:
         self.schedule = dict(preview_schedule(config, iterations))
+        if followed and self.schedule:  # the fit's best field stays in view while the next one sets up
+            self.schedule[iterations] = config.max_resolution
         self.every = config.every_seconds if self.schedule else 0.0
         self.iterations = iterations
         self.max_resolution = config.max_resolution
@@ -293,8 +296,8 @@ class PreviewTimer:
         ``fitting.stage.LATER_FIRST_PREVIEW``)."""
 
     def due(self, step: int) -> int:
-        """The resolution of a preview at ``step``, or 0 for none (never at the last step: the
-        final mesh comes then)."""
+        """The resolution of a preview at ``step``, or 0 for none (no timed one at the last step:
+        the final mesh, or the next fit's set-up, comes then)."""
         if step in self.schedule:
             return self.schedule[step]
         if (self.every > 0 and self.first < step < self.iterations
