@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check, one command in about 10 minutes on a lent GPU machine: finds a Python whose
 # torch sees CUDA, runs the tests marked cuda, the benchmark's step and speed-settings tables
-# and one full unoriented reconstruction (with its float32 reference for the Chamfer), writing
-# every log and JSON under $OUT (default out/gpu_check).
+# and one full unoriented reconstruction (with its float32 reference for the Chamfer), then the
+# bundled Spot with and without normals at the defaults (first preview, gaps between previews,
+# whole run), writing every log and JSON under $OUT (default out/gpu_check).
 #
 #     OUT=/some/dir scripts/gpu_check.sh
 #
@@ -69,3 +70,9 @@ timeout 300 "$PY" scripts/benchmark_engine.py --device cuda --quick --no-mesh --
     --full-run-reference --json "$OUT/benchmark_full_run.json" > "$OUT/benchmark_full_run.log" 2>&1
 log "full run exit $?"
 grep -h "full_run\|Chamfer" "$OUT/benchmark_full_run.log" | tee -a "$OUT/gpu_check.log"
+
+log "time to quality: first preview, gaps and whole run at the defaults (the bundled Spot)"
+timeout 150 "$PY" scripts/benchmark_time_to_quality.py --data /nonexistent --inputs oriented,unoriented \
+    --variant today --json "$OUT/time_to_quality.json" > "$OUT/time_to_quality.log" 2>&1
+log "time to quality exit $?"
+tail -3 "$OUT/time_to_quality.log" | tee -a "$OUT/gpu_check.log"

@@ -6,13 +6,14 @@ import time
 
 import numpy as np
 import pytest
+import torch
 import zmq
 
 from evaluation.metrics import compare_meshes
 from siren_recon.engine.errors import ConfigError
-from siren_recon.protocol import MeshUpdate
+from siren_recon.protocol import JobDone, MeshUpdate
 from siren_recon.server.config import ServerConfig
-from siren_recon.server.devices import train_on, worker_devices
+from siren_recon.server.devices import train_on, worker_devices, worker_threads
 from siren_recon.server.executors import runners
 from siren_recon.server.jobs import DONE, FINISHED, FairQueue, Job
 from siren_recon.server.worker import Worker
@@ -45,6 +46,18 @@ def test_a_job_trains_on_the_device_it_is_given_and_keeps_its_other_settings():
     placed = train_on(asked, "cpu")
     assert placed.train.device == "cpu" and asked.train.device == "cuda:99"
     assert placed.train.seed == 7 and placed.model == asked.model and placed.mesh == asked.mesh
+
+
+def test_cpu_workers_share_the_cores_and_a_job_that_names_its_threads_keeps_them():
+    assert worker_threads(["cpu", "cpu"], cores=8) == 4
+    assert worker_threads(["cpu", "cpu", "cpu"], cores=8) == 2
+    assert worker_threads(["cpu", "cpu", "cpu"], cores=2) == 1  # never none
+    assert worker_threads(["cpu"], cores=8) == 0  # one worker: torch's own choice, every core
+    assert worker_threads(["auto"], cores=8) == 0
+    assert worker_threads(["cuda:0", "cpu"], cores=8) == 0  # the CPU worker is the only one on the cores
+    assert train_on(small_config(), "cpu", threads=4).train.threads == 4
+    assert train_on(small_config(train__threads=3), "cpu", threads=4).train.threads == 3
+    assert train_on(small_config(), "cpu").train.threads == 0
 
 
 @pytest.mark.slow
@@ -91,6 +104,9 @@ def test_two_cpu_workers_train_two_jobs_at_once_each_as_alone(tmp_path):
     assert len(started) == 2, "the second job waited for the first: one worker, not two"
     finals = [e for e in events if isinstance(e, MeshUpdate) and e.final]
     assert len(finals) == 2 and finals[0].job != finals[1].job
+    # each job on its worker's half of the cores, not both on all of them
+    threads = [e.stats["threads"] for e in events if isinstance(e, JobDone)]
+    assert threads == [max(1, torch.get_num_threads() // 2)] * 2
     # the same job on two threads at once: the same network and samples (no shared generator),
     # so the same surface (a float reduction may round differently between threads)
     score = compare_meshes(finals[0].vertices, finals[0].faces, finals[1].vertices, finals[1].faces, samples=20_000)

@@ -78,6 +78,17 @@ def test_mesh_follows_the_input_when_moved_and_scaled():
     np.testing.assert_allclose(moved.vertices, base.vertices * scale + shift, rtol=0, atol=1e-3 * scale)
 
 
+def test_a_run_trains_with_the_threads_it_names_and_leaves_the_caller_s_as_they_were():
+    points, normals = sphere_cloud(500)
+    before = torch.get_num_threads()
+    result = reconstruct_points(points, normals, small_config(train__iterations=5, mesh__resolution=16,
+                                                              train__threads=before + 1))
+    assert result.stats["threads"] == before + 1
+    assert torch.get_num_threads() == before
+    assert reconstruct_points(points, normals, small_config(train__iterations=5, mesh__resolution=16)
+                              ).stats["threads"] == before
+
+
 def test_cancellation_stops_within_one_step():
     points, normals = sphere_cloud(500)
     steps: list[int] = []

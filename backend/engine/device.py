@@ -1,6 +1,9 @@
-"""Choice of the torch device."""
+"""Choice of the torch device, and of the CPU threads a run trains with."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -20,3 +23,22 @@ def resolve_device(name: str) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"device {name!r} is not supported (use auto, cpu or cuda)")
     return device
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int) -> Iterator[int]:
+    """torch's CPU threads set to ``threads`` on the calling thread while inside, then set back
+    (0: left as they are); yields the count in use.
+
+    torch's own choice is one thread per physical core. The count belongs to the calling thread
+    (OpenMP's and MKL's per-thread settings), so two jobs on two threads of one process (a
+    server's workers) each keep theirs.
+    """
+    before = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        if threads > 0:
+            torch.set_num_threads(before)

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 from .analysis.cloud_index import WORKING_POINTS, CloudIndex
 from .analysis.colours import VertexColours
@@ -20,7 +19,7 @@ from .analysis.noise_level import estimate_noise, noise_factor
 from .analysis.normalization import Normalization
 from .analysis.validation import validate_normals, validate_points
 from .config.reconstruction import ReconstructionConfig
-from .device import resolve_device
+from .device import cpu_threads, resolve_device
 from .errors import InputError
 from .events import MeshEvent, ProgressEvent, ReconstructionResult
 from .field.sdf_field import SdfField, mesh_bounds, support_subsample
@@ -74,8 +73,6 @@ def train_field(
     nrm = validate_normals(normals, len(pts)) if normals is not None else None
     mode = choose_mode(config.mode, nrm is not None)
     device = resolve_device(config.train.device)
-    if config.train.threads > 0:
-        torch.set_num_threads(config.train.threads)
     normalization = Normalization.fit(pts)
     unit = normalization.to_unit(pts)
     cloud = TrainingCloud(unit, normalization, mesh_bounds(unit, config.mesh.padding),
@@ -142,11 +139,12 @@ def reconstruct_points(
     colouring = VertexColours(points, colours) if colours is not None else None
     previews = coloured(on_mesh, colouring) if colouring is not None and on_mesh is not None else on_mesh
     started = time.perf_counter()
-    field, losses = fit_tiles(points, normals, config, train_field, on_progress, previews, should_cancel,
-                              tile_runner, working_points=working_points)
-    trained = time.perf_counter()
-    vertices, faces, trim = field.mesh_with_trim()
-    meshed = time.perf_counter()
+    with cpu_threads(config.train.threads) as threads:
+        field, losses = fit_tiles(points, normals, config, train_field, on_progress, previews, should_cancel,
+                                  tile_runner, working_points=working_points)
+        trained = time.perf_counter()
+        vertices, faces, trim = field.mesh_with_trim()
+        meshed = time.perf_counter()
     if len(faces) == 0:
         raise InputError("training produced no surface (the field has no zero crossing)", "no_surface")
     vertex_colours = colouring(vertices) if colouring is not None else None
@@ -155,7 +153,7 @@ def reconstruct_points(
                           colours=vertex_colours))
     stats = {f"loss_{k}": v for k, v in losses.items()}
     stats.update(points=float(len(points)), vertices=float(len(vertices)), faces=float(len(faces)),
-                 steps=float(field.steps))
+                 steps=float(field.steps), threads=float(threads))
     stats.update(trim_stats(trim))
     if field.noise_ratio is not None:
         stats["noise_ratio"] = field.noise_ratio

@@ -11,11 +11,25 @@ from ..engine.device import resolve_device
 from ..engine.errors import ConfigError
 
 
-def train_on(config: ReconstructionConfig, device: str) -> ReconstructionConfig:
+def train_on(config: ReconstructionConfig, device: str, threads: int = 0) -> ReconstructionConfig:
     """A job's ``config`` set to train on ``device``, the device of the worker that runs it
     (:func:`~siren_recon.server.executors.runners` names one per worker): whatever device the client
-    named, a backend trains where its operator said."""
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, device=device))
+    named, a backend trains where its operator said. ``threads`` (see :func:`worker_threads`), when
+    not 0, is the job's CPU threads unless the job named its own."""
+    train = dataclasses.replace(config.train, device=device)
+    if threads > 0 and train.threads == 0:
+        train = dataclasses.replace(train, threads=threads)
+    return dataclasses.replace(config, train=train)
+
+
+def worker_threads(devices: list[str], cores: int | None = None) -> int:
+    """CPU threads for the jobs of each CPU worker among the workers of ``devices``: the ``cores``
+    (default: torch's count, one per physical core) shared among them when there are several, so
+    that jobs running side by side do not fight over the cores; 0 (torch's choice) for one."""
+    cpu_workers = sum(1 for device in devices if device == "cpu")
+    if cpu_workers < 2:
+        return 0
+    return max(1, (cores or torch.get_num_threads()) // cpu_workers)
 
 
 def worker_devices(devices: str, device: str) -> list[str]:

@@ -50,7 +50,7 @@ from ..engine.config.settings_catalog import relations
 from ..engine.device import resolve_device
 from ..engine.errors import ReconstructionError
 from .config import ServerConfig
-from .devices import worker_devices
+from .devices import worker_devices, worker_threads
 from .executors import runners
 from .jobs import CANCELLED, FINISHED, QUEUED, FairQueue, Job
 from .outbox import FINAL, OTHER, Outbox
@@ -148,9 +148,10 @@ class Server:
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
         runners_and_names = runners(self.config)
         self.queue.slots = len(runners_and_names)
+        threads = worker_threads([device for _, _, device in runners_and_names])
         for runner, name, device in runners_and_names:
             worker = Worker(self.queue, self.context, self.inbox, self.session, device,
-                            self._job_finished, runner, name, self.results)
+                            self._job_finished, runner, name, self.results, threads)
             worker.start()
             self.workers.append(worker)
         log.info("serving on %s, session %s, device %s", self.endpoint, self.session, self.device_name)

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class Worker(threading.Thread):
     def __init__(self, queue: FairQueue, context: zmq.Context, replies: str, session: str,
                  device: str, on_finished: Callable[[Job], None], runner: JobRunner = run_in_process,
-                 name: str = "", results: ResultStore | None = None) -> None:
+                 name: str = "", results: ResultStore | None = None, threads: int = 0) -> None:
         super().__init__(name=name or f"worker-{device}", daemon=True)
         self.runner = runner
         self.results = results
@@ -43,6 +43,8 @@ class Worker(threading.Thread):
         """In-process endpoint the front end pulls this worker's replies from."""
         self.session = session
         self.device = device
+        self.threads = threads
+        """CPU threads of this worker's jobs (see :func:`~siren_recon.server.devices.worker_threads`)."""
         self.on_finished = on_finished
         self.stopping = threading.Event()
         self.current: Job | None = None
@@ -113,7 +115,7 @@ class Worker(threading.Thread):
             self._cancelled(push, job)
             return
         job.state = RUNNING
-        job.config = train_on(job.config, self.device)
+        job.config = train_on(job.config, self.device, self.threads)
         log.info("job %s (%s) started: %d points", job.id, job.tag, len(job.points))
 
         def on_progress(event: ProgressEvent) -> None:

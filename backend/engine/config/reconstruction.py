@@ -305,7 +305,8 @@ class TrainConfig:
     progress_every: int = 25
     """A progress callback every this many steps (and at the last one)."""
     threads: int = 0
-    """CPU threads for torch; 0 leaves torch's default."""
+    """CPU threads a run trains and meshes with; 0: torch's choice, one per physical core (a
+    backend with several CPU workers gives each job its worker's share of the cores)."""
     derivatives: Derivatives = "auto"
     """How gradients and Laplacians are computed: ``autograd`` (double backward), ``forward``
     (forward-mode jets through the sine layers, see derivatives.forward_jets), ``fused``
