@@ -19,6 +19,7 @@ from .io import CLOUD_FORMATS, MESH_FORMATS
 from .server.config import EXECUTORS, ON_WORKER_LOST, RayConfig, ServerConfig
 
 EXIT_USAGE = 2
+ITERATIONS_HELP = "exactly this many training steps (default: train.iterations, which train.until may cut short)"
 
 
 def parse_trim(text: str) -> dict[str, Any]:
@@ -77,8 +78,7 @@ def add_remote_job_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of a command that runs jobs on a backend (``submit``, ``batch``): where the backend is,
     how to reach it, and what the jobs change of the engine's settings."""
     parser.add_argument("--backend", default=DEFAULT_ADDRESS)
-    parser.add_argument("--iterations", type=int, help="exactly this many training steps (default: until settled, "
-                        "at most train.iterations)")
+    parser.add_argument("--iterations", type=int, help=ITERATIONS_HELP)
     parser.add_argument("--mode", choices=MODES)
     add_scene_arguments(parser)
     add_overrides_argument(parser)
@@ -104,8 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True,
         help=f"mesh: {' '.join(MESH_FORMATS)} (coloured from the input's colours, but .stl)",
     )
-    rec.add_argument("--iterations", type=int, help="exactly this many training steps (default: until settled, "
-                     "at most train.iterations)")
+    rec.add_argument("--iterations", type=int, help=ITERATIONS_HELP)
     rec.add_argument("--resolution", type=int, help="marching-cubes grid along the longest side")
     rec.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     rec.add_argument("--mode", choices=MODES, help="default auto")
