@@ -55,19 +55,14 @@ def case_overrides(case: str, seed: int, threads: int, compile_choice: str = "of
 def case_mesh(
     case: str, seed: int | None = None, threads: int = 2, compile_choice: str = "off", **extra: object
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Train one case and return its mesh's vertices and faces (torch's thread count restored)."""
-    import torch
-
+    """Train one case and return its mesh's vertices and faces (on ``threads`` threads; the run sets
+    torch's count back after)."""
     from siren_recon.engine.pipeline import reconstruct_points
 
     points, normals = case_cloud(case)
     overrides = case_overrides(case, CASE_SEEDS[case] if seed is None else seed, threads, compile_choice)
     overrides.update(extra)
-    previous = torch.get_num_threads()
-    try:
-        result = reconstruct_points(points, normals, small_config(**overrides))
-    finally:
-        torch.set_num_threads(previous)
+    result = reconstruct_points(points, normals, small_config(**overrides))
     return result.vertices, result.faces
 
 

@@ -87,6 +87,10 @@ def test_a_run_trains_with_the_threads_it_names_and_leaves_the_caller_s_as_they_
     assert torch.get_num_threads() == before
     assert reconstruct_points(points, normals, small_config(train__iterations=5, mesh__resolution=16)
                               ).stats["threads"] == before
+    during: list[int] = []
+    train_field(points, normals, small_config(train__iterations=5, train__threads=before + 1, train__progress_every=1),
+                on_progress=lambda _: during.append(torch.get_num_threads()))
+    assert during == [before + 1] * 5 and torch.get_num_threads() == before
 
 
 def test_cancellation_stops_within_one_step():

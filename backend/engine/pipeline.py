@@ -66,9 +66,24 @@ def train_field(
     the oriented fit and the refinement both follow (``noise.free_ratio``), is measured here once,
     on one :class:`CloudIndex` (over an even subsample of ``working_points`` when the cloud is
     larger) that the refinement's whole-cloud steps share; a run that follows no noise level
-    (DiGS alone) measures none.
+    (DiGS alone) measures none. It trains on ``train.threads`` CPU threads and sets the caller's
+    back after (:func:`~.device.cpu_threads`).
     """
     config = config or ReconstructionConfig()
+    with cpu_threads(config.train.threads):
+        return _fit_field(points, normals, config, on_progress, on_mesh, should_cancel, working_points)
+
+
+def _fit_field(
+    points: np.ndarray,
+    normals: np.ndarray | None,
+    config: ReconstructionConfig,
+    on_progress: Callable[[ProgressEvent], None] | None,
+    on_mesh: MeshCallback | None,
+    should_cancel: Callable[[], bool] | None,
+    working_points: int,
+) -> tuple[SdfField, dict[str, float]]:
+    """The body of :func:`train_field`, on the threads it set."""
     pts = validate_points(points)
     nrm = validate_normals(normals, len(pts)) if normals is not None else None
     mode = choose_mode(config.mode, nrm is not None)
