@@ -209,6 +209,22 @@ def test_surface_variation_is_zero_on_a_plane_and_a_third_in_a_blob():
     assert 0.15 < float(np.median(variation)) <= 1 / 3
 
 
+def test_directions_are_the_same_on_any_number_of_threads(monkeypatch):
+    """Chunks of points go to several threads; every chunk is analysed, each point as alone."""
+    from siren_recon.engine.unoriented import normal_estimation
+
+    monkeypatch.setattr(normal_estimation, "CHUNK", 300)  # 14 chunks, the last one short
+    points, _ = sphere_cloud(4000, radius=0.7, seed=9)
+    alone = normal_estimation.estimate_directions(points, 30, scales=3, workers=1)
+    for workers in (2, 5):
+        threaded = normal_estimation.estimate_directions(points, 30, scales=3, workers=workers)
+        np.testing.assert_array_equal(threaded[0], alone[0])
+        np.testing.assert_array_equal(threaded[1], alone[1])
+    assert np.all(np.isfinite(alone[1])) and np.allclose(np.linalg.norm(alone[0], axis=1), 1.0, atol=1e-5)
+    # the directions are the neighbourhoods' own: the sphere's normals up to sign
+    assert np.abs(np.einsum("ij,ij->i", alone[0], points / 0.7)).min() > 0.99
+
+
 def roof(count: int, rng: np.random.Generator, noise: float) -> tuple[np.ndarray, np.ndarray]:
     """Points on two half-planes meeting at a right-angled ridge along y (the edge of a box),
     with their true normals, moved by Gaussian noise of ``noise``."""

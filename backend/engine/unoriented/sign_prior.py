@@ -34,7 +34,8 @@ class SignPrior:
         """Sample ``evaluate`` (the DiGS field) on the grid; zero within ``far`` of a point of
         ``cloud`` (unit points, or their index)."""
         grid = cube_nodes(resolution)
-        distance = as_index(cloud).distance(grid)
+        # only whether a node is farther than ``far`` matters: the search stops just beyond it
+        distance = as_index(cloud).distance(grid, float(np.nextafter(far, np.inf)))
         with torch.no_grad():
             values = evaluate(torch.as_tensor(grid, dtype=torch.float32, device=device)).cpu().numpy()
         sign = np.where(values > 0, 1.0, -1.0) * (distance > far)
