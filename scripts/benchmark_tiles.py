@@ -6,8 +6,9 @@ with a chimney, some with a parapet), surveys it from above (``--points`` points
 of ``--noise`` metres, no normals, at UTM-like coordinates) and reconstructs the survey once per
 ``--tile-size`` (0: one field over the whole street; otherwise the edge of a tile in metres, see
 ``tiles.size``), each in a fresh process of this script, so that each row's peak resident memory
-(``VmHWM``) is its own. With Open3D importable it also runs screened Poisson at depth 10 (normals
-estimated and oriented by Open3D, the 2% lowest-density vertices trimmed) in the same way.
+(``VmHWM``) is its own. With Open3D importable it also runs screened Poisson at each
+``--poisson-depth`` (default 10 and 11; normals estimated and oriented by Open3D, the 2%
+lowest-density vertices trimmed) in the same way.
 
 Each row: the variant, its tile count, seconds of training (Poisson: estimating and orienting
 normals), meshing (Poisson: the solve and the trim) and both, the mesh's faces,
@@ -41,7 +42,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: ev
 
 RECALL_TOLERANCE = 0.15
 """Metres from the mesh within which a chimney or parapet sample counts as kept."""
-POISSON_DEPTH = 10
 POISSON_TRIM_QUANTILE = 0.02
 
 
@@ -71,8 +71,8 @@ def run_engine(points: np.ndarray, tile_size: float, voxel_size: float, iteratio
                                            "mesh_s": result.timings["mesh"]}
 
 
-def run_poisson(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Open3D's screened Poisson at ``POISSON_DEPTH`` of ``points``, normals estimated and oriented
+def run_poisson(points: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Open3D's screened Poisson at octree ``depth`` of ``points``, normals estimated and oriented
     towards a camera high above the street's centre, the lowest-density vertices trimmed; the
     points are moved to their centre for Open3D and the mesh moved back."""
     import open3d as o3d
@@ -83,7 +83,7 @@ def run_poisson(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, A
     cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=30))
     cloud.orient_normals_towards_camera_location(np.array([0.0, 0.0, 1000.0]))
     fitted = time.perf_counter()
-    mesh, densities = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(cloud, depth=POISSON_DEPTH)
+    mesh, densities = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(cloud, depth=depth)
     densities = np.asarray(densities)
     mesh.remove_vertices_by_mask(densities < np.quantile(densities, POISSON_TRIM_QUANTILE))
     done = time.perf_counter()
@@ -94,11 +94,11 @@ def run_poisson(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, A
 
 def run_child(variant: str, points_path: Path, mesh_path: Path, voxel_size: float, iterations: int,
               device: str) -> dict[str, Any]:
-    """One variant (``poisson`` or a tile size) in this process: the mesh written to ``mesh_path``,
-    timings and peak memory returned."""
+    """One variant (``poisson:DEPTH`` or a tile size) in this process: the mesh written to
+    ``mesh_path``, timings and peak memory returned."""
     points = np.load(points_path)
-    if variant == "poisson":
-        vertices, faces, figures = run_poisson(points)
+    if variant.startswith("poisson:"):
+        vertices, faces, figures = run_poisson(points, int(variant.split(":")[1]))
     else:
         vertices, faces, figures = run_engine(points, float(variant), voxel_size, iterations, device)
     figures["peak_rss_mb"] = peak_rss_mb()
@@ -139,6 +139,7 @@ def main() -> int:
     parser.add_argument("--device", default="auto", help="train.device")
     parser.add_argument("--seed", type=int, default=0, help="seed of the scene and of the survey")
     parser.add_argument("--samples", type=int, default=100_000, help="samples per mesh for the distances")
+    parser.add_argument("--poisson-depth", default="10,11", help="comma-separated octree depths of Poisson's rows")
     parser.add_argument("--no-poisson", action="store_true", help="skip Open3D's Poisson")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--one", nargs=3, metavar=("VARIANT", "POINTS", "MESH"), help=argparse.SUPPRESS)
@@ -156,7 +157,7 @@ def main() -> int:
         import open3d  # noqa: F401
 
         if not args.no_poisson:
-            variants.append("poisson")
+            variants += [f"poisson:{int(depth)}" for depth in args.poisson_depth.split(",")]
     except ImportError:
         print("open3d is not importable: no Poisson row", file=sys.stderr)
     points, truth = survey(street_scene(args.seed), args.points, noise=args.noise, seed=args.seed)
@@ -174,7 +175,11 @@ def main() -> int:
                  "--device", args.device, "--one", variant, str(points_path), str(mesh_path)],
                 capture_output=True, text=True,
             )
-            name = "poisson" if variant == "poisson" else ("one field" if float(variant) == 0 else f"tiles {variant}")
+            poisson = variant.startswith("poisson:")
+            if poisson:
+                name = f"poisson d{variant.split(':')[1]}"
+            else:
+                name = "one field" if float(variant) == 0 else f"tiles {variant}"
             if child.returncode != 0:
                 print(f"{name:<12} failed: {child.stderr.strip().splitlines()[-1:]}", flush=True)
                 rows.append({"variant": name, "error": child.stderr[-2000:]})
@@ -182,7 +187,7 @@ def main() -> int:
             figures = json.loads(child.stdout.splitlines()[-1])
             with np.load(mesh_path) as mesh:
                 vertices, faces = mesh["vertices"], mesh["faces"]
-            row = {"variant": name, "tile_size": None if variant == "poisson" else float(variant), **figures,
+            row = {"variant": name, "tile_size": None if poisson else float(variant), **figures,
                    "total_s": figures["train_s"] + figures["mesh_s"], "faces": int(len(faces)),
                    **score(vertices, faces, truth, args.samples)}
             rows.append(row)
