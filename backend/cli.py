@@ -19,7 +19,8 @@ from .io import CLOUD_FORMATS, MESH_FORMATS
 from .server.config import EXECUTORS, ON_WORKER_LOST, RayConfig, ServerConfig
 
 EXIT_USAGE = 2
-ITERATIONS_HELP = "exactly this many training steps (default: train.iterations, which train.until may cut short)"
+ITERATIONS_HELP = ("exactly this many training steps for every field, each tile's too (default: train.iterations, "
+                   "a tile tiles.iteration_share of them, which train.until may cut short)")
 
 
 def parse_trim(text: str) -> dict[str, Any]:

@@ -26,9 +26,10 @@ def job_overrides(
     if quality not in PRESETS:
         raise ValueError(f"unknown quality preset {quality!r}")
     overrides: dict[str, Any] = {"mode": mode, **PRESETS[quality]}
-    if iterations > 0:  # exactly that many steps, where a preset's count is the most a fit takes
-        overrides["train.iterations"] = iterations
+    if iterations > 0:  # exactly that many steps for every field (a tile's too), where a preset's
+        overrides["train.iterations"] = iterations  # count is the most a fit takes
         overrides["train.until"] = "iterations"
+        overrides["tiles.iteration_share"] = 1.0
     if resolution > 0:
         overrides["mesh.resolution"] = resolution
     if seed >= 0:

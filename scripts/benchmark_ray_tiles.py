@@ -55,6 +55,7 @@ def overrides(tiles: int, iterations: int) -> dict[str, Any]:
     length = 2.0 * tiles * (1.0 + 2.0 * PADDING)
     return {
         "tiles.size": length / tiles * 1.001, "mesh.padding": PADDING, "train.iterations": iterations,
+        "tiles.iteration_share": 1.0,
         "train.threads": 1, "train.device": "cpu", "train.compile": "off", "model.hidden_features": 64,
         "model.hidden_layers": 2, "sampling.surface_points": 1500, "sampling.box_points": 1000,
         "sampling.near_points": 500, "mesh.resolution": 64, "preview.enabled": False,

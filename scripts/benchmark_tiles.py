@@ -53,14 +53,16 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def run_engine(points: np.ndarray, tile_size: float, voxel_size: float, iterations: int,
+def run_engine(points: np.ndarray, tile_size: float, voxel_size: float, iterations: int | None,
                device: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Our reconstruction of ``points`` with tiles of ``tile_size`` (0: one field)."""
+    """Our reconstruction of ``points`` with tiles of ``tile_size`` (0: one field), every field
+    ``iterations`` steps as the CLI's ``--iterations`` gives them (``None``: the engine's defaults)."""
+    from siren_recon.commands.job_overrides import iteration_overrides
     from siren_recon.engine.config.reconstruction import ReconstructionConfig, apply_overrides
     from siren_recon.engine.pipeline import reconstruct_points
 
     config = apply_overrides(ReconstructionConfig(), {
-        "tiles.size": tile_size, "mesh.voxel_size": voxel_size, "train.iterations": iterations,
+        "tiles.size": tile_size, "mesh.voxel_size": voxel_size, **iteration_overrides(iterations),
         "train.device": device,
         # 0: one field even where the voxel size would tile the street by itself (tiles.voxels)
         **({"tiles.voxels": 0} if tile_size <= 0 else {}),
@@ -92,7 +94,7 @@ def run_poisson(points: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray,
         "tiles": 1, "train_s": fitted - started, "mesh_s": done - fitted}
 
 
-def run_child(variant: str, points_path: Path, mesh_path: Path, voxel_size: float, iterations: int,
+def run_child(variant: str, points_path: Path, mesh_path: Path, voxel_size: float, iterations: int | None,
               device: str) -> dict[str, Any]:
     """One variant (``poisson:DEPTH`` or a tile size) in this process: the mesh written to
     ``mesh_path``, timings and peak memory returned."""
@@ -133,7 +135,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=100_000, help="points in the survey")
     parser.add_argument("--noise", type=float, default=0.02, help="Gaussian noise of the survey, metres")
-    parser.add_argument("--iterations", type=int, default=1000, help="training steps (train.iterations)")
+    parser.add_argument("--iterations", type=int, help="exactly this many training steps for every field, "
+                        "as the CLI's --iterations (default: the engine's, 2,000 for one field and "
+                        "tiles.iteration_share of them a tile)")
     parser.add_argument("--tile-size", default="0,12", help="comma-separated tile edges in metres; 0: one field")
     parser.add_argument("--voxel-size", type=float, default=0.0, help="mesh.voxel_size in metres; 0: from resolution")
     parser.add_argument("--device", default="auto", help="train.device")
@@ -171,8 +175,9 @@ def main() -> int:
         for variant in variants:
             mesh_path = Path(folder) / "mesh.npz"
             child = subprocess.run(
-                [sys.executable, __file__, "--voxel-size", str(args.voxel_size), "--iterations", str(args.iterations),
-                 "--device", args.device, "--one", variant, str(points_path), str(mesh_path)],
+                [sys.executable, __file__, "--voxel-size", str(args.voxel_size), "--device", args.device,
+                 *(["--iterations", str(args.iterations)] if args.iterations is not None else []),
+                 "--one", variant, str(points_path), str(mesh_path)],
                 capture_output=True, text=True,
             )
             poisson = variant.startswith("poisson:")

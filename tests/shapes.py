@@ -34,6 +34,9 @@ SMALL = {
     # (tests/test_convergence.py covers stopping once settled and the timed previews)
     "train.until": "iterations",
     "preview.every_seconds": 0.0,
+    # a tiled test's fields each train train.iterations, as with --iterations (test_tiling.py covers
+    # the tiles' share of a default budget)
+    "tiles.iteration_share": 1.0,
 }
 
 

@@ -109,7 +109,8 @@ def test_quality_presets_and_advanced_fields_become_overrides():
         **PRESETS["high"],
         "mode": "unoriented",
         "train.iterations": 123,
-        "train.until": "iterations",  # the Iterations field means exactly that many steps
+        "train.until": "iterations",  # the Iterations field means exactly that many steps,
+        "tiles.iteration_share": 1.0,  # for every field, a tile's too
         "mesh.resolution": 64,
         "train.seed": 7,
     }

@@ -36,7 +36,8 @@ from .test_tiling import capsule_cloud
 
 pytestmark = [pytest.mark.ray]
 
-TILED = {"train.iterations": 200, "train.threads": 1, "tiles.size": 2.3, "mesh.resolution": 32,
+TILED = {"train.iterations": 200, "tiles.iteration_share": 1.0, "train.threads": 1, "tiles.size": 2.3,
+         "mesh.resolution": 32,
          "preview.enabled": True, "preview.min_resolution": 16, "preview.max_resolution": 24,
          "train.device": "cpu"}
 """Two tiles of 200 steps each, one thread each: a few seconds a tile on one core."""

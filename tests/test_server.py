@@ -150,6 +150,25 @@ def test_cancel_mid_job_answers_within_a_second_and_the_next_job_runs(backend):
     assert states[long_job] == "cancelled" and states[next_job] == "done"
 
 
+def test_a_tiled_jobs_listing_counts_the_steps_of_all_its_tiles(backend):
+    address, _ = backend
+    points, normals = sphere_cloud(1600)
+    # 4 tiles of 2.4 x 2.4 x 1.2 (the padded sphere cut in 2 along x and y), a quarter of 40 steps each
+    tiled = {**JOB, "train.iterations": 40, "tiles.size": 1.2, "tiles.iteration_share": 0.25,
+             "preview.enabled": False}
+    with Client(address=address) as client:
+        request = client.submit(points, normals, overrides=tiled, tag="tiled")
+        events = collect(client, finished(JobDone))
+        job = accepted(events, request)
+        client.list_jobs()
+        listing = next(e for e in collect(client, finished(JobList)) if isinstance(e, JobList))
+    progress = [e for e in events if isinstance(e, Progress) and e.job == job]
+    tiles = progress[-1].tiles
+    assert tiles > 1 and progress[-1].total == tiles * 10 == progress[-1].iteration
+    row = next(row for row in listing.jobs if row.job == job)
+    assert (row.state, row.iteration, row.total) == ("done", tiles * 10, tiles * 10)
+
+
 def raw_dealer(address: str):
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)

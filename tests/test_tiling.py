@@ -12,7 +12,7 @@ from siren_recon.engine.meshing.dense import resolution_for_voxel
 from siren_recon.engine.pipeline import reconstruct_points
 from siren_recon.engine.tiling.blend import EMPTY, BlendedSdf, BlendTile, align_signs
 from siren_recon.engine.tiling.plan import plan_tiles, tile_edge
-from siren_recon.engine.tiling.tiled_field import TiledField, tile_count
+from siren_recon.engine.tiling.tiled_field import TiledField, tile_count, tile_iterations
 
 from .numerics_cases import euler_characteristic
 from .shapes import small_config
@@ -156,6 +156,31 @@ def test_the_voxel_size_sets_the_lattice_in_the_clouds_units():
     assert 0.025 < float(np.median(edges)) < 0.075  # marching cubes' edges: up to a face diagonal of a voxel
     default = small_config(train__iterations=50)
     assert reconstruct_points(points, normals, default).field.lattice_resolution() == default.mesh.resolution
+
+
+def test_each_tile_trains_its_share_of_the_steps_and_iterations_given_mean_every_field():
+    from siren_recon.cli import build_parser
+    from siren_recon.commands.job_overrides import job_overrides
+
+    points, normals = capsule_cloud(3000)
+    progress: list = []
+    config = small_config(train__iterations=200, tiles__size=2.3, tiles__iteration_share=0.25)
+    result = reconstruct_points(points, normals, config, on_progress=progress.append)
+    assert isinstance(result.field, TiledField) and len(result.field.tiles) == 2
+    assert [field.steps for field in result.field.fields] == [50, 50]
+    assert [field.config.train.iterations for field in result.field.fields] == [50, 50]
+    assert (progress[-1].iteration, progress[-1].total) == (100, 100)
+    assert result.field.config.train.iterations == 200  # the job's own budget, as asked
+    one = small_config(train__iterations=200, tiles__iteration_share=0.25)
+    assert reconstruct_points(points, normals, one).field.steps == 200  # one field: all of them
+    # the share's bounds: at least 2 steps (one a stage), never more than the budget
+    assert tile_iterations(small_config(train__iterations=5, tiles__iteration_share=0.1)) == 2
+    assert tile_iterations(small_config(train__iterations=1, tiles__iteration_share=0.1)) == 1
+    assert tile_iterations(small_config(train__iterations=2000, tiles__iteration_share=1.0)) == 2000
+    # --iterations N: every field, a tile's too, exactly N steps
+    args = build_parser().parse_args(["submit", "in.xyz", "-o", "out.ply", "--iterations", "300", "--tile-size", "2"])
+    asked = job_overrides(args)
+    assert (asked["train.iterations"], asked["tiles.iteration_share"], asked["train.until"]) == (300, 1.0, "iterations")
 
 
 def test_a_tiled_run_asked_for_a_checkpoint_is_refused_in_one_line(tmp_path, capsys):

@@ -18,8 +18,11 @@ def job_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def iteration_overrides(iterations: int | None) -> dict[str, Any]:
-    """``--iterations N``: exactly ``N`` steps (``train.until=iterations``), not at most ``N``."""
-    return {} if iterations is None else {"train.iterations": iterations, "train.until": "iterations"}
+    """``--iterations N``: exactly ``N`` steps for every field, a tile's too (``train.until=iterations``,
+    ``tiles.iteration_share=1``), not at most ``N``."""
+    if iterations is None:
+        return {}
+    return {"train.iterations": iterations, "train.until": "iterations", "tiles.iteration_share": 1.0}
 
 
 def scene_overrides(args: argparse.Namespace) -> dict[str, Any]:

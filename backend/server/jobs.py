@@ -32,6 +32,8 @@ class Job:
     config: ReconstructionConfig
     state: str = QUEUED
     iteration: int = 0
+    total: int = 0
+    """Steps over all of its fields, as its last progress event counted them (0: none yet)."""
     submitted: float = field(default_factory=time.monotonic)
     finished: float = 0.0
     cancel: threading.Event = field(default_factory=threading.Event)

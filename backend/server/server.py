@@ -270,7 +270,8 @@ class Server:
                     parent=message.msg_id,
                     jobs=[
                         JobSummary(
-                            job=j.id, tag=j.tag, state=j.state, iteration=j.iteration, total=j.config.train.iterations
+                            job=j.id, tag=j.tag, state=j.state, iteration=j.iteration,
+                            total=j.total or j.config.train.iterations
                         )
                         for j in mine
                     ],

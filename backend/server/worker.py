@@ -119,7 +119,7 @@ class Worker(threading.Thread):
         log.info("job %s (%s) started: %d points", job.id, job.tag, len(job.points))
 
         def on_progress(event: ProgressEvent) -> None:
-            job.iteration = event.iteration
+            job.iteration, job.total = event.iteration, event.total
             self._send(push, job, Progress(
                 session=self.session, job=job.id, iteration=event.iteration, total=event.total,
                 losses=event.losses, iterations_per_second=event.iterations_per_second,

@@ -398,6 +398,11 @@ class TilesConfig:
     overlap: float = 0.25
     """How far a tile reaches into its neighbours, as a share of its edge: it trains on the points
     out to there, and its field fades out across that band."""
+    iteration_share: float = 0.25
+    """Share of ``train.iterations`` each tile's field trains (at least 2 steps) when a cloud is
+    cut into tiles: a tile's piece of a scene takes a network fewer steps than a whole object,
+    and more tiles of fewer steps keep more detail in the same time (see docs/results.md,
+    "Scenes"). ``--iterations N`` sets it to 1: every field then trains exactly ``N`` steps."""
 
 
 @dataclass
@@ -498,6 +503,7 @@ BOUNDS: dict[str, Bound] = {
     "tiles.size": at_least(0),
     "tiles.voxels": at_least(0),
     "tiles.overlap": between(0, 1, low_open=True),
+    "tiles.iteration_share": between(0, 1, low_open=True),
     "preview.first_iteration": at_least(1),
     "preview.growth": above(1),
     "preview.every_seconds": at_least(0),

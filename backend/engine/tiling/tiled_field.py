@@ -146,12 +146,13 @@ def fit_tiles(
     tile_runner: TileRunner = run_in_turn,
     **trainer_options: object,
 ) -> tuple[SdfField | TiledField, dict[str, float]]:
-    """A field per tile (edge: :func:`~.plan.tile_edge`; plan: :func:`~.plan.plan_tiles`), each trained
-    by ``trainer`` for ``train.iterations`` on its points, then blended; a cloud that fits in one tile gets
-    ``trainer``'s one field. ``tile_runner`` trains the tiles (:mod:`.runs`; by default in turn, in
-    this process). Progress counts the steps done over all tiles (:class:`~.runs.TileProgress`);
-    each finished tile, in the order they finish, adds its part of the surface to a preview of all
-    finished ones. The losses are the tiles' means."""
+    """A field per tile (edge: :func:`~.plan.tile_edge`; plan: :func:`~.plan.plan_tiles`), each
+    trained by ``trainer`` for :func:`tile_iterations` steps on its points, then blended; a cloud
+    that fits in one tile gets ``trainer``'s one field (``train.iterations`` steps).
+    ``tile_runner`` trains the tiles (:mod:`.runs`; by default in turn, in this process). Progress
+    counts the steps done over all tiles (:class:`~.runs.TileProgress`); each finished tile, in the
+    order they finish, adds its part of the surface to a preview of all finished ones. The losses
+    are the tiles' means."""
     edge = tile_edge(points, config)
     if edge <= 0:
         return trainer(points, normals, config, on_progress, on_mesh, should_cancel, **trainer_options)
@@ -160,9 +161,11 @@ def fit_tiles(
     tiles = plan_tiles(pts, edge, config.tiles.overlap, config.mesh.padding)
     if len(tiles) <= 1:
         return trainer(pts, nrm, config, on_progress, on_mesh, should_cancel, **trainer_options)
-    inputs = [TileInput(number, pts[tile.indices], None if nrm is None else nrm[tile.indices], config,
+    steps = tile_iterations(config)
+    tile_config = dataclasses.replace(config, train=dataclasses.replace(config.train, iterations=steps))
+    inputs = [TileInput(number, pts[tile.indices], None if nrm is None else nrm[tile.indices], tile_config,
                         dict(trainer_options)) for number, tile in enumerate(tiles)]
-    progress = TileProgress(on_progress, len(tiles), config.train.iterations)
+    progress = TileProgress(on_progress, len(tiles), steps)
     fields: dict[int, SdfField] = {}
     losses: dict[int, dict[str, float]] = {}
     pieces: list[tuple[np.ndarray, np.ndarray]] = []
@@ -190,6 +193,13 @@ def fit_tiles(
     parts = [losses[number] for number in range(len(tiles))]
     names = set().union(*parts)
     return tiled, {name: float(np.mean([part[name] for part in parts if name in part])) for name in names}
+
+
+def tile_iterations(config: ReconstructionConfig) -> int:
+    """Steps of each tile's field: ``tiles.iteration_share`` of ``train.iterations``, at least 2
+    (one a stage), at most ``train.iterations``."""
+    share = round(config.tiles.iteration_share * config.train.iterations)
+    return min(config.train.iterations, max(2, share))
 
 
 def tile_count(points: np.ndarray, config: ReconstructionConfig) -> int:
