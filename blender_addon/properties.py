@@ -50,8 +50,8 @@ class SirenSettings(bpy.types.PropertyGroup):
     )
     detail_size: FloatProperty(
         name="Detail Size", default=0.0, min=0.0, unit="LENGTH",
-        description="Spacing of the final mesh's grid, the smallest detail it can show; a scene longer than 400 "
-                    "of these is cut into tiles of 400. 0: from Resolution, one network",
+        description="Spacing of the final mesh's grid, the smallest detail it can show; a scene longer than 200 "
+                    "of these is cut into tiles of 200. 0: from Resolution, one network",
     )
     surface_samples: IntProperty(name="Surface Samples", default=SURFACE_SAMPLES, min=1000, max=10_000_000,
                                  description="Points sampled on a mesh with faces (a point cloud sends all its points)")

@@ -189,7 +189,7 @@ def test_a_tiled_run_asked_for_a_checkpoint_is_refused_in_one_line(tmp_path, cap
     np.savetxt(tmp_path / "in.xyz", capsule_cloud(3000)[0])
     argv = ["reconstruct", str(tmp_path / "in.xyz"), "-o", str(tmp_path / "out.ply"), "--checkpoint",
             str(tmp_path / "field.pt")]
-    for scene, tiles in ((["--tile-size", "2"], 3), (["--voxel-size", "0.01"], 2)):  # 440 voxels: tiles of 4
+    for scene, tiles in ((["--tile-size", "2"], 3), (["--voxel-size", "0.02"], 2)):  # 220 voxels: tiles of 4
         assert main([*argv, *scene]) == 2
         error = capsys.readouterr().err.strip()
         assert error.count("\n") == 0 and f"tiled run has {tiles}" in error and "--checkpoint" in error
@@ -199,11 +199,11 @@ def test_a_voxel_size_finer_than_a_network_resolves_cuts_the_cloud_into_tiles_an
     points, _ = capsule_cloud(3000)  # 4.4 long with the default padding
     config = small_config()
     assert tile_edge(points, config) == 0.0 and tile_count(points, config) == 1  # an object: one field
-    assert tile_edge(points, small_config(mesh__voxel_size=0.02)) == 0.0  # 220 voxels: one network's
-    fine = small_config(mesh__voxel_size=0.005)  # 880 voxels: tiles of 400 (2 m), three along the capsule
+    assert tile_edge(points, small_config(mesh__voxel_size=0.025)) == 0.0  # 176 voxels: one network's
+    fine = small_config(mesh__voxel_size=0.01)  # 440 voxels: tiles of 200 (2 m), three along the capsule
     assert tile_edge(points, fine) == pytest.approx(2.0) and tile_count(points, fine) == 3
-    assert tile_edge(points, small_config(mesh__voxel_size=0.005, tiles__voxels=0)) == 0.0  # never by itself
-    assert tile_edge(points, small_config(mesh__voxel_size=0.005, tiles__size=1.5)) == 1.5  # a size given wins
+    assert tile_edge(points, small_config(mesh__voxel_size=0.01, tiles__voxels=0)) == 0.0  # never by itself
+    assert tile_edge(points, small_config(mesh__voxel_size=0.01, tiles__size=1.5)) == 1.5  # a size given wins
     assert tile_count(points, small_config(tiles__size=1.5)) == 3
 
 

@@ -391,14 +391,15 @@ class TilesConfig:
 
     size: float = 0.0
     """Edge length of a tile in the cloud's own units; 0: automatic, by ``voxels``."""
-    voxels: int = 400
+    voxels: int = 200
     """With ``size`` 0 and a ``mesh.voxel_size`` given: a cloud whose padded box is longer than this
-    many voxels is cut into tiles of this many voxels (one network keeps a 1 m chimney on a 20 m
-    tile, not on a 40 m street); without ``mesh.voxel_size``, or with 0 here, a cloud is one field."""
+    many voxels is cut into tiles of this many voxels (10 m at a 5 cm voxel: a network a tile keeps
+    a 1 m chimney, which one over a 40 m street rounds away); without ``mesh.voxel_size``, or with 0
+    here, a cloud is one field."""
     overlap: float = 0.25
     """How far a tile reaches into its neighbours, as a share of its edge: it trains on the points
     out to there, and its field fades out across that band."""
-    iteration_share: float = 0.25
+    iteration_share: float = 0.125
     """Share of ``train.iterations`` each tile's field trains (at least 2 steps) when a cloud is
     cut into tiles: a tile's piece of a scene takes a network fewer steps than a whole object,
     and more tiles of fewer steps keep more detail in the same time (see docs/results.md,
