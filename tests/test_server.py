@@ -153,7 +153,7 @@ def test_cancel_mid_job_answers_within_a_second_and_the_next_job_runs(backend):
 def test_a_tiled_jobs_listing_counts_the_steps_of_all_its_tiles(backend):
     address, _ = backend
     points, normals = sphere_cloud(1600)
-    # 4 tiles of 2.4 x 2.4 x 1.2 (the padded sphere cut in 2 along x and y), a quarter of 40 steps each
+    # 8 tiles (the padded sphere, 2.2 a side, cut in 2 along each axis), a quarter of 40 steps each
     tiled = {**JOB, "train.iterations": 40, "tiles.size": 1.2, "tiles.iteration_share": 0.25,
              "preview.enabled": False}
     with Client(address=address) as client:
