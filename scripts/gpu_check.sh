@@ -62,36 +62,28 @@ fi
 "$PY" -c 'import siren_recon.engine.pipeline' || { log "the project does not import with $PY"; exit 4; }
 "$PY" -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))' | tee "$OUT/torch.txt"
 
-limit=$(allow 180)
-if [ "$limit" -gt 0 ]; then
-    log "cuda tests"
-    timeout "$limit" "$PY" -m pytest -q -m cuda tests/test_cuda.py tests/test_training.py tests/test_fused_gradient.py \
-        --junitxml="$OUT/cuda_tests.xml" > "$OUT/cuda_tests.log" 2>&1
-    log "cuda tests exit $? (tail: $(tail -1 "$OUT/cuda_tests.log"))"
-else skipped "cuda tests"; fi
+# step NAME SECONDS LOG COMMAND...: COMMAND under what the budget allows of SECONDS, its output in
+# $OUT/LOG.log; false when the budget is spent (and the step skipped)
+step() {
+    local name=$1 limit; limit=$(allow "$2"); local file="$OUT/$3.log"; shift 3
+    if [ "$limit" -eq 0 ]; then skipped "$name"; return 1; fi
+    log "$name"
+    timeout "$limit" "$@" > "$file" 2>&1
+    log "$name exit $? (tail: $(tail -1 "$file"))"
+}
 
-limit=$(allow 150)
-if [ "$limit" -gt 0 ]; then
-    log "time to quality: first preview, gaps and whole run at the defaults (the bundled Spot)"
-    timeout "$limit" "$PY" scripts/benchmark_time_to_quality.py --data /nonexistent --inputs oriented,unoriented \
-        --variant today --json "$OUT/time_to_quality.json" > "$OUT/time_to_quality.log" 2>&1
-    log "time to quality exit $?"
-    tail -3 "$OUT/time_to_quality.log" | tee -a "$OUT/gpu_check.log"
-else skipped "time to quality"; fi
+step "cuda tests" 180 cuda_tests "$PY" -m pytest -q -m cuda tests/test_cuda.py tests/test_training.py \
+    tests/test_fused_gradient.py --junitxml="$OUT/cuda_tests.xml"
 
-limit=$(allow 200)
-if [ "$limit" -gt 0 ]; then
-    log "benchmark: step and speed-settings tables"
-    timeout "$limit" "$PY" scripts/benchmark_engine.py --device cuda --quick --no-mesh --speed-settings 200 \
-        --json "$OUT/benchmark_steps.json" > "$OUT/benchmark_steps.log" 2>&1
-    log "step tables exit $?"
-else skipped "step tables"; fi
+step "time to quality: first preview, gaps and whole run at the defaults (the bundled Spot)" 150 time_to_quality \
+    "$PY" scripts/benchmark_time_to_quality.py --data /nonexistent --inputs oriented,unoriented --variant today \
+    --json "$OUT/time_to_quality.json" && tail -3 "$OUT/time_to_quality.log" | tee -a "$OUT/gpu_check.log"
 
-limit=$(allow 300)
-if [ "$limit" -gt 0 ]; then
-    log "benchmark: full run and its float32 reference"
-    timeout "$limit" "$PY" scripts/benchmark_engine.py --device cuda --quick --no-mesh --repeats 1 --full-run \
-        --full-run-reference --json "$OUT/benchmark_full_run.json" > "$OUT/benchmark_full_run.log" 2>&1
-    log "full run exit $?"
-    grep -h "full_run\|Chamfer" "$OUT/benchmark_full_run.log" | tee -a "$OUT/gpu_check.log"
-else skipped "full run"; fi
+step "benchmark: step and speed-settings tables" 200 benchmark_steps \
+    "$PY" scripts/benchmark_engine.py --device cuda --quick --no-mesh --speed-settings 200 \
+    --json "$OUT/benchmark_steps.json"
+
+step "benchmark: full run and its float32 reference" 300 benchmark_full_run \
+    "$PY" scripts/benchmark_engine.py --device cuda --quick --no-mesh --repeats 1 --full-run \
+    --full-run-reference --json "$OUT/benchmark_full_run.json" \
+    && grep -h "full_run\|Chamfer" "$OUT/benchmark_full_run.log" | tee -a "$OUT/gpu_check.log"
