@@ -2,9 +2,10 @@
 
 Both surfaces are sampled area-uniformly with their face normals, and each sample's distance is
 taken to the closest point of the *other mesh's triangles* (exact, through Open3D's raycasting
-scene), not to the other mesh's samples: sample-to-sample distances carry a floor of about half
-the sample spacing (1.3e-3 of the diagonal on Spot at 100k samples), as large as the differences
-between good reconstructions. All distances are divided by the ground truth's box diagonal.
+scene, or :mod:`evaluation.closest_point` where Open3D is not installed), not to the other
+mesh's samples: sample-to-sample distances carry a floor of about half the sample spacing
+(1.3e-3 of the diagonal on Spot at 100k samples), as large as the differences between good
+reconstructions. All distances are divided by the ground truth's box diagonal.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from evaluation.closest_point import closest_on_mesh_numpy, closest_points_on_triangles
 from siren_recon.engine.errors import InputError
 from siren_recon.engine.meshing import component_labels, face_areas
 
@@ -136,13 +138,21 @@ def closest_on_mesh(
 
     Open3D's scene works in float32, so everything is first moved (in float64) to put the mesh's
     box centre at the origin: a scan in georeferenced coordinates (1e5 m) would otherwise lose
-    its millimetres to rounding.
+    its millimetres to rounding. Without Open3D the same points come from
+    :func:`evaluation.closest_point.closest_on_mesh_numpy`, in float64 (slower).
     """
-    import open3d as o3d
-
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces, dtype=np.int64)
     queries = np.asarray(queries, dtype=np.float64)
+    normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
+    try:
+        import open3d as o3d
+    except ImportError:
+        distance, triangle = closest_on_mesh_numpy(v, f, queries)
+        corners = v[f[triangle]]
+        points = closest_points_on_triangles(queries, corners[:, 0], corners[:, 1], corners[:, 2])
+        return distance, points, normals[triangle]
     origin = (v.min(axis=0) + v.max(axis=0)) / 2
     mesh = o3d.t.geometry.TriangleMesh()
     mesh.vertex.positions = o3d.core.Tensor((v - origin).astype(np.float32))
@@ -152,8 +162,6 @@ def closest_on_mesh(
     closest = scene.compute_closest_points(o3d.core.Tensor((queries - origin).astype(np.float32)))
     points = closest["points"].numpy().astype(np.float64) + origin
     triangle = closest["primitive_ids"].numpy().astype(np.int64)
-    normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
     return np.linalg.norm(points - queries, axis=1), points, normals[triangle]
 
 

@@ -41,10 +41,9 @@ def run_one(mesh_path: Path, variant: str, overrides: dict[str, Any], points: in
     from siren_recon.engine.config.reconstruction import ReconstructionConfig, apply_overrides
     from siren_recon.engine.events import MeshEvent, ProgressEvent
     from siren_recon.engine.pipeline import reconstruct_points
-    from siren_recon.open3d_mode import import_open3d
+    from siren_recon.io.text_meshes import read_obj
 
-    mesh = import_open3d().io.read_triangle_mesh(str(mesh_path))
-    truth_v, truth_f = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    truth_v, truth_f = read_obj(mesh_path)
     sample = make_inputs(truth_v, truth_f, points, seed, [variant])[variant]
     config = apply_overrides(ReconstructionConfig(), overrides)
     previews: list[tuple[float, int]] = []

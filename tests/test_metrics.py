@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import open3d as o3d
 import pytest
 
-from evaluation.metrics import compare_meshes, count_components, far_area_fraction, sample_surface
+from evaluation.closest_point import closest_on_mesh_numpy
+from evaluation.metrics import closest_on_mesh, compare_meshes, count_components, far_area_fraction, sample_surface
 from siren_recon.engine.errors import InputError
+from siren_recon.io.text_meshes import read_obj
 
 
 def sphere(radius: float, centre=(0.0, 0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
@@ -65,3 +70,45 @@ def test_component_count_and_far_area():
 def test_empty_mesh_is_an_error():
     with pytest.raises(InputError, match="empty"):
         compare_meshes(np.zeros((0, 3)), np.zeros((0, 3), int), *sphere(1.0))
+
+
+def test_without_open3d_the_closest_points_are_open3ds(monkeypatch: pytest.MonkeyPatch):
+    """Spot, plus a plane of two triangles far larger than the rest and a triangle of no area:
+    the NumPy search finds Open3D's distances for points on, near and far from the mesh, and
+    compare_meshes scores the same with Open3D unimportable."""
+    v, f = read_obj(Path(__file__).resolve().parents[1] / "data" / "spot.obj")
+    extra_v = np.array([[-5.0, -5.0, -0.9], [5.0, -5.0, -0.9], [5.0, 5.0, -0.9], [-5.0, 5.0, -0.9],
+                        [0.0, 0.0, 2.0], [0.5, 0.0, 2.0]])
+    extra_f = np.array([[0, 1, 2], [0, 2, 3], [4, 5, 5]]) + len(v)
+    v, f = np.vstack([v, extra_v]), np.vstack([f, extra_f])
+    rng = np.random.default_rng(3)
+    points, _ = sample_surface(v[:-6], f[:-3], 6_000, rng)
+    queries = np.vstack([points + rng.normal(size=points.shape) * scale for scale in (0.0, 0.003, 0.03, 0.3)]
+                        + [[[0.25, 0.0, 2.1], [9.0, 0.0, 0.0]]])
+    expected, _, _ = closest_on_mesh(v, f, queries)
+    distance, _ = closest_on_mesh_numpy(v, f, queries)
+    np.testing.assert_allclose(distance, expected, atol=2e-6)
+    assert distance[-2] == pytest.approx(0.1) and distance[-1] == pytest.approx(np.hypot(4.0, 0.9))
+    pred, pred_f = sphere(0.5)
+    with_open3d = compare_meshes(pred, pred_f, v, f, samples=20_000)
+    monkeypatch.setitem(sys.modules, "open3d", None)  # `import open3d` now raises ImportError
+    without = compare_meshes(pred, pred_f, v, f, samples=20_000)
+    assert without.chamfer_l1 == pytest.approx(with_open3d.chamfer_l1, rel=1e-5)
+    assert without.hausdorff == pytest.approx(with_open3d.hausdorff, rel=1e-5)
+    assert without.fscore == pytest.approx(with_open3d.fscore, abs=1e-3)
+
+
+def test_without_open3d_a_long_triangle_beats_nearer_centroids():
+    """Three hundred slivers 10 long and a patch of small triangles just above one of them: the
+    query's 16 nearest centroids are all the patch's, yet the closest triangle is the sliver.
+    (Open3D 0.20's float32 query puts the first one 0.024 away.)"""
+    slivers_v = np.array([[[0.0, y, 0.0], [10.0, y, 0.0], [10.0, y + 0.01, 0.0]] for y in np.arange(300) * 0.1])
+    xs, ys = np.meshgrid(np.linspace(0.45, 0.55, 6), np.linspace(1.95, 2.05, 6))
+    grid = np.stack([xs.ravel(), ys.ravel(), np.full(xs.size, 0.05)], axis=1)
+    cells = np.array([[r * 6 + c, r * 6 + c + 1, r * 6 + c + 7] for r in range(5) for c in range(5)])
+    v = np.vstack([slivers_v.reshape(-1, 3), grid])
+    f = np.vstack([np.arange(900).reshape(300, 3), cells + 900])
+    queries = np.array([[0.5, 2.0003, 0.001], [3.0, 10.0002, -0.002], [0.5, 2.0, 0.06]])
+    distance, triangle = closest_on_mesh_numpy(v, f, queries)
+    assert distance == pytest.approx([0.001, 0.002, 0.01]) and triangle[:2].tolist() == [20, 100]
+    assert triangle[2] >= 300  # the patch
