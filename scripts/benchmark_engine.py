@@ -132,8 +132,8 @@ def train_table(device: torch.device, widths: list[int], points: int, repeats: i
     for width in widths:
         config = apply_overrides(ReconstructionConfig(), {"model.hidden_features": width, "model.hidden_layers": 3})
         # the engine at its defaults, and beside it: the fused pass at its other backward
-        # precision and on the other side of compile from what the defaults pick on this device,
-        # oriented steps with the eikonal at a tenth of the off-surface points (a speed option
+        # precision and on the other side of compile from what the defaults pick on this device
+        # (both modes), oriented steps with the eikonal at a tenth of the off-surface points (a speed option
         # that costs some accuracy), unoriented ones with the divergence at every off-surface
         # point, as the reference takes it
         other = "float32" if config.train.backward_precision == "bfloat16" else "bfloat16"
@@ -148,7 +148,11 @@ def train_table(device: torch.device, widths: list[int], points: int, repeats: i
                 **compile_variant,
                 "eikonal at a tenth of the off-surface points": {"oriented.eikonal_share": 0.1},
             },
-            "unoriented": {**precision, "divergence at every point": {"unoriented.divergence_share": 1.0}},
+            "unoriented": {
+                **precision,
+                **compile_variant,
+                "divergence at every point": {"unoriented.divergence_share": 1.0},
+            },
         }
         engines = {
             mode: {

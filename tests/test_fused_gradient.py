@@ -132,8 +132,8 @@ def test_auto_settings_follow_the_device_and_the_cpu():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     has_bf16 = fused_gradient.cpu_has_native_bfloat16()
     assert fused_settings("auto", "off", cpu) == (torch.bfloat16 if has_bf16 else torch.float32, False)
-    # compiled on CUDA where Triton (torch.compile's GPU code generator) is installed
-    assert fused_settings("auto", "auto", cuda) == (torch.float32, fused_gradient.triton_found())
+    # eager on CUDA: there the step is bound by kernel launches, which compiling did not cut
+    assert fused_settings("auto", "auto", cuda) == (torch.float32, False)
     assert fused_settings("bfloat16", "on", cuda) == (torch.bfloat16, True)
     assert fused_settings("float32", "off", cpu) == (torch.float32, False)
 

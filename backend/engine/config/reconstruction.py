@@ -326,11 +326,11 @@ class TrainConfig:
     cancelling terms, whose rounding is no longer small against it."""
     compile: CompileChoice = "auto"
     """``torch.compile`` the fused path's two passes (fusing their elementwise work, which bounds
-    the CPU step by memory traffic and cuts the GPU step's few hundred small kernel launches):
-    ``on``, ``off`` or ``auto``: on for the CPU when a C++ compiler is found, on for CUDA when
-    Triton is installed (an estimate until measured there, see docs/scaling.md). The first
-    compile on a machine takes about 20 s (then cached on disk, about 3 s a process); a failed
-    compile falls back to eager."""
+    the CPU step by memory traffic): ``on``, ``off`` or ``auto``: on for the CPU when a C++
+    compiler is found, off on CUDA, where the step is bound by kernel launches that compiling
+    does not cut and the compile only delays the first preview (docs/results.md, "On a GPU").
+    The first compile on a machine takes about 20 s (then cached on disk, about 3 s a process);
+    a failed compile falls back to eager."""
     matmul_precision: MatmulPrecision = "auto"
     """Precision of the hidden layers' float32 matrix products on CUDA: ``float32``, ``tf32``
     (10-bit mantissa inputs on tensor cores, float32 sums: about 6x the float32 rate on an H100)

@@ -215,7 +215,7 @@ def fused_settings(backward_precision: str, compile: str, device: torch.device) 
     else:
         low = backward_precision == "bfloat16"
     if compile == "auto":
-        compiled = cpp_compiler_found() if cpu else device.type == "cuda" and triton_found()
+        compiled = cpu and cpp_compiler_found()
     else:
         compiled = compile == "on"
     return (torch.bfloat16 if low else torch.float32), compiled
