@@ -2,7 +2,8 @@
 # The GPU check, one command on a lent GPU machine within GPU_CHECK_SECONDS (default 420, so a
 # rerun still fits in a short loan): finds a Python whose torch sees CUDA, runs the tests marked
 # cuda, then the bundled Spot with and without normals at the defaults (first preview, gaps
-# between previews, whole run), the benchmark's step and speed-settings tables and one full
+# between previews, whole run), Spot on the machine's CPU at 2 to 16 threads, the
+# benchmark's step and speed-settings tables and one full
 # unoriented reconstruction (with its float32 reference for the Chamfer), most wanted first;
 # a step that would outrun the budget is cut short or skipped, saying so. Every log and JSON goes
 # under $OUT (default out/gpu_check).
@@ -10,7 +11,8 @@
 #     OUT=/some/dir GPU_CHECK_SECONDS=300 scripts/gpu_check.sh
 #     GPU_CHECK_STEPS="time_to_quality benchmark_full_run" scripts/gpu_check.sh   # those steps only
 #
-# Steps (by their log's name): cuda_tests, time_to_quality, benchmark_steps, benchmark_full_run.
+# Steps (by their log's name): cuda_tests, time_to_quality, cpu_threads, benchmark_steps,
+# benchmark_full_run.
 # Where Open3D is missing, the Chamfer figures come from evaluation/closest_point.py.
 #
 # It uses .venv when its torch sees CUDA, else a system python3 whose torch does (importing the
@@ -84,6 +86,17 @@ step "cuda tests" 180 cuda_tests "$PY" -m pytest -q -m cuda tests/test_cuda.py t
 step "time to quality: first preview, gaps and whole run at the defaults (the bundled Spot)" 150 time_to_quality \
     "$PY" scripts/benchmark_time_to_quality.py --data /nonexistent --inputs oriented,unoriented --variant today \
     --json "$OUT/time_to_quality.json" && tail -3 "$OUT/time_to_quality.log" | tee -a "$OUT/gpu_check.log"
+
+# the same Spot on this machine's CPU at 2, 4, 8 and 16 threads (400 steps each, after a short run
+# that fills the compile cache): the speed-up from more cores, which a 2-core machine cannot show
+step "CPU threads: the bundled Spot on 2, 4, 8 and 16 threads" 150 cpu_threads \
+    "$PY" scripts/benchmark_time_to_quality.py --data /nonexistent --inputs oriented \
+    --variant "warm-up:train.device=cpu,train.iterations=20" \
+    --variant "threads-2:train.device=cpu,train.iterations=400,train.threads=2" \
+    --variant "threads-4:train.device=cpu,train.iterations=400,train.threads=4" \
+    --variant "threads-8:train.device=cpu,train.iterations=400,train.threads=8" \
+    --variant "threads-16:train.device=cpu,train.iterations=400,train.threads=16" \
+    --json "$OUT/cpu_threads.json" && tail -4 "$OUT/cpu_threads.log" | tee -a "$OUT/gpu_check.log"
 
 step "benchmark: step and speed-settings tables" 200 benchmark_steps \
     "$PY" scripts/benchmark_engine.py --device cuda --quick --no-mesh --speed-settings 200 \
