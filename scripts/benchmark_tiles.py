@@ -54,9 +54,11 @@ def peak_rss_mb() -> float:
 
 
 def run_engine(points: np.ndarray, tile_size: float, voxel_size: float, iterations: int | None,
-               device: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+               device: str, settings: list[str]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Our reconstruction of ``points`` with tiles of ``tile_size`` (0: one field), every field
-    ``iterations`` steps as the CLI's ``--iterations`` gives them (``None``: the engine's defaults)."""
+    ``iterations`` steps as the CLI's ``--iterations`` gives them (``None``: the engine's defaults),
+    and ``settings`` (``KEY=VALUE``, as the CLI's ``--set``) on top."""
+    from siren_recon.cli import parse_override
     from siren_recon.commands.job_overrides import iteration_overrides
     from siren_recon.engine.config.reconstruction import ReconstructionConfig, apply_overrides
     from siren_recon.engine.pipeline import reconstruct_points
@@ -66,6 +68,7 @@ def run_engine(points: np.ndarray, tile_size: float, voxel_size: float, iteratio
         "train.device": device,
         # 0: one field even where the voxel size would tile the street by itself (tiles.voxels)
         **({"tiles.voxels": 0} if tile_size <= 0 else {}),
+        **dict(parse_override(setting) for setting in settings),
     })
     result = reconstruct_points(points, None, config)
     tiles = len(getattr(result.field, "tiles", ())) or 1
@@ -95,14 +98,14 @@ def run_poisson(points: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray,
 
 
 def run_child(variant: str, points_path: Path, mesh_path: Path, voxel_size: float, iterations: int | None,
-              device: str) -> dict[str, Any]:
+              device: str, settings: list[str]) -> dict[str, Any]:
     """One variant (``poisson:DEPTH`` or a tile size) in this process: the mesh written to
     ``mesh_path``, timings and peak memory returned."""
     points = np.load(points_path)
     if variant.startswith("poisson:"):
         vertices, faces, figures = run_poisson(points, int(variant.split(":")[1]))
     else:
-        vertices, faces, figures = run_engine(points, float(variant), voxel_size, iterations, device)
+        vertices, faces, figures = run_engine(points, float(variant), voxel_size, iterations, device, settings)
     figures["peak_rss_mb"] = peak_rss_mb()
     np.savez(mesh_path, vertices=vertices, faces=faces)
     return figures
@@ -141,6 +144,8 @@ def main() -> int:
     parser.add_argument("--tile-size", default="0,12", help="comma-separated tile edges in metres; 0: one field")
     parser.add_argument("--voxel-size", type=float, default=0.0, help="mesh.voxel_size in metres; 0: from resolution")
     parser.add_argument("--device", default="auto", help="train.device")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an engine setting for every field (repeatable), as the CLI's --set")
     parser.add_argument("--seed", type=int, default=0, help="seed of the scene and of the survey")
     parser.add_argument("--samples", type=int, default=100_000, help="samples per mesh for the distances")
     parser.add_argument("--poisson-depth", default="10,11", help="comma-separated octree depths of Poisson's rows")
@@ -150,7 +155,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.one:
         figures = run_child(args.one[0], Path(args.one[1]), Path(args.one[2]), args.voxel_size, args.iterations,
-                            args.device)
+                            args.device, args.set)
         print(json.dumps(figures))
         return 0
 
@@ -177,6 +182,7 @@ def main() -> int:
             child = subprocess.run(
                 [sys.executable, __file__, "--voxel-size", str(args.voxel_size), "--device", args.device,
                  *(["--iterations", str(args.iterations)] if args.iterations is not None else []),
+                 *(f"--set={setting}" for setting in args.set),
                  "--one", variant, str(points_path), str(mesh_path)],
                 capture_output=True, text=True,
             )
@@ -203,6 +209,7 @@ def main() -> int:
         from evaluation.harness import write_json
 
         write_json(args.json, {"points": args.points, "noise": args.noise, "iterations": args.iterations,
+                               "settings": args.set,
                                "voxel_size": args.voxel_size, "seed": args.seed,
                                "load_average": os.getloadavg(), "rows": rows})
     return 0
