@@ -2,9 +2,9 @@
 # The GPU check, one command on a lent GPU machine within GPU_CHECK_SECONDS (default 420, so a
 # rerun still fits in a short loan): finds a Python whose torch sees CUDA, runs the tests marked
 # cuda, then the bundled Spot with and without normals at the defaults (first preview, gaps
-# between previews, whole run), Spot on the machine's CPU at 2 to 16 threads, the
-# benchmark's step and speed-settings tables and one full
-# unoriented reconstruction (with its float32 reference for the Chamfer), most wanted first;
+# between previews, whole run), Spot on the machine's CPU at 2 to 16 threads, the benchmark's
+# step and speed-settings tables and one full unoriented reconstruction (with its float32
+# reference for the Chamfer), most wanted first;
 # a step that would outrun the budget is cut short or skipped, saying so. Every log and JSON goes
 # under $OUT (default out/gpu_check).
 #
