@@ -176,7 +176,9 @@ def test_reconstruct_selected_shows_a_live_preview_over_the_moved_source(addon, 
     local = np.array(source.matrix_world.inverted())
     world = mesh_arrays(preview).astype(np.float64)
     radii = np.linalg.norm(world @ local[:3, :3].T + local[:3, 3], axis=1)
-    assert abs(np.median(radii) - 1.0) < 0.02 and np.abs(radii - 1.0).max() < 0.08
+    # (a wrong frame puts vertices 0.4 and more off; the fit's worst vertex after 400 steps
+    # follows the CPU's sums: under 0.08 on an AMD EPYC, 0.087 on an Intel Xeon)
+    assert abs(np.median(radii) - 1.0) < 0.02 and np.abs(radii - 1.0).max() < 0.12
     assert len(preview.data.polygons) > 500
     colours = np.empty(len(preview.data.vertices) * 4, dtype=np.float32)
     preview.data.color_attributes["siren_colour"].data.foreach_get("color", colours)
