@@ -66,6 +66,13 @@ def sample_surface(
     return points, normals
 
 
+
+def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit normals (F, 3) of a triangle mesh's faces, by the right-hand rule."""
+    a, b, c = (vertices[faces[:, i]] for i in range(3))
+    normals = np.cross(b - a, c - a)
+    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
+
 @dataclass(frozen=True)
 class SampledSide:
     """Area-uniform samples of one mesh, each with its nearest point on the other mesh."""
@@ -144,8 +151,7 @@ def closest_on_mesh(
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces, dtype=np.int64)
     queries = np.asarray(queries, dtype=np.float64)
-    normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
+    normals = face_normals(v, f)
     try:
         import open3d as o3d
     except ImportError:

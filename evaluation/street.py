@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .metrics import sample_surface
+from .metrics import face_normals, sample_surface
 
 GROUND, HOUSE, CHIMNEY, PARAPET = 0, 1, 2, 3
 """Face labels: the part of the scene a face belongs to."""
@@ -74,13 +74,6 @@ def box(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     (x0, y0, z0), (x1, y1, z1) = lo, hi
     return np.array([[x0, y0, z0], [x1, y0, z0], [x1, y1, z0], [x0, y1, z0],
                      [x0, y0, z1], [x1, y0, z1], [x1, y1, z1], [x0, y1, z1]], dtype=np.float64)
-
-
-def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Unit normals (F, 3) of a triangle mesh's faces, by the right-hand rule."""
-    a, b, c = (vertices[faces[:, i]] for i in range(3))
-    normals = np.cross(b - a, c - a)
-    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
 
 
 def seen_from_above(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
