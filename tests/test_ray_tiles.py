@@ -26,9 +26,11 @@ import ray
 
 from siren_recon.engine.events import MeshEvent, ProgressEvent, ReconstructionResult
 from siren_recon.engine.pipeline import reconstruct_points
+from siren_recon.engine.tiling.block_meshing import mesh_in_turn
 from siren_recon.engine.tiling.runs import FieldState, TileProgress
 from siren_recon.engine.tiling.tiled_field import TiledField
 from siren_recon.server.executors.ray import SINGLE_MACHINE_ENV, RayExecutor, _loopback_only
+from siren_recon.server.executors.ray_tiles import RayTileRunner
 from siren_recon.server.jobs import Job
 
 from .shapes import small_config
@@ -155,6 +157,29 @@ def test_two_workers_train_the_tiles_and_the_mesh_is_the_local_one(ray_cluster, 
     assert meshes[0].iteration <= meshes[1].iteration == 400 and len(meshes[0].faces) < len(meshes[1].faces)
     np.testing.assert_array_equal(meshes[-1].vertices, local.vertices)
     assert result.stats["faces"] == len(local.faces)
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_the_blend_is_meshed_block_by_block_as_ray_tasks_as_in_this_process(ray_cluster):
+    points, normals = capsule_cloud(3000)
+    field = local_run(points, normals, {**TILED, "train.iterations": 50, "mesh.resolution": 80}).field
+    assert isinstance(field, TiledField)
+    blocks = field.lattice_blocks()
+    assert len(blocks) >= 3
+    runner = RayTileRunner({"num_cpus": 1}, threads=1, attempts=1)
+    remote = sorted(runner.mesh_blocks(blocks), key=lambda piece: piece.number)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = list(mesh_in_turn(blocks, torch.device("cpu")))
+    finally:
+        torch.set_num_threads(threads)
+    assert [piece.number for piece in remote] == [piece.number for piece in here] == list(range(len(blocks)))
+    assert sum(len(piece.faces) > 0 for piece in here) >= 2
+    for there, local in zip(remote, here):  # the same networks and threads on the same CPU: the same bits
+        np.testing.assert_array_equal(there.points, local.points)
+        np.testing.assert_array_equal(there.faces, local.faces)
 
 
 @pytest.mark.live

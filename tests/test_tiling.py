@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.spatial import cKDTree
 
-from siren_recon.engine.meshing import component_labels
+from siren_recon.engine.meshing import component_labels, extract_mesh, grid_shape
 from siren_recon.engine.meshing.dense import resolution_for_voxel
 from siren_recon.engine.pipeline import reconstruct_points
 from siren_recon.engine.tiling.blend import EMPTY, BlendedSdf, BlendTile, align_signs
@@ -124,6 +125,18 @@ def test_a_tiled_fit_is_seamless_across_the_borders_and_as_close_as_one_field():
     one_field = border_error(whole.vertices, [border])
     assert border_error(tiled.vertices, [border]) < max(1.5 * one_field, 0.01), one_field
     assert float(np.abs(capsule_distance(tiled.vertices)).mean()) < 0.01
+    # meshed in blocks of about a tile's edge: the mesh of the whole lattice, welded shut
+    field = tiled.field
+    blocks = field.lattice_blocks()
+    assert len(blocks) >= 2 and {len(block.tiles) for block in blocks} <= {1, 2}
+    lo, hi = np.array(field.bounds[0]), np.array(field.bounds[1])
+    whole_v, whole_f = extract_mesh(BlendedSdf(field.blend_tiles()), lo, hi, field.lattice_resolution(), 131072,
+                                    torch.device("cpu"), True)
+    vertices, faces = field.raw_mesh()
+    assert len(faces) == len(whole_f) and len(vertices) == len(whole_v)
+    voxel = grid_shape(lo, hi, field.lattice_resolution())[1]
+    assert float(cKDTree(whole_v).query(vertices)[0].max()) < 0.01 * voxel
+    assert closed_and_whole(*field.mesh())
 
 
 @pytest.mark.slow

@@ -39,25 +39,28 @@ def evaluate_grid(
     voxel: float,
     chunk_points: int,
     device: torch.device,
+    start: np.ndarray | None = None,
 ) -> np.ndarray:
-    """SDF values on the grid ``lo + voxel * (i, j, k)`` as a float32 array of shape ``counts``."""
+    """SDF values on the grid ``lo + voxel * (start + (i, j, k))`` as a float32 array of shape
+    ``counts`` (``start``: the block's first point on a larger lattice, default 0)."""
     nx, ny, nz = (int(c) for c in counts)
+    sx, sy, sz = (0, 0, 0) if start is None else (int(s) for s in start)
     volume = np.empty((nx, ny, nz), dtype=np.float32)
-    ys = torch.arange(ny, device=device, dtype=torch.float32) * voxel + float(lo[1])
-    zs = torch.arange(nz, device=device, dtype=torch.float32) * voxel + float(lo[2])
+    ys = torch.arange(sy, sy + ny, device=device, dtype=torch.float32) * voxel + float(lo[1])
+    zs = torch.arange(sz, sz + nz, device=device, dtype=torch.float32) * voxel + float(lo[2])
     yy, zz = torch.meshgrid(ys, zs, indexing="ij")
     plane = torch.stack([yy.reshape(-1), zz.reshape(-1)], dim=1)
     plane_points = ny * nz
-    start = 0
+    first = 0
     rows_per_chunk = max(1, chunk_points // plane_points)
-    while start < nx:
-        stop = min(nx, start + rows_per_chunk)
-        xs = torch.arange(start, stop, device=device, dtype=torch.float32) * voxel + float(lo[0])
+    while first < nx:
+        stop = min(nx, first + rows_per_chunk)
+        xs = torch.arange(sx + first, sx + stop, device=device, dtype=torch.float32) * voxel + float(lo[0])
         if plane_points <= chunk_points:
             pts = torch.cat(
-                [xs.repeat_interleave(plane_points)[:, None], plane.repeat(stop - start, 1)], dim=1
+                [xs.repeat_interleave(plane_points)[:, None], plane.repeat(stop - first, 1)], dim=1
             )
-            volume[start:stop] = sdf(pts).reshape(stop - start, ny, nz).float().cpu().numpy()
+            volume[first:stop] = sdf(pts).reshape(stop - first, ny, nz).float().cpu().numpy()
         else:
             for row, x in enumerate(xs):
                 out = np.empty(plane_points, dtype=np.float32)
@@ -65,8 +68,8 @@ def evaluate_grid(
                     part = plane[c0 : c0 + chunk_points]
                     pts = torch.cat([x.expand(len(part), 1), part], dim=1)
                     out[c0 : c0 + len(part)] = sdf(pts).float().cpu().numpy()
-                volume[start + row] = out.reshape(ny, nz)
-        start = stop
+                volume[first + row] = out.reshape(ny, nz)
+        first = stop
     return volume
 
 

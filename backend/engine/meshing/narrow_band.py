@@ -52,13 +52,16 @@ class BandBlocks:
 
 @torch.no_grad()
 def _evaluate_points(sdf: SdfFunction, lo: np.ndarray, voxel: float, index: np.ndarray,
-                     chunk_points: int, device: torch.device) -> np.ndarray:
-    """SDF at the grid points ``lo + voxel * index`` ((M, 3) integer indices), chunk by chunk."""
+                     chunk_points: int, device: torch.device, start: np.ndarray | None = None) -> np.ndarray:
+    """SDF at the grid points ``lo + voxel * (start + index)`` ((M, 3) integer indices; ``start``
+    the block's first point on a larger lattice, default 0), chunk by chunk."""
+    if start is not None:
+        index = index + np.asarray(start, dtype=index.dtype)
     out = np.empty(len(index), dtype=np.float32)
     origin = torch.as_tensor(lo, dtype=torch.float32, device=device)
-    for start in range(0, len(index), chunk_points):
-        part = torch.as_tensor(index[start : start + chunk_points], device=device).float()
-        out[start : start + len(part)] = sdf(origin + voxel * part).float().cpu().numpy()
+    for first in range(0, len(index), chunk_points):
+        part = torch.as_tensor(index[first : first + chunk_points], device=device).float()
+        out[first : first + len(part)] = sdf(origin + voxel * part).float().cpu().numpy()
     return out
 
 
@@ -104,8 +107,8 @@ def _infer_finer(coarse: np.ndarray, reach: float, keep: float = 0.0) -> np.ndar
 
 
 def _refine_lattice(sdf: SdfFunction, lo: np.ndarray, voxel: float, chunk_points: int, device: torch.device,
-                    values: np.ndarray, exact: np.ndarray, step: int, lipschitz: float
-                    ) -> tuple[np.ndarray, np.ndarray, int]:
+                    values: np.ndarray, exact: np.ndarray, step: int, lipschitz: float,
+                    start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """The whole lattice of ``step`` voxels from that of ``2 * step``, evaluating unknown points.
 
     A bound is kept only if it is at least the slope bound times half a cell diagonal of this
@@ -116,7 +119,7 @@ def _refine_lattice(sdf: SdfFunction, lo: np.ndarray, voxel: float, chunk_points
     fine = _infer_finer(values, reach, 0.5 * np.sqrt(3.0) * reach)
     unknown = np.isnan(fine)
     index = np.argwhere(unknown) * step
-    fine[unknown] = _evaluate_points(sdf, lo, voxel, index, chunk_points, device)
+    fine[unknown] = _evaluate_points(sdf, lo, voxel, index, chunk_points, device, start)
     fine_exact = unknown
     fine_exact[::2, ::2, ::2] |= exact
     return fine, fine_exact, len(index)
@@ -169,6 +172,7 @@ def evaluate_band(
     device: torch.device,
     block: int = BAND_BLOCK,
     lipschitz: float = BAND_LIPSCHITZ,
+    start: np.ndarray | None = None,
 ) -> tuple[BandBlocks, float]:
     """The grid of :func:`evaluate_grid`, evaluated only where marching cubes needs values.
 
@@ -180,6 +184,10 @@ def evaluate_band(
     cubes sees the values of the dense grid on each edge it puts a vertex on. A cube the surface
     leaves through a face is added to the listed cubes. Returns the cubes and the share of grid
     points evaluated.
+
+    With ``start``, the grid is a block of a larger lattice with the same ``lo`` and ``voxel``,
+    whose point ``start`` is the block's first: its points are evaluated at the lattice's very
+    coordinates, so that two blocks sharing a face see the same points there.
     """
     n = np.asarray(counts, dtype=np.int64)
     cells = np.maximum((n + block - 2) // block, 1)
@@ -187,12 +195,13 @@ def evaluate_band(
     padded = cells * block + 1
     step = block
     index = np.indices(tuple(cells + 1)).reshape(3, -1).T * step
-    values = _evaluate_points(sdf, lo, voxel, index, chunk_points, device).reshape(tuple(cells + 1))
+    values = _evaluate_points(sdf, lo, voxel, index, chunk_points, device, start).reshape(tuple(cells + 1))
     exact = np.ones(values.shape, dtype=bool)
     evaluated = len(index)
     while step > 2:
         step //= 2
-        values, exact, count = _refine_lattice(sdf, lo, voxel, chunk_points, device, values, exact, step, lipschitz)
+        values, exact, count = _refine_lattice(sdf, lo, voxel, chunk_points, device, values, exact, step,
+                                               lipschitz, start)
         evaluated += count
 
     # a step-2 cell whose corners all exceed the bound over the longest reach (sqrt(3) voxels)
@@ -223,7 +232,7 @@ def evaluate_band(
         points = cubes[where[0]] * block + np.stack(where[1:], axis=1)
         keys, inverse = np.unique(linear(points), return_inverse=True)
         grid = np.stack(np.unravel_index(keys, tuple(padded)), axis=1)
-        result = _evaluate_points(sdf, lo, voxel, grid, chunk_points, device)
+        result = _evaluate_points(sdf, lo, voxel, grid, chunk_points, device, start)
         evaluated += len(keys)
         done_keys.append(keys)
         done_values.append(result)
@@ -281,12 +290,20 @@ def _set_shared(values: np.ndarray, exact: np.ndarray, table: np.ndarray, block:
 
 
 def marching_cubes_blocks(blocks: BandBlocks, lo: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarray]:
-    """Zero level set of a narrow band (:func:`evaluate_band`), one cube at a time.
+    """Zero level set of a narrow band (:func:`evaluate_band`) in the box's coordinates: the
+    surface of :func:`band_surface_grid` at ``lo + voxel * (i, j, k)``. Empty arrays when nothing
+    crosses zero."""
+    points, faces = band_surface_grid(blocks, voxel)
+    return np.asarray(lo, dtype=np.float64) + voxel * points, faces
+
+
+def band_surface_grid(blocks: BandBlocks, voxel: float) -> tuple[np.ndarray, np.ndarray]:
+    """Zero level set of a narrow band, one cube at a time, vertices in grid units (float64).
 
     A vertex on a face shared by two cubes comes out of both with the same coordinates in grid
     units (the same two values interpolated, the same integer offset added), so the pieces are
-    welded by exact equality into one mesh, as :func:`marching_cubes_volume` gives for the
-    dense grid. Empty arrays when nothing crosses zero.
+    welded by exact equality (:func:`weld_exact`) into one mesh, as :func:`marching_cubes_volume`
+    gives for the dense grid. Empty arrays when nothing crosses zero.
 
     A grid value of exactly zero is common (a network's output is a difference of large terms,
     rounded to about 2^-15), and marching cubes puts one vertex per crossing edge on that very
@@ -311,12 +328,18 @@ def marching_cubes_blocks(blocks: BandBlocks, lo: np.ndarray, voxel: float) -> t
         total += len(v)
     if not verts:
         return empty_mesh()
-    points = np.concatenate(verts)
-    shared = np.flatnonzero(np.concatenate(on_face))  # only these can have a twin in another cube
-    _, first, inverse = np.unique(points[shared], axis=0, return_index=True, return_inverse=True)
+    return weld_exact(np.concatenate(verts), np.concatenate(faces), np.flatnonzero(np.concatenate(on_face)))
+
+
+def weld_exact(points: np.ndarray, faces: np.ndarray, candidates: np.ndarray,
+               keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``points`` with copies merged into their first, ``faces`` renumbered to match. Copies are
+    rows of ``candidates`` (indices into ``points``; the other rows are kept as they are, in
+    order) with equal ``keys`` rows (one per candidate; default: the points themselves)."""
+    keys = points[candidates] if keys is None else keys
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     target = np.arange(len(points))
-    target[shared] = shared[first][inverse.reshape(-1)]
+    target[candidates] = candidates[first][inverse.reshape(-1)]
     keep = target == np.arange(len(points))
     number = np.cumsum(keep) - 1
-    return np.asarray(lo, dtype=np.float64) + voxel * points[keep], number[target][np.concatenate(faces)]
-
+    return points[keep], number[target][faces]

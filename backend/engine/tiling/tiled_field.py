@@ -18,10 +18,12 @@ from ..events import MeshEvent, ProgressEvent
 from ..field.model import FoldedSiren
 from ..field.sdf_field import SUPPORT_POINTS, SdfField, mesh_bounds, support_subsample
 from ..meshing import extract_mesh
-from ..meshing.dense import resolution_for_voxel
+from ..meshing.dense import grid_shape, resolution_for_voxel
 from ..meshing.finishing import finish_mesh
+from ..meshing.lattice_blocks import join_blocks
 from ..meshing.trimming import TrimOutcome
 from .blend import BlendedSdf, BlendTile, align_signs
+from .block_meshing import BlendTileState, BlockInput, BlockMesher, block_mesher_of, mesh_in_turn, plan_blocks
 from .plan import Tile, plan_tiles, tile_edge
 from .runs import TileInput, TileProgress, TileRunner, Trainer, run_in_turn
 
@@ -41,6 +43,8 @@ class TiledField:
     config: ReconstructionConfig
     signs: list[float]
     """Each tile's field as it enters the blend (-1: flipped to agree with its neighbours)."""
+    mesher: BlockMesher = dataclasses.field(default=mesh_in_turn, repr=False)
+    """Where the blend's lattice is meshed, block by block (:mod:`.block_meshing`)."""
 
     @property
     def mode(self) -> str:
@@ -95,16 +99,32 @@ class TiledField:
         side = max(high - low for low, high in zip(*self.bounds)) / self.normalization.scale
         return resolution_for_voxel(side, voxel)
 
+    def lattice_blocks(self, resolution: int | None = None) -> list[BlockInput]:
+        """The blocks, of about a tile's edge, that the blend's lattice at ``resolution`` (default:
+        :meth:`lattice_resolution`) is meshed in (:func:`~.block_meshing.plan_blocks`)."""
+        mesh = self.config.mesh
+        lo, hi = np.array(self.bounds[0]), np.array(self.bounds[1])
+        counts, voxel = grid_shape(lo, hi, resolution or self.lattice_resolution())
+        edge = max(float((t.core_hi - t.core_lo).max()) for t in self.tiles) * self.normalization.scale
+        states = [BlendTileState.of(field.model, tile) for field, tile in zip(self.fields, self.blend_tiles())]
+        return plan_blocks(states, lo, counts, voxel, edge, mesh.chunk_points, mesh.narrow_band)
+
+    def raw_mesh(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The blend's zero level set on its lattice, in the lattice's frame, before any cleaning:
+        :meth:`lattice_blocks` meshed by :attr:`mesher`, then welded in the blocks' order."""
+        blocks = self.lattice_blocks(resolution)
+        if not blocks:
+            return join_blocks([], np.zeros(3), 1.0)
+        pieces = sorted(self.mesher(blocks, self.device), key=lambda piece: piece.number)
+        return join_blocks([(piece.points, piece.faces) for piece in pieces], blocks[0].lo, blocks[0].voxel)
+
     def mesh_with_trim(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray, TrimOutcome]:
-        """The blend's mesh in input coordinates (float64 vertices, uint32 faces), cleaned and trimmed
-        as one field's (distances as shares of a tile's diagonal, small pieces as shares of a tile's
-        area), and what the trim did (its distance in input units)."""
+        """The blend's mesh (:meth:`raw_mesh`) in input coordinates (float64 vertices, uint32 faces),
+        cleaned and trimmed as one field's (distances as shares of a tile's diagonal, small pieces as
+        shares of a tile's area), and what the trim did (its distance in input units)."""
         mesh = self.config.mesh
         frame = self.normalization
-        verts, faces = extract_mesh(
-            BlendedSdf(self.blend_tiles()), np.array(self.bounds[0]), np.array(self.bounds[1]),
-            resolution or self.lattice_resolution(), mesh.chunk_points, self.device, mesh.narrow_band,
-        )
+        verts, faces = self.raw_mesh(resolution)
         tile_diagonal = max(float(np.linalg.norm(t.core_hi - t.core_lo)) for t in self.tiles) * frame.scale
         verts, faces, trim = finish_mesh(verts, faces, self.support_index, tile_diagonal, mesh,
                                          mesh.min_component_fraction / len(self.tiles), self.tile_of(verts, faces))
@@ -184,7 +204,7 @@ def fit_tiles(
     tiled = TiledField([fields[number] for number in range(len(tiles))], tiles, frame,
                        mesh_bounds(unit, config.mesh.padding),
                        support_subsample(unit, config.train.seed, SUPPORT_POINTS * len(tiles)), config,
-                       [1.0] * len(tiles))
+                       [1.0] * len(tiles), block_mesher_of(tile_runner))
     if nrm is None:
         blend = tiled.blend_tiles()
         spacing = tiled.support_index.spacing

@@ -6,9 +6,11 @@ asking for the job's resources, and Ray runs as many at once as the cluster has 
 job's task itself reserves nothing: see :class:`~.ray.RayExecutor`). Each tile task streams its progress
 and, at its end, its field as a :class:`~siren_recon.engine.tiling.runs.FieldState` (NumPy
 weights, the frozen config, the normalisation), which the job's task turns back into a field on
-its CPU, adds to the preview and, once all are in, blends and meshes. A tile whose worker or node
-dies is submitted again (up to the job's attempts) while the others train on; a cancelled job
-cancels its tiles still running.
+its CPU and adds to the preview. Once all are in, the blend's lattice is meshed in blocks of
+about a tile's edge, each block a Ray task of its own with the same resources
+(:meth:`RayTileRunner.mesh_blocks`), and the job's task welds the blocks' surfaces and cleans the
+mesh. A tile whose worker or node dies is submitted again (up to the job's attempts) while the
+others train on, and so is a block; a cancelled job cancels its tiles still running.
 
 Ray is imported here and in :mod:`.ray` only: the engine knows only the tile-runner hook.
 """
@@ -26,6 +28,7 @@ import ray.exceptions
 from ...engine.errors import Cancelled
 from ...engine.events import ProgressEvent
 from ...engine.fitting.trainer import ProgressCallback
+from ...engine.tiling.block_meshing import BlockInput, BlockPiece
 from ...engine.tiling.runs import FieldState, FinishedTile, TileInput, Trainer
 from ..config import RayConfig
 from .ray import (
@@ -66,6 +69,17 @@ def _train_tile(tile: TileInput, trainer: Trainer, threads: int) -> Iterator[lis
         return (RESULT, FieldState.of(field), losses)
 
     yield from _streamed(train, f"siren-tile-{tile.number}")
+
+
+def _mesh_block(block: BlockInput, threads: int) -> BlockPiece:
+    """Mesh one block of a tiled field's lattice where the task runs (its GPU, else its CPU with
+    ``threads`` torch threads)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if threads > 0 and not cuda:
+        torch.set_num_threads(threads)
+    return block.mesh(torch.device("cuda" if cuda else "cpu"))
 
 
 class RayTileRunner:
@@ -128,6 +142,30 @@ class RayTileRunner:
                     ray.cancel(stream)
                 except (ray.exceptions.RayError, ValueError, TypeError) as exc:
                     log.warning("cancelling a tile's task failed: %s", exc)
+
+    def mesh_blocks(self, blocks: Sequence[BlockInput], device: object = None) -> Iterator[BlockPiece]:
+        """A :class:`~siren_recon.engine.tiling.block_meshing.BlockMesher`: each block of the tiled
+        field's lattice meshed as a Ray task asking for the tiles' resources (``device``, where
+        the fields are in this process, is not used: each task meshes on what it has); yields
+        each block's surface as it arrives. A block whose worker dies is tried again, as a tile
+        is (up to ``attempts`` in all)."""
+        task = ray.remote(_mesh_block).options(max_retries=self.attempts - 1, **self.resources)
+        waiting: dict[Any, BlockInput] = {task.remote(block, self.threads): block for block in blocks}
+        try:
+            while waiting:
+                ready: list[Any] = ray.wait(list(waiting), num_returns=1, timeout=POLL_SECONDS)[0]
+                for ref in ready:
+                    block = waiting.pop(ref)
+                    try:
+                        yield ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        raise _task_error(f"block {block.number + 1} of {len(blocks)} of the mesh", exc) from exc
+        finally:
+            for ref in waiting:
+                try:
+                    ray.cancel(ref)
+                except (ray.exceptions.RayError, ValueError, TypeError) as exc:
+                    log.warning("cancelling a mesh block's task failed: %s", exc)
 
     def _read(self, batch: list[Record], tile: TileInput, attempt: int, tiles: int,
               progress: Callable[[int], ProgressCallback | None]) -> FinishedTile | None:
