@@ -119,12 +119,16 @@ class TiledField:
         return join_blocks([(piece.points, piece.faces) for piece in pieces], blocks[0].lo, blocks[0].voxel)
 
     def mesh_with_trim(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray, TrimOutcome]:
-        """The blend's mesh (:meth:`raw_mesh`) in input coordinates (float64 vertices, uint32 faces),
-        cleaned and trimmed as one field's (distances as shares of a tile's diagonal, small pieces as
-        shares of a tile's area), and what the trim did (its distance in input units)."""
+        """The blend's mesh (:meth:`raw_mesh`) in input coordinates, cleaned and trimmed
+        (:meth:`finish`), and what the trim did."""
+        return self.finish(*self.raw_mesh(resolution))
+
+    def finish(self, verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, TrimOutcome]:
+        """A raw mesh of the blend (:meth:`raw_mesh`) in input coordinates (float64 vertices, uint32
+        faces), cleaned and trimmed as one field's (distances as shares of a tile's diagonal, small
+        pieces as shares of a tile's area), and what the trim did (its distance in input units)."""
         mesh = self.config.mesh
         frame = self.normalization
-        verts, faces = self.raw_mesh(resolution)
         tile_diagonal = max(float(np.linalg.norm(t.core_hi - t.core_lo)) for t in self.tiles) * frame.scale
         verts, faces, trim = finish_mesh(verts, faces, self.support_index, tile_diagonal, mesh,
                                          mesh.min_component_fraction / len(self.tiles), self.tile_of(verts, faces))
