@@ -6,6 +6,7 @@ edge (:mod:`.plan`), or, by default, ``tiles.voxels`` voxels of ``mesh.voxel_siz
 longer than that; each trains its own field on its points and those of a band around it, and
 the fields are blended across the bands with weights that sum to one (:mod:`.blend`), their signs
 made to agree where no normals fixed them; the blend is meshed on one lattice over the whole box
-(:mod:`.tiled_field`), so the surface has no seams and border vertices are shared. Where the
-tiles train is up to a tile runner (:mod:`.runs`): in turn in this process, or side by side.
+(:mod:`.tiled_field`), so the surface has no seams and border vertices are shared, in blocks that
+can be meshed apart (:mod:`.block_meshing`). Where the tiles train and the blocks are meshed is up
+to a tile runner (:mod:`.runs`): in turn in this process, or side by side.
 """

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import ray
@@ -137,11 +137,7 @@ class RayTileRunner:
                     log.warning("%s: %s; retrying it (attempt %d of %d)", what, error, attempt + 1, self.attempts)
                     submit(tile, attempt + 1)
         finally:
-            for stream in running:
-                try:
-                    ray.cancel(stream)
-                except (ray.exceptions.RayError, ValueError, TypeError) as exc:
-                    log.warning("cancelling a tile's task failed: %s", exc)
+            _cancel(running, "a tile's task")
 
     def mesh_blocks(self, blocks: Sequence[BlockInput], device: object = None) -> Iterator[BlockPiece]:
         """A :class:`~siren_recon.engine.tiling.block_meshing.BlockMesher`: each block of the tiled
@@ -157,15 +153,12 @@ class RayTileRunner:
                 for ref in ready:
                     block = waiting.pop(ref)
                     try:
-                        yield ray.get(ref)
+                        piece = ray.get(ref)
                     except ray.exceptions.RayError as exc:
                         raise _task_error(f"block {block.number + 1} of {len(blocks)} of the mesh", exc) from exc
+                    yield piece
         finally:
-            for ref in waiting:
-                try:
-                    ray.cancel(ref)
-                except (ray.exceptions.RayError, ValueError, TypeError) as exc:
-                    log.warning("cancelling a mesh block's task failed: %s", exc)
+            _cancel(waiting, "a mesh block's task")
 
     def _read(self, batch: list[Record], tile: TileInput, attempt: int, tiles: int,
               progress: Callable[[int], ProgressCallback | None]) -> FinishedTile | None:
@@ -186,6 +179,15 @@ class RayTileRunner:
                     raise Cancelled(message)
                 raise RayTaskFailure(message, code, remote_class)
         return None
+
+
+def _cancel(tasks: Iterable[Any], what: str) -> None:
+    """Cancel Ray tasks still running (``what`` names them in the warning when one cannot be)."""
+    for task in tasks:
+        try:
+            ray.cancel(task)
+        except (ray.exceptions.RayError, ValueError, TypeError) as exc:
+            log.warning("cancelling %s failed: %s", what, exc)
 
 
 def cluster_tile_runner(config: RayConfig, threads: int = 0) -> RayTileRunner:
