@@ -180,6 +180,14 @@ def test_the_blend_is_meshed_block_by_block_as_ray_tasks_as_in_this_process(ray_
     for there, local in zip(remote, here):  # the same networks and threads on the same CPU: the same bits
         np.testing.assert_array_equal(there.points, local.points)
         np.testing.assert_array_equal(there.faces, local.faces)
+    # a job cancelled while its mesh is being made stops there, on Ray and in this process
+    from siren_recon.engine.errors import Cancelled
+
+    with pytest.raises(Cancelled, match="cancelled while meshing"):
+        list(runner.mesh_blocks(blocks, should_cancel=lambda: True))
+    asked: list[int] = []
+    with pytest.raises(Cancelled, match="before block 2 of"):
+        list(mesh_in_turn(blocks, torch.device("cpu"), lambda: bool(asked.append(1)) or len(asked) > 1))
 
 
 @pytest.mark.live

@@ -12,7 +12,7 @@ where or in which order the blocks were meshed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..config.reconstruction import ModelConfig
+from ..errors import Cancelled
 from ..field.model import FoldedSiren, Siren
 from ..meshing.lattice_blocks import BAND_BLOCK, block_side, mesh_block, split_lattice
 from .blend import BlendedSdf, BlendTile
@@ -100,14 +101,19 @@ class BlockPiece:
 class BlockMesher(Protocol):
     """Meshes a tiled field's blocks; yields each :class:`BlockPiece` as it is done, in any order.
     ``device`` is where the tiles' fields are (a mesher that runs the blocks elsewhere uses the
-    device it has there)."""
+    device it has there). It raises :class:`~siren_recon.engine.errors.Cancelled` once
+    ``should_cancel()`` is true, and stops its outstanding blocks when closed early."""
 
-    def __call__(self, blocks: Sequence[BlockInput], device: torch.device) -> Iterator[BlockPiece]: ...
+    def __call__(self, blocks: Sequence[BlockInput], device: torch.device,
+                 should_cancel: Callable[[], bool] | None = None) -> Iterator[BlockPiece]: ...
 
 
-def mesh_in_turn(blocks: Sequence[BlockInput], device: torch.device) -> Iterator[BlockPiece]:
+def mesh_in_turn(blocks: Sequence[BlockInput], device: torch.device,
+                 should_cancel: Callable[[], bool] | None = None) -> Iterator[BlockPiece]:
     """The default :class:`BlockMesher`: each block in this process, one after the other, in order."""
     for block in blocks:
+        if should_cancel is not None and should_cancel():
+            raise Cancelled(f"cancelled while meshing, before block {block.number + 1} of {len(blocks)}")
         yield block.mesh(device)
 
 

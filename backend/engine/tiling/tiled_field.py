@@ -45,6 +45,8 @@ class TiledField:
     """Each tile's field as it enters the blend (-1: flipped to agree with its neighbours)."""
     mesher: BlockMesher = dataclasses.field(default=mesh_in_turn, repr=False)
     """Where the blend's lattice is meshed, block by block (:mod:`.block_meshing`)."""
+    should_cancel: Callable[[], bool] | None = dataclasses.field(default=None, repr=False)
+    """The job's cancel check, which meshing asks between blocks."""
 
     @property
     def mode(self) -> str:
@@ -115,7 +117,7 @@ class TiledField:
         blocks = self.lattice_blocks(resolution)
         if not blocks:
             return join_blocks([], np.zeros(3), 1.0)
-        pieces = sorted(self.mesher(blocks, self.device), key=lambda piece: piece.number)
+        pieces = sorted(self.mesher(blocks, self.device, self.should_cancel), key=lambda piece: piece.number)
         return join_blocks([(piece.points, piece.faces) for piece in pieces], blocks[0].lo, blocks[0].voxel)
 
     def mesh_with_trim(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray, TrimOutcome]:
@@ -208,7 +210,7 @@ def fit_tiles(
     tiled = TiledField([fields[number] for number in range(len(tiles))], tiles, frame,
                        mesh_bounds(unit, config.mesh.padding),
                        support_subsample(unit, config.train.seed, SUPPORT_POINTS * len(tiles)), config,
-                       [1.0] * len(tiles), block_mesher_of(tile_runner))
+                       [1.0] * len(tiles), block_mesher_of(tile_runner), should_cancel)
     if nrm is None:
         blend = tiled.blend_tiles()
         spacing = tiled.support_index.spacing

@@ -139,16 +139,20 @@ class RayTileRunner:
         finally:
             _cancel(running, "a tile's task")
 
-    def mesh_blocks(self, blocks: Sequence[BlockInput], device: object = None) -> Iterator[BlockPiece]:
+    def mesh_blocks(self, blocks: Sequence[BlockInput], device: object = None,
+                    should_cancel: Callable[[], bool] | None = None) -> Iterator[BlockPiece]:
         """A :class:`~siren_recon.engine.tiling.block_meshing.BlockMesher`: each block of the tiled
         field's lattice meshed as a Ray task asking for the tiles' resources (``device``, where
         the fields are in this process, is not used: each task meshes on what it has); yields
         each block's surface as it arrives. A block whose worker dies is tried again, as a tile
-        is (up to ``attempts`` in all)."""
+        is (up to ``attempts`` in all); once ``should_cancel()`` is true the blocks still running
+        are cancelled and :class:`~siren_recon.engine.errors.Cancelled` is raised."""
         task = ray.remote(_mesh_block).options(max_retries=self.attempts - 1, **self.resources)
         waiting: dict[Any, BlockInput] = {task.remote(block, self.threads): block for block in blocks}
         try:
             while waiting:
+                if should_cancel is not None and should_cancel():
+                    raise Cancelled("cancelled while meshing")
                 ready: list[Any] = ray.wait(list(waiting), num_returns=1, timeout=POLL_SECONDS)[0]
                 for ref in ready:
                     block = waiting.pop(ref)
