@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -96,6 +97,18 @@ class Siren(nn.Module):
         for layer in self.layers:
             h = layer(h)
         return self.output(h).squeeze(-1)
+
+
+def numpy_weights(model: Siren) -> dict[str, np.ndarray]:
+    """``model``'s parameters by name as NumPy arrays on the CPU: plain data for another process."""
+    return {name: value.detach().cpu().numpy() for name, value in model.state_dict().items()}
+
+
+def siren_from_weights(config: ModelConfig, weights: dict[str, np.ndarray]) -> Siren:
+    """A :class:`Siren` of shape ``config`` with the parameters :func:`numpy_weights` gave, on the CPU."""
+    model = Siren(config)
+    model.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in weights.items()})
+    return model
 
 
 class FoldedSiren:

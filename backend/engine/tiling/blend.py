@@ -65,6 +65,11 @@ def smoothstep(t: torch.Tensor) -> torch.Tensor:
     return t * t * (3.0 - 2.0 * t)
 
 
+def device_function(function: TileFunction, device: torch.device) -> TileFunction:
+    """``function`` (which runs on ``device``) taking and giving tensors on any device."""
+    return lambda x: function(x.to(device)).to(x.device)
+
+
 class BlendedSdf:
     """``sum(w_i f_i) / sum(w_i)`` over the tiles that reach a point: the cores partition the box, so
     the weights of a point sum to at least one wherever a tile was fitted and trained;

@@ -21,9 +21,9 @@ import torch
 
 from ..config.reconstruction import ModelConfig
 from ..errors import Cancelled
-from ..field.model import FoldedSiren, Siren
+from ..field.model import FoldedSiren, Siren, numpy_weights, siren_from_weights
 from ..meshing.lattice_blocks import BAND_BLOCK, block_side, mesh_block, split_lattice
-from .blend import BlendedSdf, BlendTile
+from .blend import BlendedSdf, BlendTile, device_function
 
 
 @dataclass(frozen=True)
@@ -44,16 +44,13 @@ class BlendTileState:
     @classmethod
     def of(cls, model: Siren, tile: BlendTile) -> BlendTileState:
         """The state of ``tile``, whose function is ``model``'s (weights copied to the CPU)."""
-        weights = {name: value.detach().cpu().numpy() for name, value in model.state_dict().items()}
-        return cls(weights, model.config, tile.core_lo, tile.core_hi, tile.margin, tile.scale, tile.shift,
+        return cls(numpy_weights(model), model.config, tile.core_lo, tile.core_hi, tile.margin, tile.scale, tile.shift,
                    tile.sign, tile.trained)
 
     def blend_tile(self, device: torch.device) -> BlendTile:
         """The tile again, its network on ``device``."""
-        model = Siren(self.model)
-        model.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in self.weights.items()})
-        function = FoldedSiren(model.to(device).eval())
-        return BlendTile(function=lambda x: function(x.to(device)).to(x.device), core_lo=self.core_lo,
+        function = FoldedSiren(siren_from_weights(self.model, self.weights).to(device).eval())
+        return BlendTile(function=device_function(function, device), core_lo=self.core_lo,
                          core_hi=self.core_hi, margin=self.margin, scale=self.scale, shift=self.shift,
                          sign=self.sign, trained=self.trained)
 

@@ -22,7 +22,7 @@ import torch
 from ..analysis.normalization import Normalization
 from ..config.reconstruction import ReconstructionConfig
 from ..events import ProgressEvent
-from ..field.model import Siren
+from ..field.model import numpy_weights, siren_from_weights
 from ..field.sdf_field import SdfField
 from ..fitting.trainer import ProgressCallback
 
@@ -144,7 +144,7 @@ class FieldState:
     @classmethod
     def of(cls, field: SdfField) -> FieldState:
         """``field``'s state (weights copied to the CPU)."""
-        weights = {name: value.detach().cpu().numpy() for name, value in field.model.state_dict().items()}
+        weights = numpy_weights(field.model)
         parts = {part.name: getattr(field, part.name) for part in dataclasses.fields(field) if part.name != "model"}
         return cls(weights, parts)
 
@@ -152,7 +152,6 @@ class FieldState:
         """The field again, its network on ``device`` in eval mode."""
         config = self.parts["config"]
         assert isinstance(config, ReconstructionConfig) and isinstance(self.parts["normalization"], Normalization)
-        model = Siren(config.model)
-        model.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in self.weights.items()})
+        model = siren_from_weights(config.model, self.weights)
         model.to(device).eval()
         return SdfField(model=model, **self.parts)  # type: ignore[arg-type]

@@ -18,11 +18,11 @@ from ..events import MeshEvent, ProgressEvent
 from ..field.model import FoldedSiren
 from ..field.sdf_field import SUPPORT_POINTS, SdfField, mesh_bounds, support_subsample
 from ..meshing import extract_mesh
-from ..meshing.dense import grid_shape, resolution_for_voxel
+from ..meshing.dense import empty_mesh, grid_shape, resolution_for_voxel
 from ..meshing.finishing import finish_mesh
 from ..meshing.lattice_blocks import join_blocks
 from ..meshing.trimming import TrimOutcome
-from .blend import BlendedSdf, BlendTile, align_signs
+from .blend import BlendedSdf, BlendTile, align_signs, device_function
 from .block_meshing import BlendTileState, BlockInput, BlockMesher, block_mesher_of, mesh_in_turn, plan_blocks
 from .plan import Tile, plan_tiles, tile_edge
 from .runs import TileInput, TileProgress, TileRunner, Trainer, run_in_turn
@@ -116,7 +116,7 @@ class TiledField:
         :meth:`lattice_blocks` meshed by :attr:`mesher`, then welded in the blocks' order."""
         blocks = self.lattice_blocks(resolution)
         if not blocks:
-            return join_blocks([], np.zeros(3), 1.0)
+            return empty_mesh()
         pieces = sorted(self.mesher(blocks, self.device, self.should_cancel), key=lambda piece: piece.number)
         return join_blocks([(piece.points, piece.faces) for piece in pieces], blocks[0].lo, blocks[0].voxel)
 
@@ -153,12 +153,6 @@ class TiledField:
     def mesh(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         verts, faces, _ = self.mesh_with_trim(resolution)
         return verts, faces
-
-
-def device_function(function: Callable[[torch.Tensor], torch.Tensor], device: torch.device
-                    ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``function`` (which runs on ``device``) taking and giving tensors on any device."""
-    return lambda x: function(x.to(device)).to(x.device)
 
 
 def fit_tiles(
