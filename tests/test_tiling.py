@@ -13,7 +13,7 @@ from siren_recon.engine.meshing.dense import resolution_for_voxel
 from siren_recon.engine.pipeline import reconstruct_points
 from siren_recon.engine.tiling.blend import EMPTY, BlendedSdf, BlendTile, align_signs
 from siren_recon.engine.tiling.plan import plan_tiles, tile_edge
-from siren_recon.engine.tiling.tiled_field import TiledField, tile_count, tile_iterations
+from siren_recon.engine.tiling.tiled_field import TiledField, tile_count, tile_iterations, tile_sampling
 
 from .numerics_cases import euler_characteristic
 from .shapes import small_config
@@ -194,6 +194,28 @@ def test_each_tile_trains_its_share_of_the_steps_and_iterations_given_mean_every
     args = build_parser().parse_args(["submit", "in.xyz", "-o", "out.ply", "--iterations", "300", "--tile-size", "2"])
     asked = job_overrides(args)
     assert (asked["train.iterations"], asked["tiles.iteration_share"], asked["train.until"]) == (300, 1.0, "iterations")
+
+
+def counts(config) -> tuple[int, int, int]:
+    """A config's surface, box and near points a step."""
+    return config.sampling.surface_points, config.sampling.box_points, config.sampling.near_points
+
+
+def test_a_sparse_tile_draws_fewer_samples_a_step_down_to_its_share_and_a_dense_tile_all():
+    config = small_config(sampling__surface_points=1000, sampling__box_points=700, sampling__near_points=300,
+                          tiles__sparse_sample_share=0.5)
+    assert tile_sampling(config, 2000) is config and tile_sampling(config, 50_000) is config  # twice the draw
+    assert counts(tile_sampling(config, 1500)) == (750, 525, 225)  # its points over twice the surface count
+    assert counts(tile_sampling(config, 10)) == (500, 350, 150)  # never below the share
+    assert tile_sampling(small_config(tiles__sparse_sample_share=1.0), 10).sampling == small_config().sampling
+    # a tiled run trains each tile with its own counts: the capsule's two tiles are sparse
+    points, normals = capsule_cloud(3000)
+    result = reconstruct_points(points, normals, small_config(train__iterations=30, tiles__size=2.3))
+    assert isinstance(result.field, TiledField) and len(result.field.tiles) == 2
+    for tile, field in zip(result.field.tiles, result.field.fields):
+        assert len(tile.indices) < 2 * 1500  # SMALL's surface count: a sparse tile
+        assert counts(field.config) == counts(tile_sampling(small_config(), len(tile.indices)))
+        assert field.config.sampling.surface_points < 1500
 
 
 def test_a_tiled_run_asked_for_a_checkpoint_is_refused_in_one_line(tmp_path, capsys):

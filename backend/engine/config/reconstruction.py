@@ -404,6 +404,12 @@ class TilesConfig:
     cut into tiles: a tile's piece of a scene takes a network fewer steps than a whole object,
     and more tiles of fewer steps keep more detail in the same time (see docs/results.md,
     "Scenes"). ``--iterations N`` sets it to 1: every field then trains exactly ``N`` steps."""
+    sparse_sample_share: float = 0.5
+    """Least share of ``sampling``'s counts a sparse tile's step draws, in (0, 1]. A tile with fewer
+    points than twice ``sampling.surface_points`` draws, of each of the three counts, its points
+    over twice the surface count, and no less than this share: a full draw would take each of
+    such a tile's points about twice or more (docs/experiments.md, "Fewer samples in sparse
+    tiles"). 1: every tile the full counts."""
 
 
 @dataclass
@@ -505,6 +511,7 @@ BOUNDS: dict[str, Bound] = {
     "tiles.voxels": at_least(0),
     "tiles.overlap": between(0, 1, low_open=True),
     "tiles.iteration_share": between(0, 1, low_open=True),
+    "tiles.sparse_sample_share": between(0, 1, low_open=True),
     "preview.first_iteration": at_least(1),
     "preview.growth": above(1),
     "preview.every_seconds": at_least(0),

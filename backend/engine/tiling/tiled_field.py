@@ -183,8 +183,9 @@ def fit_tiles(
         return trainer(pts, nrm, config, on_progress, on_mesh, should_cancel, **trainer_options)
     steps = tile_iterations(config)
     tile_config = dataclasses.replace(config, train=dataclasses.replace(config.train, iterations=steps))
-    inputs = [TileInput(number, pts[tile.indices], None if nrm is None else nrm[tile.indices], tile_config,
-                        dict(trainer_options)) for number, tile in enumerate(tiles)]
+    inputs = [TileInput(number, pts[tile.indices], None if nrm is None else nrm[tile.indices],
+                        tile_sampling(tile_config, len(tile.indices)), dict(trainer_options))
+              for number, tile in enumerate(tiles)]
     progress = TileProgress(on_progress, len(tiles), steps)
     fields: dict[int, SdfField] = {}
     losses: dict[int, dict[str, float]] = {}
@@ -220,6 +221,19 @@ def tile_iterations(config: ReconstructionConfig) -> int:
     (one a stage), at most ``train.iterations``."""
     share = round(config.tiles.iteration_share * config.train.iterations)
     return min(config.train.iterations, max(2, share))
+
+
+def tile_sampling(config: ReconstructionConfig, points: int) -> ReconstructionConfig:
+    """``config`` for a tile of ``points`` points: ``sampling``'s three counts scaled by ``points``
+    over twice ``sampling.surface_points``, within [``tiles.sparse_sample_share``, 1] (each at least
+    1); a tile of at least twice the surface count keeps ``config`` as it is."""
+    sampling = config.sampling
+    share = min(1.0, max(config.tiles.sparse_sample_share, points / (2.0 * sampling.surface_points)))
+    if share >= 1.0:
+        return config
+    scaled = {name: max(1, round(getattr(sampling, name) * share))
+              for name in ("surface_points", "box_points", "near_points")}
+    return dataclasses.replace(config, sampling=dataclasses.replace(sampling, **scaled))
 
 
 def tile_count(points: np.ndarray, config: ReconstructionConfig) -> int:
