@@ -8,6 +8,7 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
+from siren_recon.engine.analysis.normalization import Normalization
 from siren_recon.engine.meshing import component_labels, extract_mesh, grid_shape
 from siren_recon.engine.meshing.dense import resolution_for_voxel
 from siren_recon.engine.pipeline import reconstruct_points
@@ -60,6 +61,35 @@ def test_the_tiles_partition_the_box_and_each_trains_on_its_band():
         assert np.isclose(tile.margin, 0.25 * float((tile.core_hi - tile.core_lo).max()))
     assert (owners == 1).all()
     assert len(plan_tiles(points, size=10.0, overlap=0.25)) == 1
+
+
+def test_a_survey_of_900_tiles_is_planned_its_signs_aligned_and_its_faces_assigned_as_tile_by_tile():
+    # a 300 m square survey at 10 m tiles: each tile's points, the tiles' signs and each face's
+    # tile as a pass over every point per tile gives them, in work that follows the points
+    rng = np.random.default_rng(0)
+    count = 300_000
+    points = np.column_stack([rng.uniform(0, 300, count), rng.uniform(0, 300, count), rng.normal(0, 0.3, count)])
+    tiles = plan_tiles(points, size=10.0, overlap=0.25)
+    assert len(tiles) == 900
+    for tile in [tiles[i] for i in rng.choice(len(tiles), 25, replace=False)]:
+        inside = np.all((points >= tile.lo) & (points <= tile.hi), axis=1)
+        np.testing.assert_array_equal(tile.indices, np.flatnonzero(inside))
+    flips = rng.choice([-1.0, 1.0], len(tiles))
+    blend = [BlendTile(lambda u, flip=flip: flip * u[:, 2], t.core_lo, t.core_hi, t.margin, 1.0, np.zeros(3))
+             for t, flip in zip(tiles, flips)]
+    align_signs(blend, points, 0.5, seed=0)
+    assert len({tile.sign * flip for tile, flip in zip(blend, flips)}) == 1
+    frame = Normalization.fit(points)
+    vertices = frame.to_unit(np.column_stack([rng.uniform(-5, 305, (20_000, 2)), np.zeros(20_000)]))
+    faces = np.arange(18_000).reshape(-1, 3)
+    field = TiledField([], tiles, frame, ((-1, -1, -1), (1, 1, 1)), np.zeros((0, 3), np.float32), small_config(),
+                       [1.0] * len(tiles))
+    centres = np.clip(frame.from_unit(vertices[faces].mean(axis=1)), np.min([t.core_lo for t in tiles], axis=0),
+                      np.max([t.core_hi for t in tiles], axis=0))
+    owner = np.full(len(faces), -1)
+    for number, tile in enumerate(tiles):
+        owner[np.all((centres >= tile.core_lo) & (centres <= tile.core_hi), axis=1)] = number
+    np.testing.assert_array_equal(field.tile_of(vertices, faces), owner)
 
 
 def analytic_tile(core_lo, core_hi, margin, scale, shift) -> BlendTile:

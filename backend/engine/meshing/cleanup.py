@@ -75,14 +75,28 @@ def drop_unsupported_components(
     if regions is None:
         keep[int(np.argmax(supported))] = True
     else:
-        for region in np.unique(regions[regions >= 0]):
-            inside = regions == region
-            local = np.bincount(labels[inside], weights=(areas * near)[inside], minlength=count)
-            keep[int(np.argmax(local))] = True
+        keep[best_in_each_region(labels, areas * near, regions)] = True
     if keep.all():
         return vertices, faces
     return compact(vertices, faces[keep[labels]])
 
+
+
+def best_in_each_region(labels: np.ndarray, weights: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """For each region (``regions`` >= 0, an int per face) the label whose faces in it weigh most
+    (the lowest such label; 0 where every weight there is 0), in one pass over the faces."""
+    inside = regions >= 0
+    if not inside.any():
+        return np.zeros(0, dtype=np.int64)
+    _, region = np.unique(regions[inside], return_inverse=True)
+    label = labels[inside].astype(np.int64)
+    span = int(label.max()) + 1
+    pairs, pair = np.unique(region.astype(np.int64) * span + label, return_inverse=True)
+    sums = np.bincount(pair.reshape(-1), weights=weights[inside])
+    pair_region, pair_label = pairs // span, pairs % span
+    order = np.lexsort((pair_label, -sums, pair_region))
+    first = order[np.r_[True, pair_region[order][1:] != pair_region[order][:-1]]]
+    return np.where(sums[first] > 0, pair_label[first], 0)
 
 
 def compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

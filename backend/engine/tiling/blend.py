@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.sparse import csc_matrix, csr_matrix
+
+from .box_members import points_in_boxes
 
 TileFunction = Callable[[torch.Tensor], torch.Tensor]
 """A tile's field: signed distances (N,) at points (N, 3), both in the tile's own unit frame."""
@@ -97,27 +101,49 @@ def align_signs(tiles: list[BlendTile], points: np.ndarray, jitter: float, seed:
     """Flip tiles' signs so that neighbours agree on inside and outside (a field fitted without
     normals picks its sign by itself): at ``points`` (the cloud, lattice frame) both reach, moved by
     Gaussian steps of ``jitter`` off the surface, agreeing fields have the same sign. Walks the tiles
-    from the one with most such points, each tile taking its sign from an already settled neighbour."""
+    from the one that reaches most points, each next tile the unsettled one sharing most points with
+    a settled one (a maximum spanning tree of the shared counts, ties to the lowest numbers; a tile
+    sharing none starts afresh), taking its sign from that neighbour. Memory and time follow the
+    points the tiles reach, not the tiles times the points (:func:`~.box_members.points_in_boxes`)."""
     rng = np.random.default_rng(seed)
-    x = torch.as_tensor(points, dtype=torch.float32)
-    reach = [tile.reach(x).numpy() for tile in tiles]
-    settled = {int(np.argmax([r.sum() for r in reach]))}
-    while len(settled) < len(tiles):
-        best: tuple[int, int, int] | None = None  # (shared points, settled tile, new tile)
-        for i in settled:
-            for j in set(range(len(tiles))) - settled:
-                shared = int((reach[i] & reach[j]).sum())
-                if best is None or shared > best[0]:
-                    best = (shared, i, j)
-        assert best is not None
-        shared, i, j = best
-        settled.add(j)
-        if shared == 0:
+    support = np.asarray(points, dtype=np.float32)
+    x = torch.as_tensor(support)
+    members = points_in_boxes(support, [tile.core_lo - tile.margin for tile in tiles],
+                              [tile.core_hi + tile.margin for tile in tiles])
+    shared = shared_counts(members, len(support))
+    settled = np.zeros(len(tiles), dtype=bool)
+    frontier: list[tuple[int, int, int]] = []  # (-shared points, settled tile, unsettled tile)
+
+    def settle(tile: int) -> None:
+        settled[tile] = True
+        row = slice(shared.indptr[tile], shared.indptr[tile + 1])
+        for other, count in zip(shared.indices[row].tolist(), shared.data[row].tolist()):
+            if not settled[other] and count > 0:
+                heapq.heappush(frontier, (-count, tile, other))
+
+    settle(int(np.argmax([len(m) for m in members])))
+    while not settled.all():
+        while frontier and settled[frontier[0][2]]:
+            heapq.heappop(frontier)
+        if not frontier:
+            settle(int(np.argmin(settled)))
             continue
-        both = np.flatnonzero(reach[i] & reach[j])
+        _, i, j = heapq.heappop(frontier)
+        settle(j)
+        both = np.intersect1d(members[i], members[j], assume_unique=True)
         if len(both) > samples:
             both = np.sort(rng.choice(both, samples, replace=False))
         probe = x[both] + torch.as_tensor(rng.normal(scale=jitter, size=(len(both), 3)), dtype=torch.float32)
         agree = float((tiles[i].distance(probe) * tiles[j].distance(probe)).sum())
         if agree < 0:
             tiles[j].sign = -tiles[j].sign
+
+
+def shared_counts(members: list[np.ndarray], points: int) -> csr_matrix:
+    """``(T, T)`` sparse counts of the points each two of ``T`` point sets (indices below
+    ``points``) share; the diagonal holds each set's size."""
+    lengths = np.array([len(m) for m in members], dtype=np.int64)
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    indices = np.concatenate(members) if len(members) else np.zeros(0, dtype=np.int64)
+    incidence = csc_matrix((np.ones(len(indices), dtype=np.int64), indices, indptr), shape=(points, len(members)))
+    return csr_matrix(incidence.T @ incidence)

@@ -54,10 +54,6 @@ class BlendTileState:
                          core_hi=self.core_hi, margin=self.margin, scale=self.scale, shift=self.shift,
                          sign=self.sign, trained=self.trained)
 
-    def reaches(self, lo: np.ndarray, hi: np.ndarray) -> bool:
-        """Whether the tile reaches into the box ``[lo, hi]`` (lattice frame)."""
-        return bool(np.all(self.core_lo - self.margin <= hi) and np.all(self.core_hi + self.margin >= lo))
-
 
 @dataclass(frozen=True)
 class BlockInput:
@@ -127,12 +123,15 @@ def plan_blocks(tiles: Sequence[BlendTileState], lo: np.ndarray, counts: np.ndar
     tile's ``edge`` a side, that any tile reaches, each with the tiles that reach it: the blend is
     :data:`~.blend.EMPTY` elsewhere, with no surface."""
     lo = np.asarray(lo, dtype=np.float64)
+    reach_lo = np.array([tile.core_lo - tile.margin for tile in tiles]).reshape(-1, 3)
+    reach_hi = np.array([tile.core_hi + tile.margin for tile in tiles]).reshape(-1, 3)
     blocks: list[BlockInput] = []
     for start, count in split_lattice(counts, block_side(edge / voxel)):
         # the narrow band may evaluate up to one of its cubes past the lattice's last point
         box_lo = lo + voxel * (start - 1)
         box_hi = lo + voxel * (start + count - 1 + BAND_BLOCK)
-        reaching = tuple(tile for tile in tiles if tile.reaches(box_lo, box_hi))
+        reaches = np.all((reach_lo <= box_hi) & (reach_hi >= box_lo), axis=1)
+        reaching = tuple(tiles[number] for number in np.flatnonzero(reaches))
         if reaching:
             blocks.append(BlockInput(len(blocks), start, count, lo, voxel, reaching, chunk_points, band))
     return blocks

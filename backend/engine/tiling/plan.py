@@ -10,6 +10,7 @@ import numpy as np
 
 from ...protocol.messages import MIN_POINTS
 from ..config.reconstruction import ReconstructionConfig
+from .box_members import points_in_boxes
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,12 @@ def plan_tiles(points: np.ndarray, size: float, overlap: float, padding: float =
     counts = np.maximum(np.ceil((hi - lo) / size).astype(int), 1)
     edge = (hi - lo) / counts
     margin = overlap * float(edge.max())
-    tiles = []
-    for cell in itertools.product(*(range(int(c)) for c in counts)):
-        core_lo = lo + np.asarray(cell) * edge
-        core_hi = np.where(np.asarray(cell) == counts - 1, hi, core_lo + edge)
-        inside = np.all((points >= core_lo - margin) & (points <= core_hi + margin), axis=1)
-        indices = np.flatnonzero(inside)
-        if len(indices) >= MIN_POINTS:
-            tiles.append(Tile(core_lo, core_hi, margin, indices))
-    return tiles
+    cells = [np.asarray(cell) for cell in itertools.product(*(range(int(c)) for c in counts))]
+    core_lo = [lo + cell * edge for cell in cells]
+    core_hi = [np.where(cell == counts - 1, hi, low + edge) for cell, low in zip(cells, core_lo)]
+    members = points_in_boxes(points, np.array(core_lo) - margin, np.array(core_hi) + margin)
+    return [Tile(low, high, margin, indices) for low, high, indices in zip(core_lo, core_hi, members)
+            if len(indices) >= MIN_POINTS]
 
 
 def tile_edge(points: np.ndarray, config: ReconstructionConfig) -> float:

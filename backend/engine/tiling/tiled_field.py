@@ -24,6 +24,7 @@ from ..meshing.lattice_blocks import join_blocks
 from ..meshing.trimming import TrimOutcome
 from .blend import BlendedSdf, BlendTile, align_signs, device_function
 from .block_meshing import BlendTileState, BlockInput, BlockMesher, block_mesher_of, mesh_in_turn, plan_blocks
+from .box_members import points_in_boxes
 from .plan import Tile, plan_tiles, tile_edge
 from .runs import TileInput, TileProgress, TileRunner, Trainer, run_in_turn
 
@@ -146,8 +147,9 @@ class TiledField:
         hi = np.max([tile.core_hi for tile in self.tiles], axis=0)
         centres = np.clip(centres, lo, hi)
         owner = np.full(len(centres), -1, dtype=np.int64)
-        for number, tile in enumerate(self.tiles):
-            owner[np.all((centres >= tile.core_lo) & (centres <= tile.core_hi), axis=1)] = number
+        cores = points_in_boxes(centres, [tile.core_lo for tile in self.tiles], [tile.core_hi for tile in self.tiles])
+        for number, inside in enumerate(cores):
+            owner[inside] = number
         return owner
 
     def mesh(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
