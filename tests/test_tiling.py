@@ -14,7 +14,13 @@ from siren_recon.engine.meshing.dense import resolution_for_voxel
 from siren_recon.engine.pipeline import reconstruct_points
 from siren_recon.engine.tiling.blend import EMPTY, BlendedSdf, BlendTile, align_signs
 from siren_recon.engine.tiling.plan import plan_tiles, tile_edge
-from siren_recon.engine.tiling.tiled_field import TiledField, tile_count, tile_iterations, tile_sampling
+from siren_recon.engine.tiling.tiled_field import (
+    TiledField,
+    TilePreviews,
+    tile_count,
+    tile_iterations,
+    tile_sampling,
+)
 
 from .numerics_cases import euler_characteristic
 from .shapes import small_config
@@ -90,6 +96,29 @@ def test_a_survey_of_900_tiles_is_planned_its_signs_aligned_and_its_faces_assign
     for number, tile in enumerate(tiles):
         owner[np.all((centres >= tile.core_lo) & (centres <= tile.core_hi), axis=1)] = number
     np.testing.assert_array_equal(field.tile_of(vertices, faces), owner)
+
+
+def test_a_survey_of_many_tiles_sends_about_32_previews_of_coarser_parts_and_a_few_tiles_one_each():
+    assert TilePreviews.of(30, 128) == TilePreviews(1, 128)  # the street's 30 tiles: as before
+    assert TilePreviews.of(128, 128) == TilePreviews(4, 64)  # a quarter of each part's faces, a quarter of the previews
+    assert TilePreviews.of(5202, 128) == TilePreviews(163, 16) and TilePreviews.of(100, 8) == TilePreviews(4, 8)
+
+
+@pytest.mark.slow
+def test_a_tiled_fit_of_40_tiles_previews_after_every_second_tile_at_a_coarser_resolution():
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 10, 4000), rng.uniform(0, 5, 4000)
+    points = np.column_stack([x, y, 0.1 * np.sin(x)])
+    normals = np.tile([0.0, 0.0, 1.0], (4000, 1))
+    meshes: list = []
+    config = small_config(train__iterations=2, tiles__size=1.45, preview__enabled=True,
+                          preview__min_resolution=16, preview__max_resolution=24)
+    result = reconstruct_points(points, normals, config, on_mesh=meshes.append)
+    assert len(result.field.tiles) == 40 and TilePreviews.of(40, 24) == TilePreviews(2, 21)
+    sent = [m for m in meshes if not m.final]
+    assert [m.iteration for m in sent] == [4 * k for k in range(1, 21)]  # after tiles 2, 4, ..., 40
+    assert {m.resolution for m in sent} == {21}
+    assert all(len(a.faces) < len(b.faces) for a, b in zip(sent, sent[1:]))  # each adds its tiles' parts
 
 
 def analytic_tile(core_lo, core_hi, margin, scale, shift) -> BlendTile:

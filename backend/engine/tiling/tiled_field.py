@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -157,6 +158,34 @@ class TiledField:
         return verts, faces
 
 
+PREVIEW_TILES = 32
+"""Up to this many tiles, a tiled fit previews each finished tile's part at ``preview.max_resolution``
+and sends the joined preview after every tile; see :class:`TilePreviews` beyond."""
+PREVIEW_TILE_RESOLUTION = 16
+"""The coarsest resolution a tile's part of a preview is meshed at, however many tiles."""
+
+
+@dataclass(frozen=True)
+class TilePreviews:
+    """How a tiled fit of many tiles previews them: each finished tile's part meshed at
+    ``resolution`` over its core, the joined preview of all finished parts sent after every
+    ``every`` tiles and after the last. Up to :data:`PREVIEW_TILES` tiles: every tile, at
+    ``preview.max_resolution``. Beyond, about :data:`PREVIEW_TILES` previews in all, each tile's part
+    at ``max_resolution * sqrt(PREVIEW_TILES / tiles)`` (at least :data:`PREVIEW_TILE_RESOLUTION`),
+    so that a preview's faces, the previews' meshing and what they send stay about those of
+    :data:`PREVIEW_TILES` tiles however large the survey."""
+
+    every: int
+    resolution: int
+
+    @classmethod
+    def of(cls, tiles: int, max_resolution: int) -> TilePreviews:
+        if tiles <= PREVIEW_TILES:
+            return cls(1, max_resolution)
+        resolution = round(max_resolution * math.sqrt(PREVIEW_TILES / tiles))
+        return cls(math.ceil(tiles / PREVIEW_TILES), max(min(PREVIEW_TILE_RESOLUTION, max_resolution), resolution))
+
+
 def fit_tiles(
     points: np.ndarray,
     normals: np.ndarray | None,
@@ -192,13 +221,15 @@ def fit_tiles(
     fields: dict[int, SdfField] = {}
     losses: dict[int, dict[str, float]] = {}
     pieces: list[tuple[np.ndarray, np.ndarray]] = []
+    previews = TilePreviews.of(len(tiles), config.preview.max_resolution)
     for finished in tile_runner(inputs, trainer, progress.tile, should_cancel):
         progress.finished(finished.number)
         fields[finished.number] = finished.field
         losses[finished.number] = finished.losses
         if on_mesh is not None and config.preview.enabled:
-            pieces.append(core_mesh(finished.field, tiles[finished.number], config.preview.max_resolution))
-            on_mesh(MeshEvent(progress.count, config.preview.max_resolution, *joined(pieces), final=False))
+            pieces.append(core_mesh(finished.field, tiles[finished.number], previews.resolution))
+            if len(pieces) % previews.every == 0 or len(pieces) == len(tiles):
+                on_mesh(MeshEvent(progress.count, previews.resolution, *joined(pieces), final=False))
     missing = sorted(set(range(len(tiles))) - set(fields))
     if missing:
         raise RuntimeError(f"the tile runner ended without tiles {missing}")
