@@ -81,7 +81,6 @@ def drop_unsupported_components(
     return compact(vertices, faces[keep[labels]])
 
 
-
 def best_in_each_region(labels: np.ndarray, weights: np.ndarray, regions: np.ndarray) -> np.ndarray:
     """For each region (``regions`` >= 0, an int per face) the label whose faces in it weigh most
     (the lowest such label; 0 where every weight there is 0), in one pass over the faces."""
