@@ -3,6 +3,8 @@ and seamless for trained ones, and tiles fitted without normals agree on inside 
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 import torch
@@ -14,8 +16,10 @@ from siren_recon.engine.meshing.dense import resolution_for_voxel
 from siren_recon.engine.pipeline import reconstruct_points
 from siren_recon.engine.tiling.blend import EMPTY, BlendedSdf, BlendTile, align_signs
 from siren_recon.engine.tiling.plan import plan_tiles, tile_edge
+from siren_recon.engine.tiling.runs import run_in_turn
 from siren_recon.engine.tiling.tiled_field import (
     TiledField,
+    TileInputs,
     TilePreviews,
     tile_count,
     tile_iterations,
@@ -119,6 +123,36 @@ def test_a_tiled_fit_of_40_tiles_previews_after_every_second_tile_at_a_coarser_r
     assert [m.iteration for m in sent] == [4 * k for k in range(1, 21)]  # after tiles 2, 4, ..., 40
     assert {m.resolution for m in sent} == {21}
     assert all(len(a.faces) < len(b.faces) for a, b in zip(sent, sent[1:]))  # each adds its tiles' parts
+
+
+def test_a_runner_in_turn_holds_one_tiles_points_at_a_time():
+    rng = np.random.default_rng(0)
+    points = np.column_stack([rng.uniform(0, 40, 200_000), rng.uniform(0, 10, 200_000), rng.normal(0, 0.1, 200_000)])
+    normals = np.tile([0.0, 0.0, 1.0], (len(points), 1))
+    tiles = plan_tiles(points, size=5.0, overlap=0.25)
+    config = small_config(tiles__size=5.0)
+    inputs = TileInputs(tiles, points, normals, config, {"working_points": 1000})
+    assert len(inputs) == len(tiles) == 16 and [tile.number for tile in inputs[2:4]] == [2, 3]
+    every = sum(t.indices.nbytes * 6 for t in tiles)  # each tile's points and normals, float64
+    tracemalloc.start()
+    for number, tile in enumerate(inputs):
+        np.testing.assert_array_equal(tile.points, points[tiles[number].indices])
+        np.testing.assert_array_equal(tile.normals, normals[tiles[number].indices])
+        assert tile.number == number and tile.options == {"working_points": 1000}
+        assert tile.config == tile_sampling(config, len(tiles[number].indices))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 0.25 * every, (peak, every)
+    # and a tiled fit gives its runner these inputs
+    seen: list = []
+
+    def runner(tiles, trainer, progress, should_cancel):
+        seen.append(type(tiles))
+        return run_in_turn(tiles, trainer, progress, should_cancel)
+
+    capsule, capsule_normals = capsule_cloud(3000)
+    reconstruct_points(capsule, capsule_normals, small_config(train__iterations=4, tiles__size=2.3), tile_runner=runner)
+    assert seen == [TileInputs]
 
 
 def analytic_tile(core_lo, core_hi, margin, scale, shift) -> BlendTile:
