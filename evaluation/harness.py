@@ -1,5 +1,6 @@
 """Driving a real backend process from a script or a test: a free loopback port, a backend
-started on it and waited for, and the ``--json`` figure files the scripts write."""
+started on it and waited for, the ``--json`` figure files the scripts write, and a process's peak
+memory."""
 
 from __future__ import annotations
 
@@ -61,3 +62,11 @@ def write_json(path: str | os.PathLike | None, figures: Any) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(figures, indent=2))
+
+
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's peak resident memory so far (``VmHWM``, Linux), MB; this process's by default."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")

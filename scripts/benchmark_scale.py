@@ -48,15 +48,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: evaluation/ is not installed
 
+from evaluation.harness import peak_rss_mb  # noqa: E402
+
 DEFAULT_MESH = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "meshes" / "spot.obj"
-
-
-def peak_rss_mb(pid: int | str = "self") -> float:
-    """A process's peak resident memory so far (``VmHWM``), MB; this process's by default."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def sample_cloud(mesh: Path, count: int, noise: float, seed: int, folder: Path) -> tuple[Path, Path]:

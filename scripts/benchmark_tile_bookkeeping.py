@@ -26,7 +26,6 @@ Not a test: the figures depend on the machine and on what else it runs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,13 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: evaluation/ is not installed
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (``VmHWM``), MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
+from evaluation.harness import peak_rss_mb, write_json  # noqa: E402
 
 
 def ground(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -118,9 +113,7 @@ def main() -> int:
     print(" ".join(f"{key}={value:.2f}" if isinstance(value, float) else f"{key}={value}"
                    for key, value in figures.items()))
     print("signs agree" if agreed else "SIGNS DISAGREE")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+    write_json(args.json, figures)
     return 0 if agreed else 1
 
 

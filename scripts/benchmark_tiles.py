@@ -40,17 +40,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: evaluation/ is not installed
 
+from evaluation.harness import peak_rss_mb  # noqa: E402
+
 RECALL_TOLERANCE = 0.15
 """Metres from the mesh within which a chimney or parapet sample counts as kept."""
 POISSON_TRIM_QUANTILE = 0.02
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (``VmHWM``), MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def run_engine(points: np.ndarray, tile_size: float, voxel_size: float, iterations: int | None,

@@ -145,12 +145,11 @@ class TiledField:
         beyond the cores' box (the lattice's whole cells reach past it) counted at the box's face; -1
         where no tile was fitted."""
         centres = self.normalization.from_unit(vertices[faces].mean(axis=1)) if len(faces) else np.zeros((0, 3))
-        lo = np.min([tile.core_lo for tile in self.tiles], axis=0)
-        hi = np.max([tile.core_hi for tile in self.tiles], axis=0)
-        centres = np.clip(centres, lo, hi)
+        core_lo = np.array([tile.core_lo for tile in self.tiles])
+        core_hi = np.array([tile.core_hi for tile in self.tiles])
+        centres = np.clip(centres, core_lo.min(axis=0), core_hi.max(axis=0))
         owner = np.full(len(centres), -1, dtype=np.int64)
-        cores = points_in_boxes(centres, [tile.core_lo for tile in self.tiles], [tile.core_hi for tile in self.tiles])
-        for number, inside in enumerate(cores):
+        for number, inside in enumerate(points_in_boxes(centres, core_lo, core_hi)):
             owner[inside] = number
         return owner
 
