@@ -14,7 +14,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -30,7 +30,7 @@ from siren_recon.engine.tiling.block_meshing import mesh_in_turn
 from siren_recon.engine.tiling.runs import FieldState, TileProgress
 from siren_recon.engine.tiling.tiled_field import TiledField
 from siren_recon.server.executors.ray import SINGLE_MACHINE_ENV, RayExecutor, _loopback_only
-from siren_recon.server.executors.ray_tiles import RayTileRunner
+from siren_recon.server.executors.ray_tiles import Feed, RayTileRunner, tasks_at_once
 from siren_recon.server.jobs import Job
 
 from .shapes import small_config
@@ -188,6 +188,99 @@ def test_the_blend_is_meshed_block_by_block_as_ray_tasks_as_in_this_process(ray_
     asked: list[int] = []
     with pytest.raises(Cancelled, match="before block 2 of"):
         list(mesh_in_turn(blocks, torch.device("cpu"), lambda: bool(asked.append(1)) or len(asked) > 1))
+
+
+def test_tasks_at_once_is_what_the_scarcest_resource_fits():
+    assert tasks_at_once({"CPU": 16.0, "GPU": 8.0}, {"num_cpus": 1, "num_gpus": 1}) == 8
+    assert tasks_at_once({"CPU": 6.0, "GPU": 8.0}, {"num_cpus": 4, "num_gpus": 1}) == 1
+    assert tasks_at_once({"CPU": 16.0, "GPU": 2.0}, {"num_cpus": 1, "num_gpus": 0.5}) == 4
+    assert tasks_at_once({"CPU": 12.0}, {"num_cpus": 4}) == 3
+    assert tasks_at_once({"CPU": 0.9 * 3}, {"num_cpus": 0.9}) == 3  # no float rounding below
+    assert tasks_at_once({"CPU": 2.0}, {"num_cpus": 4}) == 1  # none fits now: one waits for room
+    assert tasks_at_once({"CPU": 8.0}, {"num_cpus": 2, "num_gpus": 1}) == 1  # no GPU yet: one waits
+
+
+def test_a_feed_hands_out_each_item_once_in_order_within_its_limit():
+    limits = iter([3, 3, 5, 1])
+    asked: list[int] = []
+
+    def limit() -> int:
+        asked.append(1)
+        return next(limits)
+
+    feed = Feed(list("abcdefg"), limit)
+    assert feed.take(0) == ["a", "b", "c"]
+    assert feed.take(3) == []  # all three still out: nothing more
+    assert feed.take(1) == ["d", "e", "f", "g"]  # the limit grew to 5 with one out
+    assert feed.take(0) == [] and len(asked) == 3  # nothing left: the limit is not asked again
+
+
+class Recorded(Sequence):
+    """``items`` that note ``("made", number)`` in ``log`` when one is taken."""
+
+    def __init__(self, items: Sequence, log: list[tuple[str, int]]) -> None:
+        self.items, self.log = items, log
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, number):  # type: ignore[override]
+        self.log.append(("made", number))
+        return self.items[number]
+
+
+class LoggedRunner(RayTileRunner):
+    """A :class:`RayTileRunner` whose tiles and blocks note when each is made and when it is done."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.tiles: list[tuple[str, int]] = []
+        self.blocks: list[tuple[str, int]] = []
+
+    def __call__(self, tiles, trainer, progress, should_cancel):
+        for finished in super().__call__(Recorded(tiles, self.tiles), trainer, progress, should_cancel):
+            self.tiles.append(("done", finished.number))
+            yield finished
+
+    def mesh_blocks(self, blocks, device=None, should_cancel=None):
+        for piece in super().mesh_blocks(Recorded(blocks, self.blocks), device, should_cancel):
+            self.blocks.append(("done", piece.number))
+            yield piece
+
+
+def most_outstanding(log: list[tuple[str, int]]) -> int:
+    """The most items made and not yet done at any point of ``log``."""
+    outstanding = [sum(1 if kind == "made" else -1 for kind, _ in log[:end]) for end in range(len(log) + 1)]
+    return max(outstanding)
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_tiles_and_blocks_are_submitted_as_the_cluster_has_room_and_the_mesh_is_the_local_one(ray_cluster):
+    points, normals = capsule_cloud(3000)
+    overrides = {**TILED, "train.iterations": 60, "mesh.resolution": 80, "preview.enabled": False}
+    # each task asks for both CPUs, so the cluster runs one at a time; one is submitted at a time
+    runner = LoggedRunner({"num_cpus": 2}, threads=1, attempts=1, in_flight_per_slot=1)
+    threads = torch.get_num_threads()
+    try:
+        result = reconstruct_points(points.astype(np.float32), normals.astype(np.float32), config_of(overrides),
+                                    tile_runner=runner)
+    finally:
+        torch.set_num_threads(threads)
+    local = local_run(points, normals, overrides)
+    assert isinstance(local.field, TiledField) and len(local.field.tiles) == 2
+    assert runner.tiles == [("made", 0), ("done", 0), ("made", 1), ("done", 1)]
+    blocks = len(local.field.lattice_blocks())
+    assert blocks >= 3
+    assert sorted(number for kind, number in runner.blocks if kind == "made") == list(range(blocks))
+    assert len(runner.blocks) == 2 * blocks and most_outstanding(runner.blocks) == 1
+    np.testing.assert_array_equal(result.vertices, local.vertices)
+    np.testing.assert_array_equal(result.faces, local.faces)
+    # a task for one CPU: the two-CPU cluster runs two at a time, and twice that are out at a time
+    runner = LoggedRunner({"num_cpus": 1}, threads=1, attempts=1)
+    assert runner.in_flight() == 4
+    pieces = list(runner.mesh_blocks(local.field.lattice_blocks()))
+    assert len(pieces) == blocks and 1 < most_outstanding(runner.blocks) <= 4
 
 
 @pytest.mark.live

@@ -1,16 +1,19 @@
 """The tiles of one tiled job as Ray tasks of their own, so that several workers train them at once.
 
 A tiled job's task (:func:`~.ray._run_job`) gives :func:`~siren_recon.engine.pipeline.reconstruct_points`
-a :class:`RayTileRunner`: it submits every tile as a streaming generator task (:func:`_train_tile`)
+a :class:`RayTileRunner`: it submits each tile as a streaming generator task (:func:`_train_tile`)
 asking for the job's resources, and Ray runs as many at once as the cluster has room for (the
-job's task itself reserves nothing: see :class:`~.ray.RayExecutor`). Each tile task streams its progress
-and, at its end, its field as a :class:`~siren_recon.engine.tiling.runs.FieldState` (NumPy
-weights, the frozen config, the normalisation), which the job's task turns back into a field on
-its CPU and adds to the preview. Once all are in, the blend's lattice is meshed in blocks of
-about a tile's edge, each block a Ray task of its own with the same resources
-(:meth:`RayTileRunner.mesh_blocks`), and the job's task welds the blocks' surfaces and cleans the
-mesh. A tile whose worker or node dies is submitted again (up to the job's attempts) while the
-others train on, and so is a block; a cancelled job cancels its tiles still running.
+job's task itself reserves nothing: see :class:`~.ray.RayExecutor`). Only
+:data:`IN_FLIGHT_PER_SLOT` times that many tiles are submitted at a time, the next as one ends, so
+the job's node makes (and Ray's object store holds) the inputs of those tiles, not of the scene's.
+Each tile task streams its progress and, at its end, its field as a
+:class:`~siren_recon.engine.tiling.runs.FieldState` (NumPy weights, the frozen config, the
+normalisation), which the job's task turns back into a field on its CPU and adds to the preview.
+Once all are in, the blend's lattice is meshed in blocks of about a tile's edge, each block a Ray
+task of its own with the same resources (:meth:`RayTileRunner.mesh_blocks`, as many at a time as
+the tiles), and the job's task welds the blocks' surfaces and cleans the mesh. A tile whose worker
+or node dies is submitted again (up to the job's attempts) while the others train on, and so is a
+block; a cancelled job cancels its tiles still running.
 
 Ray is imported here and in :mod:`.ray` only: the engine knows only the tile-runner hook.
 """
@@ -20,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import ray
 import ray.exceptions
@@ -50,6 +53,13 @@ from .ray import (
 )
 
 log = logging.getLogger(__name__)
+
+IN_FLIGHT_PER_SLOT = 2
+"""Tasks of a tiled job submitted at a time (tiles, then mesh blocks), per task the cluster can run
+at once: one running and one waiting in each slot keeps the workers busy while the job's node
+makes the next input, and bounds the inputs held to what the cluster runs, not the scene's."""
+
+Item = TypeVar("Item")
 
 TileStarted = Callable[[int, int, int, dict[str, Any]], None]
 """Told ``(number, tiles, attempt, where)`` as a tile's task starts: the tile from 0, how many the
@@ -87,32 +97,38 @@ class RayTileRunner:
 
     ``resources`` are the Ray options each tile task asks for (``num_cpus``, ``num_gpus``),
     ``threads`` the torch threads it trains with on a CPU (0: torch's choice), ``attempts`` how
-    many times a tile is tried when its worker dies, and ``on_started`` is told where each
-    attempt runs.
+    many times a tile is tried when its worker dies, ``on_started`` is told where each
+    attempt runs, and ``in_flight_per_slot`` is how many tasks are submitted at a time per task
+    the cluster can run at once.
     """
 
     def __init__(self, resources: dict[str, float], threads: int, attempts: int,
-                 on_started: TileStarted | None = None) -> None:
+                 on_started: TileStarted | None = None, in_flight_per_slot: int = IN_FLIGHT_PER_SLOT) -> None:
         self.resources = dict(resources)
         self.threads = threads
         self.attempts = max(1, attempts)
         self.on_started = on_started
+        self.in_flight_per_slot = max(1, in_flight_per_slot)
 
     def __call__(self, tiles: Sequence[TileInput], trainer: Trainer,
                  progress: Callable[[int], ProgressCallback | None],
                  should_cancel: Callable[[], bool] | None) -> Iterator[FinishedTile]:
-        """Submit every tile; yield each one's field as it arrives (see the class)."""
+        """Submit the tiles, :meth:`in_flight` at a time; yield each one's field as it arrives (see
+        the class)."""
         # Ray re-running a streaming task by itself would replay its stream: the loop below retries
         task = ray.remote(_train_tile).options(num_returns="streaming", max_retries=0, **self.resources)
         running: dict[Any, tuple[TileInput, int]] = {}  # ObjectRefGenerator -> (tile, attempt)
+        unsent = Feed(tiles, self.in_flight)
 
         def submit(tile: TileInput, attempt: int) -> None:
             running[task.remote(tile, trainer, self.threads)] = (tile, attempt)
 
-        for tile in tiles:
-            submit(tile, 1)
         try:
-            while running:
+            while True:
+                for tile in unsent.take(len(running)):
+                    submit(tile, 1)
+                if not running:
+                    break
                 if should_cancel is not None and should_cancel():
                     raise Cancelled("cancelled")
                 ready: list[Any] = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)[0]
@@ -148,9 +164,14 @@ class RayTileRunner:
         is (up to ``attempts`` in all); once ``should_cancel()`` is true the blocks still running
         are cancelled and :class:`~siren_recon.engine.errors.Cancelled` is raised."""
         task = ray.remote(_mesh_block).options(max_retries=self.attempts - 1, **self.resources)
-        waiting: dict[Any, BlockInput] = {task.remote(block, self.threads): block for block in blocks}
+        waiting: dict[Any, BlockInput] = {}
+        unsent = Feed(blocks, self.in_flight)
         try:
-            while waiting:
+            while True:
+                for block in unsent.take(len(waiting)):
+                    waiting[task.remote(block, self.threads)] = block
+                if not waiting:
+                    break
                 if should_cancel is not None and should_cancel():
                     raise Cancelled("cancelled while meshing")
                 ready: list[Any] = ray.wait(list(waiting), num_returns=1, timeout=POLL_SECONDS)[0]
@@ -163,6 +184,11 @@ class RayTileRunner:
                     yield piece
         finally:
             _cancel(waiting, "a mesh block's task")
+
+    def in_flight(self) -> int:
+        """How many of a job's tasks to have submitted at a time: ``in_flight_per_slot`` times what
+        the cluster (as it is now) can run at once (:func:`tasks_at_once`)."""
+        return self.in_flight_per_slot * tasks_at_once(ray.cluster_resources(), self.resources)
 
     def _read(self, batch: list[Record], tile: TileInput, attempt: int, tiles: int,
               progress: Callable[[int], ProgressCallback | None]) -> FinishedTile | None:
@@ -183,6 +209,33 @@ class RayTileRunner:
                     raise Cancelled(message)
                 raise RayTaskFailure(message, code, remote_class)
         return None
+
+
+class Feed(Generic[Item]):
+    """``items`` handed out in order so that at most ``limit()`` are outstanding at a time;
+    ``limit`` is asked only while items are left."""
+
+    def __init__(self, items: Sequence[Item], limit: Callable[[], int]) -> None:
+        self.items = items
+        self.limit = limit
+        self.sent = 0
+
+    def take(self, outstanding: int) -> list[Item]:
+        """The next items to submit, given ``outstanding`` submitted and not yet done."""
+        if self.sent >= len(self.items):
+            return []
+        end = min(len(self.items), self.sent + max(0, self.limit() - outstanding))
+        taken = [self.items[number] for number in range(self.sent, end)]
+        self.sent = end
+        return taken
+
+
+def tasks_at_once(cluster: dict[str, float], resources: dict[str, float]) -> int:
+    """How many tasks each asking for ``resources`` (Ray's ``num_cpus``, ``num_gpus``) fit in
+    ``cluster`` (Ray's ``cluster_resources()``: ``CPU``, ``GPU``) at once; at least 1."""
+    fits = [int(cluster.get(name, 0.0) / resources[option] + 1e-9)
+            for option, name in (("num_cpus", "CPU"), ("num_gpus", "GPU")) if resources.get(option, 0) > 0]
+    return max(1, min(fits, default=1))
 
 
 def _cancel(tasks: Iterable[Any], what: str) -> None:
