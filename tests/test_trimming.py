@@ -143,3 +143,44 @@ def test_a_closed_shape_at_the_defaults_is_not_trimmed_to_the_bit(with_normals):
     vertices, faces = untrimmed_mesh(result.field)
     np.testing.assert_array_equal(vertices, result.vertices)
     np.testing.assert_array_equal(faces, result.faces)
+
+
+@pytest.mark.parametrize("overrides", [
+    {}, {"mesh.trim": "distance", "mesh.trim_distance": 0.05}, {"mesh.trim": "off"},
+    {"mesh.min_supported_share": 0.0}, {"mesh.support_distance": 0.2},
+], ids=["auto", "distance", "off", "no-support-rule", "support-beyond-trim"])
+@pytest.mark.parametrize("with_regions", [False, True], ids=["one-field", "regions"])
+def test_finishing_equals_its_steps_one_after_another(overrides, with_regions):
+    """``finish_mesh`` searches the cloud once for both the support rule and the trim; its mesh is
+    the one the three steps give in turn, to the bit: a ghost piece dropped, the unscanned
+    underside trimmed, a small piece removed."""
+    from siren_recon.engine.meshing.cleanup import drop_unsupported_components, remove_small_components
+    from siren_recon.engine.meshing.finishing import finish_mesh
+
+    def sdf(x: torch.Tensor) -> torch.Tensor:
+        body = x.norm(dim=-1) - 0.5
+        ghost = (x - torch.tensor([0.7, 0.7, 0.7])).norm(dim=-1) - 0.15  # no point near it
+        crumb = (x + torch.tensor([0.75, 0.75, 0.75])).norm(dim=-1) - 0.06  # scanned, but tiny
+        return torch.minimum(torch.minimum(body, ghost), crumb)
+
+    verts, faces = extract_mesh(sdf, -np.ones(3), np.ones(3), RESOLUTION, 1 << 16, torch.device("cpu"))
+    body, _ = sphere_cloud(3000, radius=0.5)
+    crumb, _ = sphere_cloud(200, radius=0.06, centre=(-0.75, -0.75, -0.75))
+    support = CloudIndex(np.concatenate([body[body[:, 2] > -0.2], crumb]))  # the underside unscanned
+    mesh = apply_overrides(ReconstructionConfig(), overrides).mesh
+    regions = (verts[faces].mean(axis=1)[:, 0] > 0).astype(np.int64) if with_regions else None
+    length, fraction = 2.0, 0.03
+    one_v, one_f, one_trim = finish_mesh(verts, faces, support, length, mesh, fraction, regions)
+    v, f = drop_unsupported_components(verts, faces, support, mesh.support_distance * length,
+                                       mesh.min_supported_share, regions)
+    v, f, trim = trim_mesh(v, f, support, mesh.trim, mesh.trim_distance * length)
+    v, f = remove_small_components(v, f, fraction)
+    np.testing.assert_array_equal(one_v, v)
+    np.testing.assert_array_equal(one_f, f)
+    assert dataclasses.astuple(one_trim) == pytest.approx(dataclasses.astuple(trim), nan_ok=True)
+    assert len(one_f) < len(faces)
+    count = component_labels(len(one_v), one_f)[0]
+    if mesh.min_supported_share > 0 and mesh.support_distance < 0.1:
+        assert count == 1  # the ghost dropped and the crumb removed: the body alone
+    if mesh.trim != "off":
+        assert trim.area_cut_share > 0.05  # the underside was cut

@@ -10,6 +10,7 @@ from ..analysis.cloud_index import CloudIndex
 
 
 def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F,) the area of each face."""
     a, b, c = (vertices[faces[:, i]] for i in range(3))
     return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
 
@@ -26,9 +27,10 @@ def component_labels(vertex_count: int, faces: np.ndarray) -> tuple[int, np.ndar
 
 
 def remove_small_components(
-    vertices: np.ndarray, faces: np.ndarray, min_fraction: float
+    vertices: np.ndarray, faces: np.ndarray, min_fraction: float, areas: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Drop connected pieces whose area is below ``min_fraction`` of the total area.
+    """Drop connected pieces whose area is below ``min_fraction`` of the total area (``areas``:
+    the faces' :func:`face_areas`, where already known).
 
     A SIREN fit can leave small detached sheets in empty space (ghost geometry); they carry
     little area, so an area share separates them from real parts.
@@ -36,7 +38,7 @@ def remove_small_components(
     if min_fraction <= 0.0 or len(faces) == 0:
         return vertices, faces
     _, labels = component_labels(len(vertices), faces)
-    areas = np.bincount(labels, weights=face_areas(vertices, faces))
+    areas = np.bincount(labels, weights=face_areas(vertices, faces) if areas is None else areas)
     keep_labels = areas >= min_fraction * areas.sum()
     keep_faces = faces[keep_labels[labels]]
     return compact(vertices, keep_faces)
@@ -66,9 +68,22 @@ def drop_unsupported_components(
     """
     if min_share <= 0.0 or len(faces) == 0:
         return vertices, faces
-    count, labels = component_labels(len(vertices), faces)
-    areas = face_areas(vertices, faces)
     near = face_gaps(vertices, faces, support, distance) <= distance
+    keep = supported_faces(vertices, faces, near, min_share, regions)
+    if keep.all():
+        return vertices, faces
+    return compact(vertices, faces[keep])
+
+
+def supported_faces(
+    vertices: np.ndarray, faces: np.ndarray, near: np.ndarray, min_share: float,
+    regions: np.ndarray | None = None, areas: np.ndarray | None = None,
+) -> np.ndarray:
+    """(F,) bool: the faces of the pieces :func:`drop_unsupported_components` keeps, given ``near``
+    (F,) bool: whether each face's centre lies within its distance of an input point (``areas``:
+    the faces' :func:`face_areas`, where already known)."""
+    count, labels = component_labels(len(vertices), faces)
+    areas = face_areas(vertices, faces) if areas is None else areas
     total = np.bincount(labels, weights=areas, minlength=count)
     supported = np.bincount(labels, weights=areas * near, minlength=count)
     keep = supported >= min_share * np.maximum(total, 1e-30)
@@ -76,9 +91,7 @@ def drop_unsupported_components(
         keep[int(np.argmax(supported))] = True
     else:
         keep[best_in_each_region(labels, areas * near, regions)] = True
-    if keep.all():
-        return vertices, faces
-    return compact(vertices, faces[keep[labels]])
+    return keep[labels]
 
 
 def best_in_each_region(labels: np.ndarray, weights: np.ndarray, regions: np.ndarray) -> np.ndarray:

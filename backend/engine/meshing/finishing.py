@@ -7,8 +7,8 @@ import numpy as np
 
 from ..analysis.cloud_index import CloudIndex
 from ..config.reconstruction import MeshConfig
-from .cleanup import drop_unsupported_components, remove_small_components
-from .trimming import TrimOutcome, trim_mesh
+from .cleanup import compact, face_areas, face_gaps, remove_small_components, supported_faces
+from .trimming import TrimOutcome, trim_cut, trim_reach
 
 
 def finish_mesh(
@@ -21,9 +21,22 @@ def finish_mesh(
     diagonal), in the mesh's coordinates; ``support`` indexes the cloud in those coordinates.
     ``regions`` (an int per face) keeps each region's best-supported piece (see
     :func:`~.cleanup.drop_unsupported_components`)."""
-    vertices, faces = drop_unsupported_components(
-        vertices, faces, support, mesh.support_distance * length, mesh.min_supported_share, regions)
-    vertices, faces, trim = trim_mesh(vertices, faces, support, mesh.trim, mesh.trim_distance * length)
+    support_distance = mesh.support_distance * length
+    trim_distance = mesh.trim_distance * length
+    sift = mesh.min_supported_share > 0.0
+    reach = max(support_distance if sift else 0.0, trim_reach(support, mesh.trim, trim_distance))
+    # one search of the cloud and one area per face serve the pieces' support and the trim
+    areas = face_areas(vertices, faces)
+    gaps = face_gaps(vertices, faces, support, reach) if reach > 0.0 and len(faces) else None
+    if sift and gaps is not None:
+        keep = supported_faces(vertices, faces, gaps <= support_distance, mesh.min_supported_share, regions, areas)
+        if not keep.all():
+            vertices, faces = compact(vertices, faces[keep])
+            gaps, areas = gaps[keep], areas[keep]
+    cut, trim = trim_cut(vertices, faces, support, mesh.trim, trim_distance, gaps, areas)
+    if trim.applied not in ("off", "kept"):
+        vertices, faces = compact(vertices, faces[~cut])
+        areas = areas[~cut]
     fraction = mesh.min_component_fraction if min_component_fraction is None else min_component_fraction
-    vertices, faces = remove_small_components(vertices, faces, fraction)
+    vertices, faces = remove_small_components(vertices, faces, fraction, areas)
     return vertices, faces, trim

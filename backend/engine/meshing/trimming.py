@@ -67,27 +67,49 @@ def trim_mesh(
     unoriented fit lays close behind an open sheet of points goes with the cap; connected patches
     of such faces smaller than a disc of ``GAP_SPACINGS`` are gaps between samples and stay.
     """
+    cut, outcome = trim_cut(vertices, faces, support, choice, distance)
+    if outcome.applied in ("off", "kept"):
+        return vertices, faces, outcome
+    kept_vertices, kept_faces = compact(vertices, faces[~cut])
+    return kept_vertices, kept_faces, outcome
+
+
+def trim_reach(support: CloudIndex, choice: str, distance: float) -> float:
+    """How far from the input points :func:`trim_cut` needs the faces' gaps exactly (0: not at all)."""
+    if choice == "auto":
+        return AUTO_SPACINGS * support.spacing
+    return distance if choice == "distance" else 0.0
+
+
+def trim_cut(
+    vertices: np.ndarray, faces: np.ndarray, support: CloudIndex, choice: str, distance: float,
+    gaps: np.ndarray | None = None, areas: np.ndarray | None = None,
+) -> tuple[np.ndarray, TrimOutcome]:
+    """(F,) bool, the faces :func:`trim_mesh` cuts, and what it did; ``gaps`` and ``areas`` are the
+    faces' :func:`~.cleanup.face_gaps` (exact up to :func:`trim_reach`) and
+    :func:`~.cleanup.face_areas` where already known."""
+    nothing = np.zeros(len(faces), dtype=bool)
     if len(faces) == 0 or choice == "off" or (choice == "distance" and distance <= 0.0):
-        return vertices, faces, NO_TRIM
-    areas = face_areas(vertices, faces)
+        return nothing, NO_TRIM
+    areas = face_areas(vertices, faces) if areas is None else areas
     total = max(float(areas.sum()), 1e-300)
+    if gaps is None:
+        gaps = face_gaps(vertices, faces, support, trim_reach(support, choice, distance))
     if choice == "distance":
-        cut = face_gaps(vertices, faces, support, distance) > distance
+        cut = gaps > distance
         unsupported = float("nan")
     else:
-        test = AUTO_SPACINGS * support.spacing
-        gaps = face_gaps(vertices, faces, support, test)  # exact up to the test, so also at the cut
+        test = trim_reach(support, choice, distance)
         unsupported = float(areas[gaps > test].sum()) / total
         if unsupported <= AUTO_MIN_SHARE:
-            return vertices, faces, TrimOutcome("kept", unsupported, test, 0.0)
-        distance = CUT_SPACINGS * support.spacing
+            return nothing, TrimOutcome("kept", unsupported, test, 0.0)
+        distance = CUT_SPACINGS * support.spacing  # within the test: its gaps are exact here too
         cut = without_small_patches(vertices, faces, gaps > distance, np.pi * (GAP_SPACINGS * support.spacing) ** 2,
                                     areas)
         if cut.all():
-            return vertices, faces, TrimOutcome("kept", unsupported, distance, 0.0)
-    kept_vertices, kept_faces = compact(vertices, faces[~cut])
+            return nothing, TrimOutcome("kept", unsupported, distance, 0.0)
     applied: TrimApplied = "trimmed" if choice == "auto" else "distance"
-    return kept_vertices, kept_faces, TrimOutcome(applied, unsupported, distance, float(areas[cut].sum()) / total)
+    return cut, TrimOutcome(applied, unsupported, distance, float(areas[cut].sum()) / total)
 
 
 def without_small_patches(
