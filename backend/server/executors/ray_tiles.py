@@ -213,20 +213,24 @@ class RayTileRunner:
 
 class Feed(Generic[Item]):
     """``items`` handed out in order so that at most ``limit()`` are outstanding at a time;
-    ``limit`` is asked only while items are left."""
+    ``limit`` is asked at the first hand-out and then only when one has ended since the last
+    and items are left (a runner's loop calls :meth:`take` at every poll)."""
 
     def __init__(self, items: Sequence[Item], limit: Callable[[], int]) -> None:
         self.items = items
         self.limit = limit
         self.sent = 0
+        self.out_after = -1
+        """Outstanding right after the last hand-out (-1: none yet): fewer now means one ended."""
 
     def take(self, outstanding: int) -> list[Item]:
         """The next items to submit, given ``outstanding`` submitted and not yet done."""
-        if self.sent >= len(self.items):
+        if self.sent >= len(self.items) or outstanding >= self.out_after >= 0:
             return []
         end = min(len(self.items), self.sent + max(0, self.limit() - outstanding))
         taken = [self.items[number] for number in range(self.sent, end)]
         self.sent = end
+        self.out_after = outstanding + len(taken)
         return taken
 
 
