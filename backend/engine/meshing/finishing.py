@@ -34,7 +34,7 @@ def finish_mesh(
             vertices, faces = compact(vertices, faces[keep])
             gaps, areas = gaps[keep], areas[keep]
     cut, trim = trim_cut(vertices, faces, support, mesh.trim, trim_distance, gaps, areas)
-    if trim.applied not in ("off", "kept"):
+    if trim.cuts:
         vertices, faces = compact(vertices, faces[~cut])
         areas = areas[~cut]
     fraction = mesh.min_component_fraction if min_component_fraction is None else min_component_fraction

@@ -42,6 +42,12 @@ class TrimOutcome:
     def trimmed(self) -> bool:
         return self.area_cut_share > 0.0
 
+    @property
+    def cuts(self) -> bool:
+        """Whether the trim's cut applies to the mesh (``distance`` or ``trimmed``), if only to
+        drop the vertices no face uses."""
+        return self.applied in ("distance", "trimmed")
+
 
 NO_TRIM = TrimOutcome("off", float("nan"), 0.0, 0.0)
 
@@ -68,7 +74,7 @@ def trim_mesh(
     of such faces smaller than a disc of ``GAP_SPACINGS`` are gaps between samples and stay.
     """
     cut, outcome = trim_cut(vertices, faces, support, choice, distance)
-    if outcome.applied in ("off", "kept"):
+    if not outcome.cuts:
         return vertices, faces, outcome
     kept_vertices, kept_faces = compact(vertices, faces[~cut])
     return kept_vertices, kept_faces, outcome
