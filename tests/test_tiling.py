@@ -23,7 +23,7 @@ from siren_recon.engine.tiling.tiled_field import (
     TilePreviews,
     tile_count,
     tile_iterations,
-    tile_sampling,
+    tile_settings,
 )
 
 from .numerics_cases import euler_characteristic
@@ -139,7 +139,7 @@ def test_a_runner_in_turn_holds_one_tiles_points_at_a_time():
         np.testing.assert_array_equal(tile.points, points[tiles[number].indices])
         np.testing.assert_array_equal(tile.normals, normals[tiles[number].indices])
         assert tile.number == number and tile.options == {"working_points": 1000}
-        assert tile.config == tile_sampling(config, len(tiles[number].indices))
+        assert tile.config == tile_settings(config, len(tiles[number].indices))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 0.25 * every, (peak, every)
@@ -297,18 +297,44 @@ def counts(config) -> tuple[int, int, int]:
 def test_a_sparse_tile_draws_fewer_samples_a_step_down_to_its_share_and_a_dense_tile_all():
     config = small_config(sampling__surface_points=1000, sampling__box_points=700, sampling__near_points=300,
                           tiles__sparse_sample_share=0.5)
-    assert tile_sampling(config, 2000) is config and tile_sampling(config, 50_000) is config  # twice the draw
-    assert counts(tile_sampling(config, 1500)) == (750, 525, 225)  # its points over twice the surface count
-    assert counts(tile_sampling(config, 10)) == (500, 350, 150)  # never below the share
-    assert tile_sampling(small_config(tiles__sparse_sample_share=1.0), 10).sampling == small_config().sampling
+    for dense in (2000, 50_000):  # twice the draw or more: the full counts
+        assert tile_settings(config, dense).sampling == config.sampling
+    assert counts(tile_settings(config, 1500)) == (750, 525, 225)  # its points over twice the surface count
+    assert counts(tile_settings(config, 10)) == (500, 350, 150)  # never below the share
+    assert tile_settings(small_config(tiles__sparse_sample_share=1.0), 10).sampling == small_config().sampling
     # a tiled run trains each tile with its own counts: the capsule's two tiles are sparse
     points, normals = capsule_cloud(3000)
     result = reconstruct_points(points, normals, small_config(train__iterations=30, tiles__size=2.3))
     assert isinstance(result.field, TiledField) and len(result.field.tiles) == 2
     for tile, field in zip(result.field.tiles, result.field.fields):
         assert len(tile.indices) < 2 * 1500  # SMALL's surface count: a sparse tile
-        assert counts(field.config) == counts(tile_sampling(small_config(), len(tile.indices)))
+        assert counts(field.config) == counts(tile_settings(small_config(), len(tile.indices)))
         assert field.config.sampling.surface_points < 1500
+
+
+def test_a_dense_tile_gives_its_refinement_the_dense_share_and_a_sparse_tile_the_usual_one():
+    config = small_config(tiles__dense_refinement_share=0.75)  # surface count 1500: dense from 3000 points
+    assert tile_settings(config, 3000).refinement.share == 0.75
+    assert tile_settings(config, 3000).sampling == config.sampling
+    assert tile_settings(config, 2999).refinement.share == config.refinement.share == 0.5
+    assert tile_settings(small_config(tiles__dense_refinement_share=0.0), 50_000).refinement.share == 0.5
+    assert tile_settings(small_config(refinement__share=0.0), 50_000).refinement.share == 0.0  # DiGS alone
+    # a tiled run without normals: each tile's steps switch from DiGS to the refinement at its share
+    points, _ = capsule_cloud(8000)
+    points = points[(points[:, 0] < 0) | (np.arange(len(points)) % 8 == 0)]  # the right half sparse
+    switches: dict[int, list[int]] = {}
+
+    def progress(event) -> None:
+        switches.setdefault(event.tile, []).append(int("normal" in event.losses))
+
+    run = small_config(tiles__dense_refinement_share=0.75, train__iterations=20, tiles__size=2.3,
+                       train__progress_every=1)
+    result = reconstruct_points(points, None, run, on_progress=progress)
+    assert isinstance(result.field, TiledField)
+    sizes = [len(tile.indices) for tile in result.field.tiles]
+    assert len(sizes) == 2 and sizes[0] >= 3000 > sizes[1]
+    assert switches == {1: [0] * 5 + [1] * 15, 2: [0] * 10 + [1] * 10}
+    assert [field.config.refinement.share for field in result.field.fields] == [0.75, 0.5]
 
 
 def test_a_tiled_run_asked_for_a_checkpoint_is_refused_in_one_line(tmp_path, capsys):

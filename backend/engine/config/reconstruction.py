@@ -410,6 +410,13 @@ class TilesConfig:
     over twice the surface count, and no less than this share: a full draw would take each of
     such a tile's points about twice or more (docs/experiments.md, "Fewer samples in sparse
     tiles"). 1: every tile the full counts."""
+    dense_refinement_share: float = 0.75
+    """``refinement.share`` of a dense tile's fit without normals, in [0, 1): a tile with at least
+    twice ``sampling.surface_points`` points, whose step draws each of them less than once. Its
+    points show the corners where a chimney or a parapet meets its roof, which the refinement's
+    steps sharpen; a sparse tile keeps ``refinement.share``, as every whole cloud does: there a
+    longer refinement fits the noise between its points (docs/experiments.md, "Where a tile's
+    steps go"). 0, or ``refinement.share`` 0 (DiGS alone): every tile ``refinement.share``."""
 
 
 @dataclass
@@ -512,6 +519,7 @@ BOUNDS: dict[str, Bound] = {
     "tiles.overlap": between(0, 1, low_open=True),
     "tiles.iteration_share": between(0, 1, low_open=True),
     "tiles.sparse_sample_share": between(0, 1, low_open=True),
+    "tiles.dense_refinement_share": between(0, 1, high_open=True),
     "preview.first_iteration": at_least(1),
     "preview.growth": above(1),
     "preview.every_seconds": at_least(0),

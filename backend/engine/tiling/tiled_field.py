@@ -210,7 +210,7 @@ class TileInputs(Sequence[TileInput]):
         number = range(len(self))[number]
         indices = self.tiles[number].indices
         normals = None if self.normals is None else self.normals[indices]
-        return TileInput(number, self.points[indices], normals, tile_sampling(self.config, len(indices)),
+        return TileInput(number, self.points[indices], normals, tile_settings(self.config, len(indices)),
                          dict(self.options))
 
 
@@ -282,12 +282,20 @@ def tile_iterations(config: ReconstructionConfig) -> int:
     return min(config.train.iterations, max(2, share))
 
 
-def tile_sampling(config: ReconstructionConfig, points: int) -> ReconstructionConfig:
-    """``config`` for a tile of ``points`` points: ``sampling``'s three counts scaled by ``points``
-    over twice ``sampling.surface_points``, within [``tiles.sparse_sample_share``, 1] (each at least
-    1); a tile of at least twice the surface count keeps ``config`` as it is."""
-    sampling = config.sampling
-    share = min(1.0, max(config.tiles.sparse_sample_share, points / (2.0 * sampling.surface_points)))
+def tile_settings(config: ReconstructionConfig, points: int) -> ReconstructionConfig:
+    """``config`` for a tile of ``points`` points. A sparse tile, of fewer than twice
+    ``sampling.surface_points``, draws ``sampling``'s three counts scaled by ``points`` over twice
+    the surface count, within [``tiles.sparse_sample_share``, 1] (each at least 1); a dense one
+    gives its refinement ``tiles.dense_refinement_share`` of its steps (where that and
+    ``refinement.share`` are above 0)."""
+    sampling, tiles, refinement = config.sampling, config.tiles, config.refinement
+    share = points / (2.0 * sampling.surface_points)
+    if share >= 1.0:
+        if tiles.dense_refinement_share <= 0.0 or refinement.share <= 0.0:
+            return config
+        return dataclasses.replace(config, refinement=dataclasses.replace(refinement,
+                                                                          share=tiles.dense_refinement_share))
+    share = max(tiles.sparse_sample_share, share)
     if share >= 1.0:
         return config
     scaled = {name: max(1, round(getattr(sampling, name) * share))
