@@ -398,8 +398,7 @@ class TilesConfig:
     here, a cloud is one field."""
     overlap: float = 0.25
     """How far a tile reaches into its neighbours, as a share of its edge: it trains on the points
-    out to there, and its field fades out across that band (a narrower or a wider band fitted the
-    street survey worse: docs/experiments.md, "How far a tile reaches")."""
+    out to there, and its field fades out across that band."""
     iteration_share: float = 0.125
     """Share of ``train.iterations`` each tile's field trains (at least 2 steps) when a cloud is
     cut into tiles: a tile's piece of a scene takes a network fewer steps than a whole object,
